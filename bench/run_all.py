@@ -1,0 +1,111 @@
+"""Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
+
+Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
+``--only history,memory,ingest`` to choose. Exit status 1 when a benchmark could not run, and
+also when a target is missed if ``--strict`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import bench_history, bench_ingest, bench_memory
+from bench._common import BenchError, log, verdict
+
+Main = Callable[[list[str] | None], dict[str, float]]
+
+BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
+    # name: (main, default args, --quick args)
+    "history": (
+        bench_history.main,
+        [],
+        ["--duration", "4", "--rounds", "2", "--latency-requests", "500"],
+    ),
+    "memory": (bench_memory.main, [], []),
+    "ingest": (bench_ingest.main, [], []),
+}
+
+# (bench, figure, label, target, higher is better)
+TARGETS = [
+    ("history", "product_over_ceiling", "history req/s product/ceiling", 0.30, True),
+    ("history", "product_latency_ratio", "history latency 1M/1k (product)", 1.2, False),
+    ("memory", "product_bytes_per_candle", "memory bytes/candle (product)", 100.0, False),
+    ("ingest", "product_candles_per_s", "ingest candles/s (product)", 500_000.0, True),
+]
+REFERENCE = [
+    ("history", "product_over_naive", "history req/s product/naive"),
+    ("history", "naive_over_ceiling", "history req/s naive/ceiling"),
+    ("history", "naive_latency_ratio", "history latency 1M/1k (naive)"),
+    ("history", "product_post_candles_per_s", "1M POST candles/s (history setup)"),
+    ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
+    ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
+    ("ingest", "product_over_naive", "ingest product/naive"),
+]
+
+
+def fmt(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+
+    started = time.monotonic()
+    results: dict[str, dict[str, float]] = {}
+    failures: dict[str, str] = {}
+    for name in chosen:
+        run, default_args, quick_args = BENCHES[name]
+        try:
+            results[name] = run(quick_args if args.quick else default_args)
+        except BenchError as exc:
+            failures[name] = str(exc)
+            log(f"\n{name}: FAILED: {exc}")
+        except Exception as exc:  # keep going: one broken benchmark must not hide the others
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            log(f"\n{name}: CRASHED:\n{traceback.format_exc()}")
+
+    log("")
+    log("=" * 78)
+    log(f"SUMMARY (one run, same machine; {time.monotonic() - started:.0f}s total)")
+    log("=" * 78)
+    missed = 0
+    for bench, key, label, target, higher in TARGETS:
+        if bench not in chosen:
+            continue
+        value = results.get(bench, {}).get(key, math.nan)
+        mark = verdict(value, target, higher)
+        missed += mark == "MISS"
+        op = ">=" if higher else "<="
+        log(f"  {label:<38} {fmt(value):>12}   target {op} {fmt(target):<8} {mark}")
+    for bench, key, label in REFERENCE:
+        if bench in results and key in results[bench]:
+            log(f"  {label:<38} {fmt(results[bench][key]):>12}")
+    for name, why in failures.items():
+        log(f"  {name}: did not run: {why.splitlines()[0] if why else ''}")
+    if failures:
+        return 1
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
