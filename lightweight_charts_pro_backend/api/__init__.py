@@ -1,0 +1,1 @@
+"""REST routes: thin translations between HTTP and the charts service."""

@@ -1,0 +1,340 @@
+"""`/api/charts`: charts, series data and history.
+
+The data routes read their bodies by hand and the history route parses its own parameters: a
+million-point body must not go through per-item model validation, and the history chunk is the
+hot path, where FastAPI's parameter validation would cost more than the lookup itself. Their
+OpenAPI entries are declared explicitly so the schema still documents them.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response, status
+
+from ..charts.service import check_id
+from ..errors import InvalidRequest
+from . import render
+from .deps import ChartsDep
+from .schemas import (
+    ChartCreated,
+    ChartData,
+    ChartList,
+    ChartSummary,
+    ErrorBody,
+    HistoryChunk,
+    HistoryQuery,
+    PointsWrite,
+    PointsWritten,
+    SeriesData,
+    SeriesWrite,
+    SeriesWritten,
+)
+
+router = APIRouter(prefix="/api/charts", tags=["charts"])
+
+JSON = "application/json"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
+}
+_PAUSE_GC_ABOVE = 1 << 20
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
+
+
+def _body_schema(model: type[SeriesWrite | PointsWrite | HistoryQuery]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
+
+
+async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
+    body = await request.body()
+    if not body.strip():
+        if optional:
+            return None
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        value = _loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def _loads(body: bytes) -> Any:
+    """Parse JSON; for large bodies with the cycle collector paused, which otherwise rescans the
+    heap again and again while a million point objects are created (none of them cyclic)."""
+    if len(body) < _PAUSE_GC_ABOVE or not gc.isenabled():
+        return orjson.loads(body)
+    gc.disable()
+    try:
+        return orjson.loads(body)
+    finally:
+        gc.enable()
+
+
+def _fields(body: dict[str, Any], accepted: dict[str, str]) -> dict[str, Any]:
+    """Map camelCase or snake_case keys of ``body`` to snake_case; refuse unknown keys."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        name = accepted.get(key)
+        if name is None:
+            raise InvalidRequest(
+                f"Unknown field {key!r}; expected {', '.join(sorted(set(accepted.values())))}."
+            )
+        if name in out:
+            raise InvalidRequest(f"Field {name} is given twice (camelCase and snake_case).")
+        out[name] = value
+    return out
+
+
+def _accepting(*names: str) -> dict[str, str]:
+    accepted = {}
+    for name in names:
+        head, *rest = name.split("_")
+        accepted[name] = name
+        accepted[head + "".join(part.title() for part in rest)] = name
+    return accepted
+
+
+_SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options")
+_UPSERT_FIELDS = _accepting("pane_id", "series_type", "data")
+_HISTORY_FIELDS = _accepting("pane_id", "series_id", "before_time", "after_time", "count")
+
+
+def _pane(value: object) -> int:
+    if type(value) is int and 0 <= value <= 100:
+        return value
+    raise InvalidRequest(f"paneId must be an integer from 0 to 100; got {str(value)[:40]!r}.")
+
+
+def _options(value: object) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise InvalidRequest("options must be a JSON object.")
+
+
+def _require(fields: dict[str, Any], name: str, wire: str) -> Any:
+    if name not in fields:
+        raise InvalidRequest(f"Field {wire} is required.")
+    return fields[name]
+
+
+@router.get("", response_model=ChartList)
+async def list_charts(charts: ChartsDep) -> Response:
+    listing = [
+        ChartSummary(
+            chart_id=chart.chart_id,
+            options=chart.options,
+            series_count=len(chart.series),
+            updated_at=datetime.fromtimestamp(chart.updated_at, UTC).isoformat(),
+        ).model_dump(by_alias=True)
+        for chart in charts.charts()
+    ]
+    return Response(orjson.dumps({"charts": listing}), media_type=JSON)
+
+
+@router.post(
+    "/{chart_id}",
+    response_model=ChartCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ChartCreated, "description": "The chart already existed"}, **_ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {JSON: {"schema": {"type": "object", "description": "Chart options"}}},
+        }
+    },
+)
+async def create_chart(chart_id: str, request: Request, charts: ChartsDep) -> Response:
+    options = await _json_object(request, optional=True)
+    chart, created = await charts.create_chart(chart_id, options)
+    return Response(
+        orjson.dumps({"chartId": chart.chart_id, "options": chart.options}),
+        status_code=201 if created else 200,
+        media_type=JSON,
+    )
+
+
+@router.get("/{chart_id}", response_model=ChartData, responses=_ERRORS)
+async def get_chart(chart_id: str, charts: ChartsDep) -> Response:
+    chart, views = await charts.get_chart(check_id(chart_id, "chartId"))
+    return Response(render.chart_json(chart, views), media_type=JSON)
+
+
+@router.delete("/{chart_id}", status_code=204, responses=_ERRORS)
+async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
+    await charts.delete_chart(check_id(chart_id, "chartId"))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{chart_id}/data/{series_id}",
+    response_model=SeriesWritten,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(SeriesWrite),
+)
+async def replace_series(
+    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+) -> Response:
+    body = _fields(await _json_object(request) or {}, _SERIES_FIELDS)
+    series = await charts.replace_series(
+        chart_id,
+        _pane(body.get("pane_id", 0)),
+        series_id,
+        _require(body, "series_type", "seriesType"),
+        _require(body, "data", "data"),
+        _options(body.get("options")),
+        from_json=True,
+    )
+    return Response(
+        orjson.dumps(
+            {
+                "seriesId": series.series_id,
+                "seriesType": series.series_type,
+                "count": len(series.store),
+            }
+        ),
+        media_type=JSON,
+    )
+
+
+@router.patch(
+    "/{chart_id}/data/{series_id}",
+    response_model=PointsWritten,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(PointsWrite),
+)
+async def upsert_points(
+    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+) -> Response:
+    body = _fields(await _json_object(request) or {}, _UPSERT_FIELDS)
+    check_id(chart_id, "chartId")
+    check_id(series_id, "seriesId")
+    result = await charts.upsert_points(
+        chart_id,
+        _pane(body.get("pane_id", 0)),
+        series_id,
+        _require(body, "data", "data"),
+        series_type=body.get("series_type"),
+        from_json=True,
+    )
+    return Response(
+        orjson.dumps(
+            {"seriesId": series_id, "count": result.count, "totalCount": result.total_count}
+        ),
+        media_type=JSON,
+    )
+
+
+@router.get("/{chart_id}/data/{pane_id}/{series_id}", response_model=SeriesData, responses=_ERRORS)
+async def get_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+    view = await charts.get_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
+    return Response(render.series_json(view), media_type=JSON)
+
+
+@router.delete("/{chart_id}/data/{pane_id}/{series_id}", status_code=204, responses=_ERRORS)
+async def delete_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+    await charts.delete_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
+    return Response(status_code=204)
+
+
+def _query_time(value: str | None) -> object:
+    if value is None or value == "":
+        return None
+    if _INTEGER.fullmatch(value):
+        return int(value)
+    if _NUMBER.fullmatch(value):
+        return float(value)
+    return value
+
+
+def _query_count(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value):
+        raise InvalidRequest(f"count must be an integer from 1 to 10000; got {value[:40]!r}.")
+    return int(value)
+
+
+_HISTORY_PARAMETERS = [
+    {"name": "chart_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "pane_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+    {"name": "series_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "before_time",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Exclusive upper bound: UTC seconds, milliseconds, YYYY-MM-DD or ISO-8601.",
+    },
+    {
+        "name": "after_time",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Exclusive lower bound, in the same forms as before_time.",
+    },
+    {
+        "name": "count",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
+    },
+]
+
+
+@router.get(
+    "/{chart_id}/history/{pane_id}/{series_id}",
+    response_model=HistoryChunk,
+    responses=_ERRORS,
+    openapi_extra={"parameters": _HISTORY_PARAMETERS},
+)
+async def history(request: Request) -> Response:
+    path = request.path_params
+    query = request.query_params
+    pane = path["pane_id"]
+    chart_id = path["chart_id"]
+    series_id = path["series_id"]
+    chunk = await request.app.state.charts.history(
+        chart_id,
+        _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
+        series_id,
+        before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
+        after_time=_query_time(query.get("after_time") or query.get("afterTime")),
+        count=_query_count(query.get("count")),
+    )
+    return Response(render.history_json(series_id, chunk), media_type=JSON)
+
+
+@router.post(
+    "/{chart_id}/history",
+    response_model=HistoryChunk,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(HistoryQuery),
+)
+async def history_by_body(chart_id: str, request: Request, charts: ChartsDep) -> Response:
+    body = _fields(await _json_object(request) or {}, _HISTORY_FIELDS)
+    series_id = _require(body, "series_id", "seriesId")
+    if not isinstance(series_id, str):
+        raise InvalidRequest("seriesId must be a string.")
+    count = body.get("count")
+    chunk = await charts.history(
+        chart_id,
+        _pane(body.get("pane_id", 0)),
+        series_id,
+        before_time=body.get("before_time"),
+        after_time=body.get("after_time"),
+        count=count,
+    )
+    return Response(render.history_json(series_id, chunk), media_type=JSON)

@@ -1,0 +1,68 @@
+"""Response bodies assembled from the store's pre-encoded point arrays, never re-encoding points."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import orjson
+
+from ..charts.service import Chart, SeriesView
+from ..charts.store import Chunk
+
+
+def chunk_fields(chunk: Chunk) -> dict[str, object]:
+    return {
+        "chunkInfo": {
+            "startIndex": chunk.start,
+            "endIndex": chunk.end,
+            "startTime": chunk.start_time,
+            "endTime": chunk.end_time,
+            "count": chunk.count,
+        },
+        "hasMoreBefore": chunk.has_more_before,
+        "hasMoreAfter": chunk.has_more_after,
+        "totalCount": chunk.total,
+        "direction": chunk.direction,
+    }
+
+
+def history_json(series_id: str, chunk: Chunk, extra: dict[str, object] | None = None) -> bytes:
+    """The history chunk ``H`` of the contract; ``extra`` fields come first (WebSocket ids)."""
+    head = dict(extra) if extra else {}
+    head["seriesId"] = series_id
+    return b"".join(
+        (
+            orjson.dumps(head)[:-1],
+            b',"data":',
+            chunk.data,
+            b",",
+            orjson.dumps(chunk_fields(chunk))[1:],
+        )
+    )
+
+
+def series_json(view: SeriesView) -> bytes:
+    series = view.series
+    fields: dict[str, object] = {"chunked": view.chunked, "totalCount": view.chunk.total}
+    if view.chunked:
+        fields |= chunk_fields(view.chunk)
+        del fields["direction"]
+    head = orjson.dumps(
+        {"seriesId": series.series_id, "seriesType": series.series_type, "options": series.options}
+    )
+    return b"".join((head[:-1], b',"data":', view.chunk.data, b",", orjson.dumps(fields)[1:]))
+
+
+def chart_json(chart: Chart, views: list[SeriesView]) -> bytes:
+    panes: dict[int, list[SeriesView]] = defaultdict(list)
+    for view in views:
+        panes[view.series.pane_id].append(view)
+    pane_parts = []
+    for pane_id in sorted(panes):
+        members = b",".join(
+            orjson.dumps(view.series.series_id) + b":" + series_json(view)
+            for view in panes[pane_id]
+        )
+        pane_parts.append(b'"%d":{%s}' % (pane_id, members))
+    head = orjson.dumps({"chartId": chart.chart_id, "options": chart.options})
+    return b"".join((head[:-1], b',"panes":{', b",".join(pane_parts), b"}}"))

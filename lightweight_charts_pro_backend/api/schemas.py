@@ -1,0 +1,112 @@
+"""Wire shapes of the REST contract, camelCase on the wire, snake_case accepted in requests.
+
+The data and history routes build their responses as bytes for speed; these models document
+those responses in the OpenAPI schema and validate the small request bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ErrorBody(WireModel):
+    detail: str
+    error_code: str
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ChartSummary(WireModel):
+    chart_id: str
+    options: dict[str, Any]
+    series_count: int
+    updated_at: str = Field(description="ISO-8601 UTC time of the last change")
+
+
+class ChartList(WireModel):
+    charts: list[ChartSummary]
+
+
+class ChartCreated(WireModel):
+    chart_id: str
+    options: dict[str, Any]
+
+
+class SeriesWrite(WireModel):
+    """Body of a series replace; ``data`` is a list of points keyed by ``time``."""
+
+    pane_id: int = Field(default=0, ge=0, le=100)
+    series_type: str
+    data: list[dict[str, Any]]
+    options: dict[str, Any] | None = None
+
+
+class PointsWrite(WireModel):
+    """Body of an upsert: new bars are appended, bars at stored times replaced."""
+
+    pane_id: int = Field(default=0, ge=0, le=100)
+    data: list[dict[str, Any]]
+    series_type: str | None = None
+
+
+class SeriesWritten(WireModel):
+    series_id: str
+    series_type: str
+    count: int
+
+
+class PointsWritten(WireModel):
+    series_id: str
+    count: int
+    total_count: int
+
+
+class ChunkInfo(WireModel):
+    start_index: int
+    end_index: int = Field(description="Index after the last point of the chunk (exclusive).")
+    start_time: int | None
+    end_time: int | None
+    count: int
+
+
+class HistoryQuery(WireModel):
+    pane_id: int = Field(default=0, ge=0, le=100)
+    series_id: str
+    before_time: int | float | str | dict[str, int] | None = None
+    after_time: int | float | str | dict[str, int] | None = None
+    count: int = Field(default=500, ge=1, le=10_000)
+
+
+class HistoryChunk(WireModel):
+    series_id: str
+    data: list[dict[str, Any]]
+    chunk_info: ChunkInfo
+    has_more_before: bool
+    has_more_after: bool
+    total_count: int
+    direction: Literal["before", "after"]
+
+
+class SeriesData(WireModel):
+    series_id: str
+    series_type: str
+    options: dict[str, Any]
+    data: list[dict[str, Any]]
+    chunked: bool
+    total_count: int
+    chunk_info: ChunkInfo | None = None
+    has_more_before: bool | None = None
+    has_more_after: bool | None = None
+
+
+class ChartData(WireModel):
+    chart_id: str
+    options: dict[str, Any]
+    panes: dict[str, dict[str, SeriesData]]

@@ -1,0 +1,79 @@
+"""The development app: REST API, health probes, CORS and request ids on embedded defaults."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .api import charts as charts_api
+from .api import health as health_api
+from .api.errors import install_error_handlers
+from .charts.service import ChartsService
+from .config import Settings, get_settings
+from .middleware import RequestIdMiddleware
+from .realtime.bus import InProcessEventBus
+
+
+def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
+    """The app shared by both factories; the production factory adds its features on top."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bus = InProcessEventBus()
+        await bus.start()
+        charts = ChartsService(
+            bus,
+            default_chunk_size=settings.default_chunk_size,
+            chunk_size_threshold=settings.chunk_size_threshold,
+        )
+        app.state.bus = bus
+        app.state.charts = charts
+
+        async def store_check() -> dict[str, Any]:
+            return {"charts": sum(1 for _ in charts.charts())}
+
+        app.state.readiness_checks["store"] = store_check
+        try:
+            yield
+        finally:
+            await bus.close()
+
+    app = FastAPI(
+        title=settings.app_name,
+        version=__version__,
+        debug=settings.debug,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    app.state.readiness_checks = {}
+    install_error_handlers(app)
+    app.include_router(health_api.router)
+    app.include_router(charts_api.router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID"],
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the development app.
+
+    Example::
+
+        uvicorn lightweight_charts_pro_backend.app:create_app --factory --reload
+    """
+    return build_app(settings or get_settings())

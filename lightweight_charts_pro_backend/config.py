@@ -1,0 +1,105 @@
+"""Settings read from the environment and `.env`, validated once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-secret-key-change-in-production"
+
+Environment = Literal["development", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; names match the environment variables in upper case.
+
+    Example::
+
+        settings = Settings(enable_auth=True, secret_key="...")  # explicit values win
+        settings = get_settings()  # environment and .env, cached
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Application
+    app_name: str = "Lightweight Charts Pro Backend"
+    environment: Environment = "development"
+    debug: bool = False
+    log_level: LogLevel = "INFO"
+
+    # Server
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Security
+    secret_key: str = Field(default=DEFAULT_SECRET_KEY, min_length=1)
+    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: int = Field(default=30, ge=1, le=60 * 24 * 365)
+    enable_auth: bool = False
+    api_key_header: str = Field(default="X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+    # CORS
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=["http://localhost:3000", "http://localhost:8501"]
+    )
+
+    # Rate limiting
+    enable_rate_limiting: bool = True
+    rate_limit_per_minute: int = Field(default=60, ge=1, le=1_000_000)
+    rate_limit_history_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+
+    # Database
+    database_url: str = "sqlite+aiosqlite:///./charts.db"
+    database_echo: bool = False
+    enable_persistence: bool = False
+    chart_ttl_hours: float = Field(default=24, ge=0)
+    cleanup_interval_minutes: float = Field(default=60, gt=0)
+
+    # WebSocket
+    websocket_timeout_seconds: float = Field(default=300, gt=0)
+    websocket_ping_interval_seconds: float = Field(default=30, gt=0)
+
+    # Monitoring
+    enable_metrics: bool = True
+    metrics_path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9_/-]*$")
+
+    # Data delivery
+    chunk_size_threshold: int = Field(default=1000, ge=1, le=10_000_000)
+    default_chunk_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _lower_environment(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment and `.env` on first call."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Live delivery: the event bus and the WebSocket protocol."""

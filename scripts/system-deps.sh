@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite starts as real servers, when they are missing.
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+
+have wrk /usr/bin/wrk || need+=(wrk)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "system-deps: installing ${need[*]}" >&2
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
