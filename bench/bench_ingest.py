@@ -12,6 +12,7 @@ Run: ``python -m bench.bench_ingest [--candles 1000000 --repeat 1]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -21,8 +22,10 @@ if __package__ in (None, ""):
 from bench._common import (
     CEILING_APP,
     BenchError,
+    ForeignCpu,
     PeakRss,
     Server,
+    client_pinned,
     cpu_plan,
     create_chart,
     expect,
@@ -32,13 +35,13 @@ from bench._common import (
     median,
     mib,
     naive_server,
-    pin_self,
     post_series,
     product_available,
     product_server,
     replace_body,
     section,
     verdict,
+    wait_quiet,
 )
 
 CHART = "ingest"
@@ -62,10 +65,12 @@ def measure(server: Server, body: bytes, candles: int, repeat: int, floor: bool 
             create_chart(server.port, CHART)
             warm = replace_body(generate_candles(10_000))
             post_series(server.port, CHART, "warmup", warm, 10_000)
-            with PeakRss(server.pid) as peak:
+            with PeakRss(server.pid) as peak, ForeignCpu(server.pid) as foreign:
                 for _ in range(repeat):
                     times.append(post_series(server.port, CHART, SERIES, body, candles).seconds)
             peak_rss = peak.peak
+            if foreign.cores > 0.15:
+                log(f"  !! other processes used {foreign.cores:.2f} core during the POST")
         seconds = median(times)
         runs = ", ".join(f"{t:.3f}s" for t in times)
         rate = candles / seconds
@@ -85,12 +90,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     figures: dict[str, float] = {}
-    with section("bench_ingest: bulk POST of candles"):
+    with section("bench_ingest: bulk POST of candles"), contextlib.ExitStack() as stack:
         ok, why = product_available()
         if not ok:
             raise BenchError(f"the product does not import yet: {why}")
         plan = cpu_plan(not args.no_pin)
-        pin_self(plan)
+        stack.enter_context(client_pinned(plan))
+        wait_quiet()
         body = replace_body(generate_candles(args.candles))
         log(
             f"{args.candles:,} candles, {len(body) / 1e6:.1f} MB JSON body, wall time from the "
