@@ -13,6 +13,7 @@ from . import __version__
 from .api import charts as charts_api
 from .api import health as health_api
 from .api.errors import install_error_handlers
+from .api.fastlane import HistoryLane
 from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .middleware import RequestIdMiddleware
@@ -57,6 +58,7 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_api.router)
     app.include_router(charts_api.router)
+    app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response, status
+from fastapi.routing import APIRoute
 
 from ..charts.service import check_id
 from ..errors import InvalidRequest
@@ -315,6 +316,9 @@ async def history(request: Request) -> Response:
         count=_query_count(query.get("count")),
     )
     return Response(render.history_json(series_id, chunk), media_type=JSON)
+
+
+history_route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is history)
 
 
 @router.post(

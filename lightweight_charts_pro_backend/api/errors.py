@@ -46,10 +46,14 @@ def error_response(
     )
 
 
-async def _charts_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ChartsError)
+def render_charts_error(exc: ChartsError) -> Response:
     errors = exc.errors if isinstance(exc, InvalidRequest) else None
     return error_response(exc.status_code, exc.detail, exc.error_code, errors=errors)
+
+
+async def _charts_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChartsError)
+    return render_charts_error(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
