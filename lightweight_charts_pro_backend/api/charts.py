@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 from fastapi.routing import APIRoute
 
-from ..charts.service import check_id
+from ..charts.service import ChartsService, check_id
 from ..errors import InvalidRequest
 from . import render
 from .deps import ChartsDep
@@ -302,20 +303,27 @@ _HISTORY_PARAMETERS = [
     openapi_extra={"parameters": _HISTORY_PARAMETERS},
 )
 async def history(request: Request) -> Response:
-    path = request.path_params
-    query = request.query_params
+    body = await history_chunk_json(
+        request.app.state.charts, request.path_params, request.query_params
+    )
+    return Response(body, media_type=JSON)
+
+
+async def history_chunk_json(
+    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str]
+) -> bytes:
+    """The history chunk for the route's path and query parameters (shared with the lane)."""
     pane = path["pane_id"]
-    chart_id = path["chart_id"]
     series_id = path["series_id"]
-    chunk = await request.app.state.charts.history(
-        chart_id,
+    chunk = await charts.history(
+        path["chart_id"],
         _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
         series_id,
         before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
-    return Response(render.history_json(series_id, chunk), media_type=JSON)
+    return render.history_json(series_id, chunk)
 
 
 history_route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is history)
