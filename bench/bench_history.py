@@ -300,7 +300,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     )
                     this_round[name] = res
                     log(wrk_line(name, res))
-                disturbed = [n for n, x in this_round.items() if x.foreign_cpu > FOREIGN_LIMIT]
+                # Only the two runs whose ratio is the target decide; the naive reference's
+                # figure is three orders of magnitude away and a disturbance does not matter.
+                disturbed = [
+                    n for n in ("ceiling", "product") if this_round[n].foreign_cpu > FOREIGN_LIMIT
+                ]
                 if disturbed and retries > 0:
                     retries -= 1
                     log(
@@ -317,9 +321,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 done += 1
 
             # Diagnostic: the product's cheapest route shows what the framework stack alone costs.
-            diag = run_wrk_checked(
-                product, ["/health"], args.duration, args.connections, plan.client_prefix
-            )
+            for _attempt in range(3):
+                diag = run_wrk_checked(
+                    product, ["/health"], args.duration, args.connections, plan.client_prefix
+                )
+                if diag.foreign_cpu <= FOREIGN_LIMIT:
+                    break
+                wait_quiet()
             log(wrk_line("p/health", diag) + "  (diagnostic: product GET /health)")
             figures["product_health_rps"] = diag.rps
 

@@ -47,6 +47,7 @@ from bench._common import (
 CHART = "mem"
 SERIES = "candles"
 TARGET_BYTES_PER_CANDLE = 100.0
+MALLOC_TRIM_ENV = {"MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 def warm_up(server: Server) -> None:
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument(
+        "--no-malloc-diag", action="store_true", help="skip the glibc-trimming diagnostic run"
+    )
     args = parser.parse_args(argv)
     if args.candles % args.chunks:
         parser.error("--candles must be a multiple of --chunks")
@@ -163,6 +167,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if not args.no_naive:
             naive = measure(naive_server(plan.server_prefix), args.candles, args.chunks)
             figures.update({f"naive_{k}": v for k, v in naive.items()})
+        if not args.no_malloc_diag:
+            # Diagnostic, not the target: the same load with glibc told to give freed memory
+            # back; the difference is heap the allocator keeps after parsing request bodies.
+            env_text = " ".join(f"{k}={v}" for k, v in MALLOC_TRIM_ENV.items())
+            log(f"  diagnostic: the product again with {env_text}")
+            trimmed = product_server(plan.server_prefix, extra_env=MALLOC_TRIM_ENV)
+            trimmed.name = "trimmed"
+            diag = measure(trimmed, args.candles, args.chunks)
+            figures["product_trimmed_bytes_per_candle"] = diag["bytes_per_candle"]
 
         log("\nsummary (memory):")
         per = figures["product_bytes_per_candle"]
@@ -170,6 +183,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"  product bytes/candle       = {per:.1f}  (target <= {TARGET_BYTES_PER_CANDLE:.0f}) "
             f"{verdict(per, TARGET_BYTES_PER_CANDLE, False)}"
         )
+        if "product_trimmed_bytes_per_candle" in figures:
+            trimmed_per = figures["product_trimmed_bytes_per_candle"]
+            log(f"  product, glibc trimming    = {trimmed_per:.1f}  (diagnostic)")
         if "naive_bytes_per_candle" in figures:
             naive_per = figures["naive_bytes_per_candle"]
             log(f"  naive bytes/candle         = {naive_per:.1f}")
