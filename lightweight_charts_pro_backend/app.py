@@ -14,6 +14,7 @@ from .api import charts as charts_api
 from .api import health as health_api
 from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
+from .charts.memory import tune_allocator
 from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .middleware import RequestIdMiddleware
@@ -25,6 +26,7 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_allocator()
         bus = InProcessEventBus()
         await bus.start()
         charts = ChartsService(

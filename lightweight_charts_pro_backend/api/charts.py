@@ -18,7 +18,8 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 from fastapi.routing import APIRoute
 
-from ..charts.service import ChartsService, check_id
+from ..charts.memory import release_freed_memory
+from ..charts.service import ChartsService, Series, UpsertResult, check_id
 from ..errors import InvalidRequest
 from . import render
 from .deps import ChartsDep
@@ -44,6 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
 }
 _PAUSE_GC_ABOVE = 1 << 20
+_LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 
@@ -54,7 +56,11 @@ def _body_schema(model: type[SeriesWrite | PointsWrite | HistoryQuery]) -> dict[
 
 
 async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
-    body = await request.body()
+    # Read into a local buffer rather than request.body(), which would keep the bytes cached on
+    # the request until the response is sent.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
     if not body.strip():
         if optional:
             return None
@@ -68,7 +74,7 @@ async def _json_object(request: Request, *, optional: bool = False) -> dict[str,
     return value
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes | bytearray) -> Any:
     """Parse JSON; for large bodies with the cycle collector paused, which otherwise rescans the
     heap again and again while a million point objects are created (none of them cyclic)."""
     if len(body) < _PAUSE_GC_ABOVE or not gc.isenabled():
@@ -184,8 +190,23 @@ async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
 async def replace_series(
     chart_id: str, series_id: str, request: Request, charts: ChartsDep
 ) -> Response:
+    series = await _replace(charts, chart_id, series_id, request)
+    count = len(series.store)
+    if count >= _LARGE_WRITE:
+        release_freed_memory()  # the parsed body is garbage by now
+    return Response(
+        orjson.dumps(
+            {"seriesId": series.series_id, "seriesType": series.series_type, "count": count}
+        ),
+        media_type=JSON,
+    )
+
+
+async def _replace(
+    charts: ChartsService, chart_id: str, series_id: str, request: Request
+) -> Series:
     body = _fields(await _json_object(request) or {}, _SERIES_FIELDS)
-    series = await charts.replace_series(
+    return await charts.replace_series(
         chart_id,
         _pane(body.get("pane_id", 0)),
         series_id,
@@ -193,16 +214,6 @@ async def replace_series(
         _require(body, "data", "data"),
         _options(body.get("options")),
         from_json=True,
-    )
-    return Response(
-        orjson.dumps(
-            {
-                "seriesId": series.series_id,
-                "seriesType": series.series_type,
-                "count": len(series.store),
-            }
-        ),
-        media_type=JSON,
     )
 
 
@@ -215,22 +226,30 @@ async def replace_series(
 async def upsert_points(
     chart_id: str, series_id: str, request: Request, charts: ChartsDep
 ) -> Response:
+    result = await _upsert(charts, chart_id, series_id, request)
+    if result.count >= _LARGE_WRITE:
+        release_freed_memory()
+    return Response(
+        orjson.dumps(
+            {"seriesId": series_id, "count": result.count, "totalCount": result.total_count}
+        ),
+        media_type=JSON,
+    )
+
+
+async def _upsert(
+    charts: ChartsService, chart_id: str, series_id: str, request: Request
+) -> UpsertResult:
     body = _fields(await _json_object(request) or {}, _UPSERT_FIELDS)
     check_id(chart_id, "chartId")
     check_id(series_id, "seriesId")
-    result = await charts.upsert_points(
+    return await charts.upsert_points(
         chart_id,
         _pane(body.get("pane_id", 0)),
         series_id,
         _require(body, "data", "data"),
         series_type=body.get("series_type"),
         from_json=True,
-    )
-    return Response(
-        orjson.dumps(
-            {"seriesId": series_id, "count": result.count, "totalCount": result.total_count}
-        ),
-        media_type=JSON,
     )
 
 
