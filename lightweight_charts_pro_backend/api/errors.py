@@ -49,7 +49,9 @@ def error_response(
 async def _charts_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChartsError)
     errors = exc.errors if isinstance(exc, InvalidRequest) else None
-    return error_response(exc.status_code, exc.detail, exc.error_code, errors=errors)
+    return error_response(
+        exc.status_code, exc.detail, exc.error_code, errors=errors, headers=exc.headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
