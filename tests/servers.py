@@ -190,3 +190,31 @@ def _healthy(url: str) -> bool:
         return httpx.get(url + "/health", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextmanager
+def uvicorn_thread(app: object) -> Iterator[str]:
+    """Serve the ASGI ``app`` (lifespan included) with uvicorn in a thread of this process on a
+    free loopback port; yields ``127.0.0.1:PORT``. For real sockets against an app a test
+    built, without a subprocess."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_ping_interval=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
