@@ -20,7 +20,7 @@ from .config import Settings, get_settings
 from .cors import install_cors
 from .guards import check_production, docs_enabled, log_production_warnings
 from .middleware import RequestIdMiddleware
-from .openapi import install_security_schemes
+from .openapi import install_openapi
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime.bus import InProcessEventBus
 
@@ -81,7 +81,7 @@ def build_app(
     app.include_router(health_api.router)
     app.include_router(auth_api.router)
     app.include_router(charts_api.router)
-    install_security_schemes(app, settings)
+    install_openapi(app, settings)
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter)
     install_cors(app, settings)
