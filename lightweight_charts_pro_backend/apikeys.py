@@ -70,8 +70,6 @@ class ApiKey:
 
     @classmethod
     def from_setting(cls, entry: ApiKeySetting) -> ApiKey:
-        if entry.id != key_id(entry.hash):
-            raise ValueError(f"API key {entry.name!r}: id {entry.id} does not match its hash")
         return cls(
             id=entry.id,
             name=entry.name,

@@ -83,7 +83,9 @@ def build_app(
     app.include_router(charts_api.router)
     install_openapi(app, settings)
     if limiter is not None:
-        app.add_middleware(RateLimitMiddleware, limiter=limiter)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, exempt=frozenset({settings.metrics_path})
+        )
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -346,9 +346,10 @@ class Authenticator:
         subprotocol is not selected). Raises a :class:`ChartsError` (401/403 kinds) to refuse:
         pass it to :func:`refuse_websocket`.
         """
-        credentials = websocket_credentials(headers, query_params, self.api_key_header)
         if not self.enforce:
-            return WebSocketGrant(ANONYMOUS, credentials.subprotocol)
+            offered = offered_subprotocols(headers)
+            return WebSocketGrant(ANONYMOUS, "bearer" if "bearer" in offered else None)
+        credentials = websocket_credentials(headers, query_params, self.api_key_header)
         principal = await self.authenticate(credentials)
         if principal is None:
             raise NotAuthenticated(

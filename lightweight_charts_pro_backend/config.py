@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-secret-key-change-in-production"
@@ -32,6 +32,12 @@ class ApiKeySetting(BaseModel):
     scope: str = "charts:read charts:write"
     created_at: datetime | None = Field(default=None, alias="createdAt")
     revoked_at: datetime | None = Field(default=None, alias="revokedAt")
+
+    @model_validator(mode="after")
+    def _id_matches_hash(self) -> ApiKeySetting:
+        if self.hash.removeprefix("sha256:")[:12] != self.id:
+            raise ValueError(f"API key {self.name!r}: id {self.id} does not match its hash")
+        return self
 
     @field_validator("scope")
     @classmethod

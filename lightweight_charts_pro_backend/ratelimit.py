@@ -26,7 +26,6 @@ from typing import Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -160,28 +159,46 @@ class RateLimiter:
             )
         else:
             self.storage = MemoryStorage()
-        self._strategy = FixedWindowRateLimiter(self.storage)
         self._warned_at = -math.inf
 
     async def hit(self, client: str, *, history: bool = False) -> Decision:
         """Count one API request from ``client`` (and one history request when ``history``);
         the decision of the tighter limit comes back."""
-        decision = await self._hit(self.api, "api", client)
-        if history and decision.allowed:
-            return await self._hit(self.history, "history", client)
-        return decision
+        if not history:
+            return await self._hit(self.api, "api", client)
+        try:
+            within_api = await self._count(self.api, "api", client) <= self.api.amount
+        except StorageError as exc:
+            return self._unavailable(self.api, exc)
+        if not within_api:
+            return await self._hit(self.api, "api", client, counted=True)
+        return await self._hit(self.history, "history", client)
 
     async def hit_history(self, client: str) -> Decision:
         return await self._hit(self.history, "history", client)
 
-    async def _hit(self, item: RateLimitItem, kind: str, client: str) -> Decision:
+    async def _count(self, item: RateLimitItem, kind: str, client: str) -> int:
+        # The fixed-window strategy (``FixedWindowRateLimiter.hit``) spelled out on the storage,
+        # with the key built once: building it is most of the cost of a hit in memory.
+        return await self.storage.incr(_key(item, kind, client), item.get_expiry())
+
+    async def _hit(
+        self, item: RateLimitItem, kind: str, client: str, *, counted: bool = False
+    ) -> Decision:
+        key = _key(item, kind, client)
         try:
-            allowed = await self._strategy.hit(item, kind, client)
-            reset_at, remaining = await self._strategy.get_window_stats(item, kind, client)
+            if counted:
+                count = await self.storage.get(key)
+            else:
+                count = await self.storage.incr(key, item.get_expiry())
+            reset_at = await self.storage.get_expiry(key)
         except StorageError as exc:
-            self._warn_unavailable(exc)
-            return Decision(True, item.amount, item.amount, time.time() + item.get_expiry())
-        return Decision(allowed, item.amount, remaining, reset_at)
+            return self._unavailable(item, exc)
+        return Decision(count <= item.amount, item.amount, max(0, item.amount - count), reset_at)
+
+    def _unavailable(self, item: RateLimitItem, exc: StorageError) -> Decision:
+        self._warn_unavailable(exc)
+        return Decision(True, item.amount, item.amount, time.time() + item.get_expiry())
 
     def _warn_unavailable(self, exc: StorageError) -> None:
         now = time.monotonic()
@@ -201,7 +218,8 @@ class RateLimiter:
 
 
 class RateLimitMiddleware:
-    """Applies :class:`RateLimiter` to ``/api`` requests and ``/ws`` handshakes.
+    """Applies :class:`RateLimiter` to ``/api`` requests and ``/ws`` handshakes, except the
+    ``exempt`` paths (the metrics path, wherever it is mounted).
 
     Refused requests get 429 with ``Retry-After`` and the error envelope; every limited response
     carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (UTC epoch
@@ -209,14 +227,15 @@ class RateLimitMiddleware:
     else a plain refusal (403).
     """
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, exempt: frozenset[str]) -> None:
         self.app = app
         self.limiter = limiter
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         path: str = scope.get("path", "")
-        if kind == "http" and path.startswith("/api/"):
+        if kind == "http" and path.startswith("/api/") and path not in self.exempt:
             decision = await self.limiter.hit(
                 self.limiter.client_address(scope), history=is_history_path(path)
             )
@@ -234,6 +253,10 @@ class RateLimitMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
         else:
             await self.app(scope, receive, send)
+
+
+def _key(item: RateLimitItem, kind: str, client: str) -> str:
+    return f"{kind}/{item.amount}/minute/{client}"
 
 
 def is_history_path(path: str) -> bool:

@@ -100,3 +100,22 @@ def test_principal_checks() -> None:
         principal.check("a", WRITE)
     assert principal.seconds_left() is None
     assert secret.startswith("lcp_") and record.key_hash.endswith(record.key_hash[-64:])
+
+
+async def test_api_keys_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import orjson
+
+    from lightweight_charts_pro_backend.config import Settings
+
+    secret, record = new_api_key("env", ["a"], [READ])
+    monkeypatch.setenv("API_KEYS", orjson.dumps([record.to_setting()]).decode())
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    store = SettingsKeyStore(settings.api_keys)
+    principal = await Authenticator(settings, store).authenticate(Credentials(api_key=secret))
+    assert principal is not None
+    assert principal.chart_ids == frozenset({"a"}) and principal.scopes == frozenset({READ})
+
+    tampered = dict(record.to_setting(), id="0" * 12)
+    monkeypatch.setenv("API_KEYS", orjson.dumps([tampered]).decode())
+    with pytest.raises(ValueError, match="does not match its hash"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -129,6 +129,13 @@ async def test_health_is_never_limited(app_client: ClientFactory) -> None:
         assert (await client.get("/api/charts")).headers["x-ratelimit-remaining"] == "2"
 
 
+async def test_metrics_path_under_api_is_not_limited(app_client: ClientFactory) -> None:
+    settings = make_settings(**limited(metrics_path="/api/metrics"))
+    async with app_client(settings, production=True) as client:
+        statuses = {(await client.get("/api/metrics")).status_code for _ in range(6)}
+        assert 429 not in statuses
+
+
 async def test_disabled_and_development_app_do_not_limit(app_client: ClientFactory) -> None:
     off = make_settings(**limited(enable_rate_limiting=False))
     async with app_client(off, production=True) as client:

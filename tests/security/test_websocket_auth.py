@@ -173,10 +173,18 @@ async def test_each_credential_place_admits(settings: Settings, keys: Keys) -> N
                 assert (await receive(ws))["type"] == "connected", name
 
 
-async def test_bearer_subprotocol_is_echoed_with_auth_off() -> None:
+async def test_auth_off_admits_anything_and_echoes_bearer() -> None:
     with serve(make_settings(enable_auth=False)) as base:
         async with connect(
             f"{base}/a", subprotocols=["bearer", "whatever"], open_timeout=TIMEOUT
+        ) as ws:
+            assert ws.subprotocol == "bearer"
+            assert (await receive(ws))["type"] == "connected"
+        async with connect(
+            f"{base}/a",
+            subprotocols=["bearer"],
+            additional_headers={"Authorization": "Token junk"},
+            open_timeout=TIMEOUT,
         ) as ws:
             assert ws.subprotocol == "bearer"
             assert (await receive(ws))["type"] == "connected"
