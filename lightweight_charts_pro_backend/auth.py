@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +42,6 @@ from .errors import (
 READ: Final = "charts:read"
 WRITE: Final = "charts:write"
 ALL_SCOPES: Final = frozenset({READ, WRITE})
-Scope = Literal["charts:read", "charts:write"]
 
 WEBSOCKET_POLICY_VIOLATION: Final = 1008
 _CLOSE_REASON_BYTES: Final = 123
@@ -404,7 +403,3 @@ async def close_at_expiry(websocket: WebSocket, principal: Principal) -> None:
         return
     await asyncio.sleep(max(left, 0.0))
     await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason="The token has expired.")
-
-
-def visible_chart_ids(principal: Principal, chart_ids: Iterable[str]) -> list[str]:
-    return [chart_id for chart_id in chart_ids if principal.may_see(chart_id)]
