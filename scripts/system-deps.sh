@@ -9,8 +9,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
 have wrk /usr/bin/wrk || need+=(wrk)
 # The image smoke test (tests/deploy) runs the server in its own network namespace.
 have ip /usr/sbin/ip || need+=(iproute2)
-have unshare /usr/bin/unshare || need+=(util-linux)
-have setpriv /usr/bin/setpriv || need+=(util-linux)
+{ have unshare /usr/bin/unshare && have setpriv /usr/bin/setpriv; } || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
