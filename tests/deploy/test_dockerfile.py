@@ -100,5 +100,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_no_secrets() -> None
             assert not dockerfile.is_ignored(source, rules), f".dockerignore drops {source}"
     for private in (".env", ".venv/bin/python", ".git/config", "charts.db", "tests/conftest.py"):
         assert dockerfile.is_ignored(private, rules), f"{private} would reach the build"
-    assert dockerfile.is_ignored("lightweight_charts_pro_backend/__pycache__/app.cpython-311.pyc", rules)
+    assert dockerfile.is_ignored(
+        "lightweight_charts_pro_backend/__pycache__/app.cpython-311.pyc", rules
+    )
     assert not dockerfile.is_ignored("lightweight_charts_pro_backend/api/health.py", rules)
