@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +67,41 @@ def _run_shell(command: str, cwd: Path, path_dirs: list[Path], timeout: float) -
     )
 
 
+def _image_python(uid: int, gid: int) -> Path:
+    """A Python >= 3.11 that the image's user can run; it stands for the image's interpreter.
+
+    The one running the tests may be unreadable for that user (pyenv under /root): a virtual
+    environment made from it would quietly start another Python as that user, so the first
+    candidate that reports the same version to root and to the user is taken.
+    """
+    probe = "import sys, ensurepip, venv; print(sys.version)"
+    candidates = [
+        Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}",
+        Path("/usr/bin/python3.11"),
+        Path("/usr/bin/python3"),
+    ]
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
+        answers = [
+            subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            for argv in (
+                [str(candidate), "-c", probe],
+                _as_image_user([str(candidate), "-c", probe], uid, gid),
+            )
+        ]
+        if any(a.returncode != 0 for a in answers) or answers[0].stdout != answers[1].stdout:
+            continue
+        if tuple(map(int, answers[0].stdout.split()[0].split(".")[:2])) >= (3, 11):
+            return candidate
+    pytest.fail("no Python >= 3.11 with venv that uid 1000 can run (scripts/system-deps.sh)")
+
+
+def _new_venv(python: Path, path: Path) -> Path:
+    subprocess.run([str(python), "-m", "venv", str(path)], check=True, timeout=120)
+    return path / "bin"
+
+
 def _user_ids(stage: dockerfile.Stage) -> tuple[int, int]:
     user, _, group = stage.last("USER").value.strip().partition(":")
     assert user.isdigit() and group.isdigit(), "USER must be numeric uid:gid"
@@ -95,20 +129,22 @@ def installed_image(image_root: Path) -> Path:
     builder = dockerfile.stage_named("builder")
     builder_fs = image_root / "builder"
     dockerfile.apply_copies(builder, context, builder_fs)
-    builder_python = Path(sys.executable).parent
+    runtime = dockerfile.runtime_stage()
+    # Builder and runtime share one interpreter version, as python:3.11 and python:3.11-slim do.
+    python = _image_python(*_user_ids(runtime))
+    builder_bin = _new_venv(python, image_root / "builder-python")
     for instruction in builder.all("RUN"):
         _run_shell(
             instruction.value,
             builder_fs / builder.workdir.lstrip("/"),
-            [builder_python],
+            [builder_bin],
             timeout=300,
         )
 
-    runtime = dockerfile.runtime_stage()
     runtime_fs = image_root / "runtime"
     dockerfile.apply_copies(runtime, context, runtime_fs)
     python_env = image_root / "python"
-    venv.EnvBuilder(with_pip=True).create(python_env)
+    _new_venv(python, python_env)
     installs = 0
     for instruction in runtime.all("RUN"):
         flags, command = instruction.flags_and_rest()
