@@ -17,9 +17,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ENVIRONMENT=production
 
+# /data is the one directory the service may write to, for an SQLite file on a mounted volume
+# (a new named volume takes over the directory's owner).
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install --directory --owner=1000 --group=1000 /data
 
 # The wheels are bind-mounted, not copied, so they never become a layer of this image.
 # setuptools and wheel are build tools the service never imports.

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from . import dockerfile
 
@@ -155,7 +156,7 @@ def installed_image(image_root: Path) -> Path:
             _run_shell(command, runtime_fs, [python_env / "bin"], timeout=300)
             installs += 1
         else:
-            # Creating the image's user is the one step not replayed on this machine; the
+            # Creating the image's user (and its /data) is the one step not replayed here; the
             # server runs under the numeric USER instead.
             assert command.split()[0] in USER_CREATION, (
                 f"line {instruction.line}: the smoke test does not know how to replay {command!r}"
@@ -286,3 +287,28 @@ def test_healthcheck_fails_when_nothing_listens(installed_image: Path, image_roo
         check=False,
     )
     assert result.returncode != 0
+
+
+def test_migration_command_runs_in_the_image(installed_image: Path, image_root: Path) -> None:
+    """The Compose ``migrate`` command (the Kubernetes Job's too), as the image user, on SQLite."""
+    if not (dockerfile.ROOT / "alembic.ini").exists():
+        pytest.skip("alembic.ini is not in this checkout (it comes with the persistence work)")
+    compose = yaml.safe_load((dockerfile.ROOT / "docker-compose.yml").read_text())
+    command = compose["services"]["migrate"]["command"]
+    runtime = dockerfile.runtime_stage()
+    uid, gid = _user_ids(runtime)
+    data = image_root / "data"
+    data.mkdir()
+    os.chown(data, uid, gid)
+    env = {**_image_env(image_root / "python"), "DATABASE_URL": f"sqlite+aiosqlite:///{data}/c.db"}
+    result = subprocess.run(
+        _as_image_user(command, uid, gid),
+        cwd=installed_image / runtime.workdir.lstrip("/"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (data / "c.db").stat().st_size > 0
