@@ -43,7 +43,7 @@ USER 1000:1000
 EXPOSE 8000
 
 # python:3.11-slim has no curl or wget; the standard library makes the request instead.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --start-interval=1s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
 
 CMD ["uvicorn", "lightweight_charts_pro_backend.app_production:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -111,6 +111,7 @@ def test_api_healthcheck_is_the_image_healthcheck() -> None:
     assert check["interval"] == options["interval"]
     assert check["timeout"] == options["timeout"]
     assert check["start_period"] == options["start-period"]
+    assert check["start_interval"] == options["start-interval"]
     assert str(check["retries"]) == options["retries"]
 
 
