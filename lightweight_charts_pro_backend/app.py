@@ -7,26 +7,44 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .api import auth as auth_api
 from .api import charts as charts_api
 from .api import health as health_api
 from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
+from .apikeys import SettingsKeyStore
+from .auth import Authenticator
 from .charts.memory import tune_allocator
 from .charts.service import ChartsService
 from .config import Settings, get_settings
+from .cors import install_cors
+from .guards import check_production, docs_enabled, log_production_warnings
 from .middleware import RequestIdMiddleware
+from .openapi import install_openapi
+from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime.bus import InProcessEventBus
 
 
-def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
-    """The app shared by both factories; the production factory adds its features on top."""
+def build_app(
+    settings: Settings, *, docs: bool | None = None, rate_limits: bool = False
+) -> FastAPI:
+    """The app shared by both factories; the production factory adds its features on top.
+
+    Authentication (``ENABLE_AUTH``), request limits, CORS and the production guards apply to
+    both; per-client rate limits only when ``rate_limits`` (the production app) and
+    ``ENABLE_RATE_LIMITING``. Raises ``UnsafeConfiguration`` in production with unsafe settings.
+    """
+    check_production(settings)
+    if docs is None:
+        docs = docs_enabled(settings)
+    limiter = RateLimiter(settings) if rate_limits and settings.enable_rate_limiting else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_allocator()
+        log_production_warnings(settings)
         bus = InProcessEventBus()
         await bus.start()
         charts = ChartsService(
@@ -36,6 +54,8 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
         )
         app.state.bus = bus
         app.state.charts = charts
+        app.state.keystore = SettingsKeyStore(settings.api_keys)
+        app.state.authenticator = Authenticator(settings, app.state.keystore)
 
         async def store_check() -> dict[str, Any]:
             return {"charts": sum(1 for _ in charts.charts())}
@@ -45,6 +65,8 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
             yield
         finally:
             await bus.close()
+            if limiter is not None:
+                await limiter.close()
 
     app = FastAPI(
         title=settings.app_name,
@@ -57,18 +79,18 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
     )
     app.state.settings = settings
     app.state.readiness_checks = {}
+    app.state.rate_limiter = limiter
     install_error_handlers(app)
     app.include_router(health_api.router)
+    app.include_router(auth_api.router)
     app.include_router(charts_api.router)
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=["X-Request-ID"],
-    )
+    install_openapi(app, settings)
+    if limiter is not None:
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, exempt=frozenset({settings.metrics_path})
+        )
+    install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
     return app
 

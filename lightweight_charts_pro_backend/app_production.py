@@ -11,9 +11,12 @@ from .config import Settings, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the production app from ``settings`` (default: environment and ``.env``).
 
+    On top of the development app: per-client rate limits (``ENABLE_RATE_LIMITING``). With
+    ``ENVIRONMENT=production`` it refuses unsafe settings and hides ``/docs`` unless
+    ``PRODUCTION_DOCS`` is set.
+
     Example::
 
         uvicorn lightweight_charts_pro_backend.app_production:create_app --factory --port 8000
     """
-    settings = settings or get_settings()
-    return build_app(settings, docs=not settings.is_production)
+    return build_app(settings or get_settings(), rate_limits=True)

@@ -8,6 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have wrk /usr/bin/wrk || need+=(wrk)
+have redis-server /usr/bin/redis-server || need+=(redis-server)
 # The image smoke test (tests/deploy) runs the server in its own network namespace.
 have ip /usr/sbin/ip || need+=(iproute2)
 { have unshare /usr/bin/unshare && have setpriv /usr/bin/setpriv; } || need+=(util-linux)
@@ -22,4 +23,15 @@ sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
+# Tests start their own servers on free ports; keep package scripts from starting system services.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod +x "$policy"
+  made_policy=1
+fi
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ "$made_policy" -eq 1 ]; then
+  "${sudo_cmd[@]}" rm -f "$policy"
+fi

@@ -8,7 +8,6 @@ OpenAPI entries are declared explicitly so the schema still documents them.
 
 from __future__ import annotations
 
-import gc
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,11 +17,14 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 from fastapi.routing import APIRoute
 
+from ..auth import READ
 from ..charts.memory import release_freed_memory
 from ..charts.service import ChartsService, Series, UpsertResult, check_id
+from ..config import Settings
 from ..errors import InvalidRequest
 from . import render
-from .deps import ChartsDep
+from .body import check_point_count, read_json_object
+from .deps import ChartReader, ChartsDep, ChartWriter, SettingsDep, authorize
 from .schemas import (
     ChartCreated,
     ChartData,
@@ -42,9 +44,8 @@ router = APIRouter(prefix="/api/charts", tags=["charts"])
 
 JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
-_PAUSE_GC_ABOVE = 1 << 20
 _LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
@@ -53,37 +54,6 @@ _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 def _body_schema(model: type[SeriesWrite | PointsWrite | HistoryQuery]) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
     return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
-
-
-async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
-    # Read into a local buffer rather than request.body(), which would keep the bytes cached on
-    # the request until the response is sent.
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-    if not body.strip():
-        if optional:
-            return None
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        value = _loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
-    return value
-
-
-def _loads(body: bytes | bytearray) -> Any:
-    """Parse JSON; for large bodies with the cycle collector paused, which otherwise rescans the
-    heap again and again while a million point objects are created (none of them cyclic)."""
-    if len(body) < _PAUSE_GC_ABOVE or not gc.isenabled():
-        return orjson.loads(body)
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    finally:
-        gc.enable()
 
 
 def _fields(body: dict[str, Any], accepted: dict[str, str]) -> dict[str, Any]:
@@ -133,8 +103,8 @@ def _require(fields: dict[str, Any], name: str, wire: str) -> Any:
     return fields[name]
 
 
-@router.get("", response_model=ChartList)
-async def list_charts(charts: ChartsDep) -> Response:
+@router.get("", response_model=ChartList, responses=_ERRORS)
+async def list_charts(charts: ChartsDep, caller: ChartReader) -> Response:
     listing = [
         ChartSummary(
             chart_id=chart.chart_id,
@@ -143,6 +113,7 @@ async def list_charts(charts: ChartsDep) -> Response:
             updated_at=datetime.fromtimestamp(chart.updated_at, UTC).isoformat(),
         ).model_dump(by_alias=True)
         for chart in charts.charts()
+        if caller.may_see(chart.chart_id)
     ]
     return Response(orjson.dumps({"charts": listing}), media_type=JSON)
 
@@ -159,8 +130,10 @@ async def list_charts(charts: ChartsDep) -> Response:
         }
     },
 )
-async def create_chart(chart_id: str, request: Request, charts: ChartsDep) -> Response:
-    options = await _json_object(request, optional=True)
+async def create_chart(
+    chart_id: str, request: Request, charts: ChartsDep, caller: ChartWriter
+) -> Response:
+    options = await read_json_object(request, optional=True)
     chart, created = await charts.create_chart(chart_id, options)
     return Response(
         orjson.dumps({"chartId": chart.chart_id, "options": chart.options}),
@@ -170,13 +143,13 @@ async def create_chart(chart_id: str, request: Request, charts: ChartsDep) -> Re
 
 
 @router.get("/{chart_id}", response_model=ChartData, responses=_ERRORS)
-async def get_chart(chart_id: str, charts: ChartsDep) -> Response:
+async def get_chart(chart_id: str, charts: ChartsDep, caller: ChartReader) -> Response:
     chart, views = await charts.get_chart(check_id(chart_id, "chartId"))
     return Response(render.chart_json(chart, views), media_type=JSON)
 
 
 @router.delete("/{chart_id}", status_code=204, responses=_ERRORS)
-async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
+async def delete_chart(chart_id: str, charts: ChartsDep, caller: ChartWriter) -> Response:
     await charts.delete_chart(check_id(chart_id, "chartId"))
     return Response(status_code=204)
 
@@ -188,9 +161,14 @@ async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
     openapi_extra=_body_schema(SeriesWrite),
 )
 async def replace_series(
-    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+    chart_id: str,
+    series_id: str,
+    request: Request,
+    charts: ChartsDep,
+    settings: SettingsDep,
+    caller: ChartWriter,
 ) -> Response:
-    series = await _replace(charts, chart_id, series_id, request)
+    series = await _replace(charts, settings, chart_id, series_id, request)
     count = len(series.store)
     if count >= _LARGE_WRITE:
         release_freed_memory()  # the parsed body is garbage by now
@@ -203,9 +181,10 @@ async def replace_series(
 
 
 async def _replace(
-    charts: ChartsService, chart_id: str, series_id: str, request: Request
+    charts: ChartsService, settings: Settings, chart_id: str, series_id: str, request: Request
 ) -> Series:
-    body = _fields(await _json_object(request) or {}, _SERIES_FIELDS)
+    body = _fields(await read_json_object(request) or {}, _SERIES_FIELDS)
+    check_point_count(body.get("data"), settings)
     return await charts.replace_series(
         chart_id,
         _pane(body.get("pane_id", 0)),
@@ -224,9 +203,14 @@ async def _replace(
     openapi_extra=_body_schema(PointsWrite),
 )
 async def upsert_points(
-    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+    chart_id: str,
+    series_id: str,
+    request: Request,
+    charts: ChartsDep,
+    settings: SettingsDep,
+    caller: ChartWriter,
 ) -> Response:
-    result = await _upsert(charts, chart_id, series_id, request)
+    result = await _upsert(charts, settings, chart_id, series_id, request)
     if result.count >= _LARGE_WRITE:
         release_freed_memory()
     return Response(
@@ -238,9 +222,10 @@ async def upsert_points(
 
 
 async def _upsert(
-    charts: ChartsService, chart_id: str, series_id: str, request: Request
+    charts: ChartsService, settings: Settings, chart_id: str, series_id: str, request: Request
 ) -> UpsertResult:
-    body = _fields(await _json_object(request) or {}, _UPSERT_FIELDS)
+    body = _fields(await read_json_object(request) or {}, _UPSERT_FIELDS)
+    check_point_count(body.get("data"), settings)
     check_id(chart_id, "chartId")
     check_id(series_id, "seriesId")
     return await charts.upsert_points(
@@ -254,13 +239,17 @@ async def _upsert(
 
 
 @router.get("/{chart_id}/data/{pane_id}/{series_id}", response_model=SeriesData, responses=_ERRORS)
-async def get_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+async def get_series(
+    chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartReader
+) -> Response:
     view = await charts.get_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
     return Response(render.series_json(view), media_type=JSON)
 
 
 @router.delete("/{chart_id}/data/{pane_id}/{series_id}", status_code=204, responses=_ERRORS)
-async def delete_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+async def delete_series(
+    chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartWriter
+) -> Response:
     await charts.delete_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
     return Response(status_code=204)
 
@@ -322,6 +311,7 @@ _HISTORY_PARAMETERS = [
     openapi_extra={"parameters": _HISTORY_PARAMETERS},
 )
 async def history(request: Request) -> Response:
+    await authorize(request, READ)
     body = await history_chunk_json(
         request.app.state.charts, request.path_params, request.query_params
     )
@@ -354,8 +344,10 @@ history_route = next(r for r in router.routes if isinstance(r, APIRoute) and r.e
     responses=_ERRORS,
     openapi_extra=_body_schema(HistoryQuery),
 )
-async def history_by_body(chart_id: str, request: Request, charts: ChartsDep) -> Response:
-    body = _fields(await _json_object(request) or {}, _HISTORY_FIELDS)
+async def history_by_body(
+    chart_id: str, request: Request, charts: ChartsDep, caller: ChartReader
+) -> Response:
+    body = _fields(await read_json_object(request) or {}, _HISTORY_FIELDS)
     series_id = _require(body, "series_id", "seriesId")
     if not isinstance(series_id, str):
         raise InvalidRequest("seriesId must be a string.")

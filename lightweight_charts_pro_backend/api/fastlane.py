@@ -12,8 +12,10 @@ import re
 from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..auth import READ
 from ..errors import ChartsError
 from .charts import history_chunk_json
 from .errors import render_charts_error
@@ -48,8 +50,11 @@ class HistoryLane:
             if scope["query_string"]
             else {}
         )
+        state = scope["app"].state
         try:
-            body = await history_chunk_json(scope["app"].state.charts, path, query)
+            if state.authenticator.enforce:
+                await state.authenticator.require(Headers(scope=scope), chart_id, READ)
+            body = await history_chunk_json(state.charts, path, query)
         except ChartsError as exc:
             await render_charts_error(exc)(scope, receive, send)
             return
