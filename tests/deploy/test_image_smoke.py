@@ -11,6 +11,7 @@ exact ``HEALTHCHECK`` command, run the same way in that namespace, must then suc
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -312,3 +313,20 @@ def test_migration_command_runs_in_the_image(installed_image: Path, image_root: 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (data / "c.db").stat().st_size > 0
+
+
+def test_cli_issues_a_token_in_the_image(installed_image: Path, image_root: Path) -> None:
+    """``docker compose exec api charts-backend token create ...`` as the guide shows it."""
+    runtime = dockerfile.runtime_stage()
+    uid, gid = _user_ids(runtime)
+    result = subprocess.run(
+        _as_image_user(["charts-backend", "token", "create", "--sub", "smoke"], uid, gid),
+        cwd=installed_image / runtime.workdir.lstrip("/"),
+        env=_image_env(image_root / "python"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", result.stdout.strip()), result.stdout
