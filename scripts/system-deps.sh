@@ -5,9 +5,15 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have wrk /usr/bin/wrk || need+=(wrk)
 have redis-server /usr/bin/redis-server || need+=(redis-server)
+# The image smoke test (tests/deploy) runs the server in its own network namespace.
+have ip /usr/sbin/ip || need+=(iproute2)
+{ have unshare /usr/bin/unshare && have setpriv /usr/bin/setpriv; } || need+=(util-linux)
+# ... with a system Python the unprivileged image user can run, in fresh virtual environments.
+installed python3-venv || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
