@@ -48,16 +48,22 @@ PRODUCT_FACTORY = os.environ.get(
 NAIVE_APP = "bench.naive_app:app"
 CEILING_APP = "bench.ceiling_app:app"
 
-#: Environment for the product under benchmark. Rate limiting is off (wrk sends thousands of
-#: requests per second from one IP; the default 30/min history limit would turn them into 429s)
-#: and the service's own log level is WARNING, matching uvicorn's ``--log-level warning``.
+#: Environment for the product under benchmark: the development app with its defaults, except
+#: that the per-IP rate limits (on by default: 60/min, 30/min for history) are raised to their
+#: maximum, 1,000,000/min, so the limiter still runs on every request but wrk, sending thousands
+#: of requests per second from one IP, is not answered 429. ``BENCH_RATE_LIMITING=off`` turns
+#: the limiter off instead. The service's own log level is WARNING, like uvicorn's.
 PRODUCT_ENV = {
-    "ENABLE_RATE_LIMITING": "false",
+    "ENABLE_RATE_LIMITING": "true",
+    "RATE_LIMIT_PER_MINUTE": "1000000",
+    "RATE_LIMIT_HISTORY_PER_MINUTE": "1000000",
     "LOG_LEVEL": "WARNING",
     "ENVIRONMENT": "development",
     "ENABLE_PERSISTENCE": "false",
     "ENABLE_AUTH": "false",
 }
+if os.environ.get("BENCH_RATE_LIMITING", "").lower() in ("off", "0", "false", "no"):
+    PRODUCT_ENV["ENABLE_RATE_LIMITING"] = "false"
 
 
 def log(message: str = "") -> None:
@@ -496,6 +502,12 @@ class WrkResult:
     #: CPU used by processes other than the server, wrk and this one during the run, in
     #: cores (0.25 = a quarter of a core); high values mean the run was disturbed.
     foreign_cpu: float = 0.0
+    #: CPU seconds (user + system) the server process used during the run.
+    server_cpu_s: float = 0.0
+
+    @property
+    def server_us_per_request(self) -> float:
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else math.nan
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -590,6 +602,7 @@ def run_wrk(
         raise BenchError(f"wrk failed (exit {proc.returncode}): {proc.stderr}\n{proc.stdout}")
     result = parse_wrk(proc.stdout)
     result.foreign_cpu = foreign.cores
+    result.server_cpu_s = foreign.server_seconds
     return result
 
 
@@ -607,27 +620,33 @@ class ForeignCpu:
     def __init__(self, pid: int | None) -> None:
         self.proc = psutil.Process(pid) if pid else None
         self.cores = 0.0
+        self.server_seconds = 0.0
 
-    def _ours(self) -> float:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    def _server(self) -> float:
         if self.proc is not None:
             with contextlib.suppress(psutil.Error):
                 t = self.proc.cpu_times()
-                total += t.user + t.system
-        return total
+                return float(t.user + t.system)
+        return 0.0
+
+    @staticmethod
+    def _self_and_children() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def __enter__(self) -> ForeignCpu:
         self._t0 = time.monotonic()
         self._sys0 = _busy_seconds(psutil.cpu_times())
-        self._ours0 = self._ours()
+        self._server0 = self._server()
+        self._local0 = self._self_and_children()
         return self
 
     def __exit__(self, *exc: object) -> None:
         elapsed = time.monotonic() - self._t0
         system = _busy_seconds(psutil.cpu_times()) - self._sys0
-        ours = self._ours() - self._ours0
+        self.server_seconds = self._server() - self._server0
+        ours = self.server_seconds + self._self_and_children() - self._local0
         self.cores = max(0.0, system - ours) / elapsed if elapsed > 0 else 0.0
 
 

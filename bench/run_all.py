@@ -54,6 +54,7 @@ REFERENCE = [
     ("history", "naive_latency_ratio", "history latency 1M/1k (naive)"),
     ("history", "product_post_candles_per_s", "1M POST candles/s (history setup)"),
     ("history", "product_over_ceiling_of_medians", "history product/ceiling (of medians)"),
+    ("history", "product_over_ceiling_cpu", "history product/ceiling (server CPU)"),
     ("memory", "product_trimmed_bytes_per_candle", "memory bytes/candle (product, trim)"),
     ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
