@@ -56,3 +56,10 @@ class SeriesNotFound(ChartsError):
 class SeriesTypeConflict(ChartsError):
     status_code = 409
     error_code = "SERIES_TYPE_CONFLICT"
+
+
+class DatabaseUnavailable(ChartsError):
+    """The database cannot be reached (down, restarting, out of connections); nothing changed."""
+
+    status_code = 503
+    error_code = "DATABASE_UNAVAILABLE"

@@ -5,15 +5,30 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+# PostgreSQL's server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
+have_pg() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 
 have wrk /usr/bin/wrk || need+=(wrk)
+have_pg || need+=(postgresql)
+have mariadbd /usr/sbin/mariadbd || need+=(mariadb-server)
+have mariadb-install-db /usr/bin/mariadb-install-db || need+=(mariadb-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 echo "system-deps: installing ${need[*]}" >&2
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
+# The packages' own services must not start: the tests run throwaway servers of their own.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod +x "$policy"
+  created_policy=1
+fi
+trap '[ "$created_policy" -eq 0 ] || "${sudo_cmd[@]}" rm -f "$policy"' EXIT
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
