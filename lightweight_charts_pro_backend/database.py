@@ -60,7 +60,6 @@ NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
 }
 
 # Ids are ASCII (see charts.service.ID_PATTERN) and compared case-sensitively, which MySQL's
@@ -299,7 +298,9 @@ class Database:
 
 
 def _stamp_revision(sync_conn: Any) -> None:
-    version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
+    version = Table(
+        "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
+    )
     version.create(sync_conn, checkfirst=True)
     if sync_conn.execute(version.select()).first() is None:
         sync_conn.execute(version.insert().values(version_num=SCHEMA_REVISION))

@@ -371,7 +371,15 @@ class MariaDBServer(ServerProcess):
     def sql(self, statement: str) -> str:
         assert self.client
         proc = subprocess.run(
-            [self.client, "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e", statement],
+            [
+                self.client,
+                "--no-defaults",
+                f"--socket={self.socket}",
+                "-uroot",
+                "-N",
+                "-e",
+                statement,
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -131,10 +131,10 @@ async def list_charts(charts: ChartsDep) -> Response:
         ChartSummary(
             chart_id=chart.chart_id,
             options=chart.options,
-            series_count=len(chart.series),
+            series_count=chart.series_count,
             updated_at=datetime.fromtimestamp(chart.updated_at, UTC).isoformat(),
         ).model_dump(by_alias=True)
-        for chart in charts.charts()
+        for chart in await charts.charts()
     ]
     return Response(orjson.dumps({"charts": listing}), media_type=JSON)
 
@@ -197,7 +197,7 @@ async def replace_series(
             {
                 "seriesId": series.series_id,
                 "seriesType": series.series_type,
-                "count": len(series.store),
+                "count": series.count,
             }
         ),
         media_type=JSON,
