@@ -12,10 +12,14 @@ that in its lifespan. Queries live in ``charts/repository.py``.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import asyncmy.errors
+import asyncpg
+import pymysql
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -144,49 +148,44 @@ series_table: Final[Table] = SeriesModel.__table__  # type: ignore[assignment]
 points_table: Final[Table] = PointModel.__table__  # type: ignore[assignment]
 
 
-def _unavailable_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the database is not reachable", including the drivers' own, which
-    escape unwrapped from the bulk paths that use the driver connection directly."""
-    errors: list[type[BaseException]] = [
-        sa_exc.OperationalError,
-        sa_exc.InterfaceError,
-        sa_exc.DisconnectionError,
-        sa_exc.TimeoutError,
-        OSError,
-        TimeoutError,
-    ]
-    try:
-        import asyncpg
-
-        errors += [
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.OperatorInterventionError,
-        ]
-    except ImportError:  # pragma: no cover - drivers are dependencies, but optional in spirit
-        pass
-    try:
-        import pymysql
-
-        errors += [pymysql.err.OperationalError, pymysql.err.InterfaceError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import asyncmy.errors
-
-        errors += [asyncmy.errors.OperationalError, asyncmy.errors.InterfaceError]
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+# MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error
+# (2000-2999: cannot connect, server gone away, lost connection), too many connections, shutdown
+# in progress, connection killed, lock wait timeout, deadlock.
+_MYSQL_UNAVAILABLE: Final = frozenset({1040, 1053, 1205, 1213, 1927, 4031})
+_ASYNCPG_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+_MYSQL_ERRORS: Final = (pymysql.err.MySQLError, asyncmy.errors.MySQLError)
 
 
-UNAVAILABLE_ERRORS: Final = _unavailable_errors()
+def _driver_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, *_ASYNCPG_UNAVAILABLE)):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, cannot open
+        return True
+    if isinstance(exc, _MYSQL_ERRORS):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        return 2000 <= code < 3000 or code in _MYSQL_UNAVAILABLE
+    return False
 
 
 def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (as opposed to refusing a
+    statement). Looks through SQLAlchemy's wrapper and the driver adapters' causes."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, UNAVAILABLE_ERRORS)
+    if isinstance(exc, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _driver_unavailable(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
 
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
