@@ -64,6 +64,8 @@ class ServerProcess:
     """One server process with its own directory; ``start``/``stop``/``kill`` keep port and data."""
 
     name = "server"
+    #: The signal asking for a clean shutdown that does not wait for clients to leave.
+    stop_signal = signal.SIGTERM
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -115,8 +117,8 @@ class ServerProcess:
             )
 
     def stop(self, timeout: float = 30.0) -> None:
-        """A clean shutdown (SIGTERM), waiting for the process group to exit."""
-        self._signal(signal.SIGTERM, timeout)
+        """A clean shutdown, waiting for the process group to exit."""
+        self._signal(self.stop_signal, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server and everything it started, as a crash would."""
@@ -176,6 +178,7 @@ class PostgresServer(ServerProcess):
     """PostgreSQL via initdb and postgres, trust authentication on 127.0.0.1 only."""
 
     name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM would wait for every session to end
     user = "charts"
     password = "charts-password"
 
