@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncmy.errors
 import asyncpg
@@ -55,6 +55,8 @@ from .config import Settings
 from .errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
@@ -209,10 +211,12 @@ class Database:
         await database.close()
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.dialect: str = "mysql" if engine.dialect.name == "mariadb" else engine.dialect.name
         self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        self._reader = reader or engine.execution_options(sqlite_begin=None)
+        self._own_reader = reader is not None
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
 
     @classmethod
@@ -242,7 +246,15 @@ class Database:
         engine = create_async_engine(url, connect_args=connect_args, **options)
         if url.get_backend_name() == "sqlite":
             _configure_sqlite(engine)
-        return cls(engine)
+            return cls(engine)
+        # Single-statement reads (history chunks) need no transaction and no ping before each
+        # checkout: in autocommit mode they cost one round trip, and a connection found dead is
+        # replaced and the read retried once (see ``read``).
+        reader_options = {**options, "pool_pre_ping": False}
+        reader = create_async_engine(
+            url, connect_args=connect_args, isolation_level="AUTOCOMMIT", **reader_options
+        )
+        return cls(engine, reader)
 
     @property
     def url(self) -> str:
@@ -264,10 +276,33 @@ class Database:
                 raise unavailable(exc) from exc
             raise
 
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` (one read statement, or several that need not agree) outside a
+        transaction. A connection that turns out dead is dropped and ``work`` retried once on a
+        new one; losing the database raises ``DatabaseUnavailable``."""
+        for attempt in (1, 2):
+            try:
+                async with self._reader.connect() as conn:
+                    return await work(conn)
+            except Exception as exc:
+                if (
+                    attempt == 1
+                    and isinstance(exc, sa_exc.DBAPIError)
+                    and exc.connection_invalidated
+                ):
+                    continue
+                if is_unavailable(exc):
+                    raise unavailable(exc) from exc
+                raise
+        raise AssertionError("unreachable")
+
     async def ping(self) -> dict[str, Any]:
         """One round trip (``SELECT 1``); raises ``DatabaseUnavailable`` when there is none."""
-        async with self.transaction() as conn:
+
+        async def select_one(conn: AsyncConnection) -> None:
             await conn.execute(text("SELECT 1"))
+
+        await self.read(select_one)
         return {"dialect": self.dialect}
 
     async def create_tables(self) -> bool:
@@ -294,6 +329,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._own_reader:
+            await self._reader.dispose()
 
 
 def _stamp_revision(sync_conn: Any) -> None:
@@ -329,4 +366,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+        begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+        if begin:  # None: reads, each statement atomic on its own
+            conn.exec_driver_sql(begin)

@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 START_TIMEOUT = 60.0
 
 
@@ -50,6 +48,8 @@ def find_binary(name: str, *patterns: str) -> str | None:
 
 def missing(what: str) -> None:
     """Fail under CI (the packages must be installed there), skip on a developer machine."""
+    import pytest
+
     message = f"{what} is not installed; run scripts/system-deps.sh"
     if os.environ.get("CI"):
         pytest.fail(message)

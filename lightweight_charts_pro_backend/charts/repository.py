@@ -12,17 +12,19 @@ points in place.
 
 from __future__ import annotations
 
+import sqlite3
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
-from sqlalchemy import Text, cast, delete, func, insert, literal, select, update
+from sqlalchemy import Integer, Text, cast, delete, func, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ColumnElement, bindparam
+from sqlalchemy.sql import Select, bindparam
+from sqlalchemy.sql.elements import TextClause
 
 from ..database import Database, charts_table, points_table, series_table
 from ..errors import ChartNotFound, SeriesNotFound
@@ -37,7 +39,22 @@ _IN_BATCH: Final = 2000
 #: Non-append upserts at least this large go through a temporary table on PostgreSQL.
 _PG_MERGE_ABOVE: Final = 5000
 
-Row = tuple[int, str]
+Point = tuple[int, str]
+
+
+ChunkQuery = Literal["newest", "before", "after"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRows:
+    """Points of a chunk as a JSON array, with their time range, count, and the count the
+    caller asked for (see ``ChartsRepository.chunk``)."""
+
+    data: bytes
+    first_time: int | None
+    last_time: int | None
+    count: int
+    counted: int
 
 
 @dataclass(slots=True)
@@ -133,6 +150,11 @@ class ChartsRepository:
         self._dialect = database.dialect
         # PostgreSQL's driver codec parses json values; the store wants the text.
         self._data = cast(points.c.data, Text) if self._dialect == "postgresql" else points.c.data
+        self._chunk_statements = {
+            (query, counted): _chunk_statement(self._dialect, query, counted)
+            for query in ("newest", "before", "after")
+            for counted in (False, True)
+        }
 
     # ---------------------------------------------------------------- charts
 
@@ -169,8 +191,7 @@ class ChartsRepository:
             charts.c.created_at,
             charts.c.updated_at,
         ).order_by(charts.c.id)
-        async with self.database.transaction() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._all(query)
         return [ChartSummary(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def insert_chart(
@@ -227,8 +248,7 @@ class ChartsRepository:
             .order_by(charts.c.accessed_at)
             .limit(limit)
         )
-        async with self.database.transaction() as conn:
-            return list((await conn.scalars(query)).all())
+        return [row[0] for row in await self._all(query)]
 
     async def record_access(self, accessed: dict[str, float]) -> None:
         """Move ``accessed_at`` forward for many charts in one statement batch."""
@@ -481,103 +501,110 @@ class ChartsRepository:
             .where(points.c.series_pk == key)
             .order_by(points.c.time)
         )
-        async with self.database.transaction() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._all(query)
         times = [r[0] for r in rows]
         texts = [r[1] for r in rows]
         return encoded_from_rows(times, texts)
 
-    async def newest(self, key: int, count: int) -> list[Row]:
-        """The last ``count`` points, ascending."""
-        query = (
-            select(points.c.time, self._data)
-            .where(points.c.series_pk == key)
-            .order_by(points.c.time.desc())
-            .limit(count)
-        )
-        async with self.database.transaction() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(r[0], r[1]) for r in reversed(rows)]
+    async def chunk(
+        self, key: int, query: ChunkQuery, at: int, count: int, counted_from: int | None
+    ) -> ChunkRows:
+        """Up to ``count`` points: the newest, strictly before ``at``, or strictly after
+        ``at`` (keyset on the primary key, no OFFSET), and how many points lie in
+        ``[counted_from, at)`` (``[counted_from, at]`` after; 0 without ``counted_from``).
 
-    async def before(
-        self, key: int, time: int, count: int, counted_from: int | None
-    ) -> tuple[list[Row], int]:
-        """Up to ``count`` points strictly before ``time`` (ascending), and how many points lie
-        in ``[counted_from, time)`` (0 without ``counted_from``). Keyset, no OFFSET."""
-        between = self._counted(key, counted_from, time, inclusive=False)
-        query = (
-            select(points.c.time, self._data, between)
-            .where(points.c.series_pk == key, points.c.time < time)
-            .order_by(points.c.time.desc())
-            .limit(count)
-        )
-        async with self.database.transaction() as conn:
-            rows = (await conn.execute(query)).all()
-        counted = int(rows[0][2]) if rows else 0
-        return [(r[0], r[1]) for r in reversed(rows)], counted
+        One statement, so the points and the count come from one snapshot; on PostgreSQL and
+        SQLite the database joins the points' JSON itself and ships one row.
+        """
+        statement = self._chunk_statements[(query, counted_from is not None)]
+        params = {"key": key, "at": at, "n": count, "low": counted_from}
 
-    async def after(
-        self, key: int, time: int, count: int, counted_from: int | None
-    ) -> tuple[list[Row], int]:
-        """Up to ``count`` points strictly after ``time``, and how many points lie in
-        ``[counted_from, time]`` (0 without ``counted_from``)."""
-        between = self._counted(key, counted_from, time, inclusive=True)
-        query = (
-            select(points.c.time, self._data, between)
-            .where(points.c.series_pk == key, points.c.time > time)
-            .order_by(points.c.time)
-            .limit(count)
-        )
-        async with self.database.transaction() as conn:
-            rows = (await conn.execute(query)).all()
-        counted = int(rows[0][2]) if rows else 0
-        return [(r[0], r[1]) for r in rows], counted
+        async def fetch(conn: AsyncConnection) -> ChunkRows:
+            if self._dialect == "mysql":
+                rows = list((await conn.execute(statement, params)).all())
+                if query != "after":
+                    rows.reverse()
+                body = json_array(r[1] for r in rows)
+                counted = int(rows[0][2]) if rows else 0
+                if not rows:
+                    return ChunkRows(b"[]", None, None, 0, 0)
+                return ChunkRows(body, rows[0][0], rows[-1][0], len(rows), counted)
+            row = (await conn.execute(statement, params)).one()
+            joined, first, last, n, counted = row
+            body = b"[" + joined.encode() + b"]" if joined else b"[]"
+            return ChunkRows(body, first, last, int(n), int(counted or 0))
 
-    def _counted(
-        self, key: int, low: int | None, high: int, *, inclusive: bool
-    ) -> ColumnElement[Any]:
-        """A scalar subquery counting points in ``[low, high)`` (``[low, high]``), evaluated once
-        per query; the caller keeps ``high - low`` to a few hundred points of the index."""
-        if low is None:
-            return literal(0)
-        counted = points.alias("counted")
-        upper = counted.c.time <= high if inclusive else counted.c.time < high
-        return (
-            select(func.count())
-            .select_from(counted)
-            .where(counted.c.series_pk == key, counted.c.time >= low, upper)
-            .scalar_subquery()
-        )
-
-    async def count_between(self, key: int, low: int, high: int) -> int:
-        """Points with ``low <= time < high``."""
-        query = (
-            select(func.count())
-            .select_from(points)
-            .where(points.c.series_pk == key, points.c.time >= low, points.c.time < high)
-        )
-        async with self.database.transaction() as conn:
-            return int(await conn.scalar(query) or 0)
+        return await self.database.read(fetch)
 
     async def sample_times(self, key: int, step: int) -> tuple[array[int], int]:
-        """The times of points ``0, step, 2*step, ...`` and the number of points, computed by the
-        database (one pass over the series' index, no rows shipped but the samples)."""
+        """The times of points ``0, step, 2*step, ...`` and the number of points, in one
+        statement (one snapshot), computed by the database: one pass over the series' index,
+        only the samples shipped."""
         numbered = (
             select(
                 points.c.time.label("time"),
                 func.row_number().over(order_by=points.c.time).label("rn"),
+                func.count().over().label("total"),
             )
             .where(points.c.series_pk == key)
             .subquery()
         )
         query = (
-            select(numbered.c.time).where((numbered.c.rn - 1) % step == 0).order_by(numbered.c.time)
+            select(numbered.c.time, numbered.c.total)
+            .where((numbered.c.rn - 1) % step == 0)
+            .order_by(numbered.c.time)
         )
-        total = select(func.count()).select_from(points).where(points.c.series_pk == key)
-        async with self.database.transaction() as conn:
-            samples = array("q", (await conn.scalars(query)).all())
-            count = int(await conn.scalar(total) or 0)
-        return samples, count
+        rows = await self._all(query)
+        return array("q", (r[0] for r in rows)), int(rows[0][1]) if rows else 0
+
+    async def _all(self, query: Select[Any]) -> Sequence[Any]:
+        """The rows of one read statement (indexable like tuples)."""
+
+        async def fetch(conn: AsyncConnection) -> Sequence[Any]:
+            rows: Sequence[Any] = (await conn.execute(query)).all()
+            return rows
+
+        return await self.database.read(fetch)
+
+
+def _chunk_statement(dialect: str, query: ChunkQuery, counted: bool) -> TextClause:
+    """The SQL of ``ChartsRepository.chunk``, written out per dialect because the point is to
+    let the database join the JSON (PostgreSQL ``string_agg``, SQLite ``group_concat``)."""
+    where = {
+        "newest": "series_pk = :key",
+        "before": "series_pk = :key AND time < :at",
+        "after": "series_pk = :key AND time > :at",
+    }[query]
+    order = "ASC" if query == "after" else "DESC"
+    window = f"SELECT time, data FROM points WHERE {where} ORDER BY time {order} LIMIT :n"
+    upper = "<=" if query == "after" else "<"
+    count = (
+        "(SELECT count(*) FROM points AS counted WHERE counted.series_pk = :key "
+        f"AND counted.time >= :low AND counted.time {upper} :at)"
+        if counted
+        else "0"
+    )
+    if dialect == "postgresql":
+        sql = (
+            "SELECT string_agg(chunk.data::text, ',' ORDER BY chunk.time), min(chunk.time), "
+            f"max(chunk.time), count(*), {count} FROM ({window}) AS chunk"
+        )
+    elif dialect == "sqlite":
+        if sqlite3.sqlite_version_info >= (3, 44):
+            joined = "group_concat(chunk.data, ',' ORDER BY chunk.time)"
+        else:
+            # before 3.44 group_concat takes no ORDER BY; it concatenates in the order the
+            # ordered subquery produces its rows (checked against the memory store by the tests)
+            joined = "group_concat(chunk.data, ',')"
+            window = f"SELECT time, data FROM ({window}) ORDER BY time"
+        sql = (
+            f"SELECT {joined}, min(chunk.time), max(chunk.time), count(*), {count} "
+            f"FROM ({window}) AS chunk"
+        )
+    else:
+        sql = f"SELECT chunk.time, chunk.data, {count} FROM ({window}) AS chunk"
+    statement = text(sql).bindparams(bindparam("n", type_=Integer))
+    return statement
 
 
 def _series_record(row: Any) -> SeriesRecord:
@@ -591,10 +618,6 @@ def _series_record(row: Any) -> SeriesRecord:
         first_time=row.first_time,
         last_time=row.last_time,
     )
-
-
-def rows_bytes(rows: Sequence[Row]) -> bytes:
-    return json_array(r[1] for r in rows)
 
 
 __all__ = [

@@ -41,7 +41,6 @@ from .repository import (
     ChartSummary,
     SeriesRecord,
     Versioned,
-    rows_bytes,
 )
 from .store import Chunk, SeriesStore
 
@@ -630,37 +629,30 @@ class ChartsService:
     ) -> Chunk:
         assert self._repo is not None
         total = series.count
-        if query == "newest":
-            rows = await self._repo.newest(series.key, count)
-            start, end = total - len(rows), total
-            direction: Literal["before", "after"] = "before"
-        else:
+        known, anchor = 0, None
+        if query != "newest":
             samples = series.samples
             if samples is None:
                 times, sampled = await self._repo.sample_times(series.key, SAMPLE_STEP)
                 samples = TimeSamples(times, sampled)
                 if chart.generation == generation:
                     series.samples = samples
-            if query == "before":
-                known, anchor = samples.below(at)
-                rows, between = await self._repo.before(series.key, at, count, anchor)
-                end = known + between if rows else 0
-                start = end - len(rows)
-                direction = "before"
-            else:
-                known, anchor = samples.up_to(at)
-                rows, between = await self._repo.after(series.key, at, count, anchor)
-                start = known + between if rows else total
-                end = start + len(rows)
-                direction = "after"
+            known, anchor = samples.below(at) if query == "before" else samples.up_to(at)
+        rows = await self._repo.chunk(series.key, query, at, count, anchor)
+        if query == "after":
+            start = known + rows.counted if rows.count else total
+            end = start + rows.count
+        else:
+            end = total if query == "newest" else (known + rows.counted if rows.count else 0)
+            start = end - rows.count
         return Chunk(
-            data=rows_bytes(rows),
+            data=rows.data,
             start=start,
             end=end,
-            start_time=rows[0][0] if rows else None,
-            end_time=rows[-1][0] if rows else None,
+            start_time=rows.first_time,
+            end_time=rows.last_time,
             total=total,
-            direction=direction,
+            direction="after" if query == "after" else "before",
         )
 
     # ------------------------------------------------------------------ loading
