@@ -173,6 +173,11 @@ def _driver_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _driver_lost(exc: BaseException) -> bool:
+    """A connection-level error raised by a driver directly, not through SQLAlchemy."""
+    return not isinstance(exc, sa_exc.SQLAlchemyError) and _driver_unavailable(exc)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached (as opposed to refusing a
     statement). Looks through SQLAlchemy's wrapper and the driver adapters' causes."""
@@ -283,13 +288,19 @@ class Database:
         for attempt in (1, 2):
             try:
                 async with self._reader.connect() as conn:
-                    return await work(conn)
+                    try:
+                        return await work(conn)
+                    except Exception as exc:
+                        # an error of the driver itself (``work`` used the driver connection)
+                        # does not tell the pool that the connection is dead
+                        if _driver_lost(exc) and not conn.invalidated:
+                            await conn.invalidate()
+                        raise
             except Exception as exc:
-                if (
-                    attempt == 1
-                    and isinstance(exc, sa_exc.DBAPIError)
-                    and exc.connection_invalidated
-                ):
+                lost = _driver_lost(exc) or (
+                    isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+                )
+                if attempt == 1 and lost:
                     continue
                 if is_unavailable(exc):
                     raise unavailable(exc) from exc

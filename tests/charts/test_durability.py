@@ -70,11 +70,12 @@ async def test_a_write_answered_2xx_survives_kill_9_of_the_database(
         assert data["data"][:-1] == CANDLES
 
 
+@pytest.mark.parametrize("cache_mb", [256, 0], ids=["cached", "uncached"])
 async def test_while_the_database_is_down_writes_get_503_and_the_service_recovers(
-    private_server: ServerProcess,
+    private_server: ServerProcess, cache_mb: int
 ) -> None:
     url = new_database(private_server, "outage")
-    async with serve(url) as (client, _):
+    async with serve(url, series_cache_mb=cache_mb) as (client, _):
         await client.post(
             "/api/charts/o/data/s",
             content=orjson.dumps({"seriesType": "candlestick", "data": CANDLES[:100]}),
@@ -92,8 +93,12 @@ async def test_while_the_database_is_down_writes_get_503_and_the_service_recover
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"]["status"] == "error"
-        # what is in memory stays readable
-        assert (await client.get("/api/charts/o/data/0/s")).json() == before
+        series = await client.get("/api/charts/o/data/0/s")
+        if cache_mb:  # what is in memory stays readable
+            assert series.json() == before
+        else:  # a series read from the database is not
+            assert series.status_code == 503
+            assert series.json()["errorCode"] == "DATABASE_UNAVAILABLE"
 
         private_server.start()
         for _ in range(100):  # bounded: at most 100 tries, 0.1 s apart
@@ -107,6 +112,16 @@ async def test_while_the_database_is_down_writes_get_503_and_the_service_recover
         assert accepted.json()["totalCount"] == 101
         assert (await client.get("/health/ready")).status_code == 200
         assert (await client.post("/api/charts/another")).status_code == 201
+        history = await client.get("/api/charts/o/history/0/s?before_time=1600003000&count=3")
+        assert history.json()["chunkInfo"]["startIndex"] == 47
+
+        # a restart between two requests: pooled connections are dead, nobody notices
+        private_server.stop()
+        private_server.start()
+        history = await client.get("/api/charts/o/history/0/s?before_time=1600003000&count=3")
+        assert history.status_code == 200
+        assert history.json()["chunkInfo"]["startIndex"] == 47
+        assert (await client.post("/api/charts/third")).status_code == 201
     async with serve(url) as (client, _):
         data = (await client.get("/api/charts/o/data/0/s")).json()
         assert data["totalCount"] == 101
