@@ -228,6 +228,11 @@ class ChartsRepository:
             )
         return versioned
 
+    async def bump_version(self, chart_id: str, now: float) -> Versioned:
+        """Count a change that stores nothing (an empty update) in the chart's version."""
+        async with self.database.transaction(write=True) as conn:
+            return await self._bump(conn, chart_id, now)
+
     async def delete_chart(self, chart_id: str, *, idle_before: float | None = None) -> bool:
         """Delete the chart with its series and points. With ``idle_before``, only when it was
         not read or written since then (checked under the row lock). Returns whether it went."""

@@ -489,6 +489,8 @@ class ChartsService:
                     raise
                 versioned = Versioned(written.previous, written.version)
                 self._apply_upsert(series, points, written.series, written.added)
+            elif self._repo is not None:  # nothing to store, but a change of version all the same
+                versioned = await self._repo.bump_version(chart_id, self._clock())
             elif len(points):
                 assert series.store is not None
                 series.store.upsert(points)

@@ -7,6 +7,7 @@ building a new app on the same database, so nothing survives in memory.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -210,7 +211,13 @@ async def test_restart_keeps_versions_updates_and_deletions(database_url: str) -
         events: list[ChartEvent] = []
         app.state.bus.subscribe("a", events.append)
         await client.patch("/api/charts/a/data/s", content=body({"data": [{"time": 10}]}))
-        assert [(e.op, e.version) for e in events] == [("upsert", version + 1)]
+        await client.patch("/api/charts/a/data/s", content=body({"data": []}))
+        assert [(e.op, e.version) for e in events] == [
+            ("upsert", version + 1),
+            ("upsert", version + 2),
+        ]
+    async with serve(database_url) as (client, app):
+        assert (await app.state.charts.get_chart_or_raise("a")).version == version + 2
 
 
 CANDLES = [
@@ -457,3 +464,55 @@ async def test_asyncmy_driver_round_trip(request: pytest.FixtureRequest, tmp_pat
         await write_all_types(client)
     async with serve(url) as (client, _):
         assert await snapshot(client) == expected
+
+
+async def test_reads_racing_writes_answer_from_one_state(database_url: str) -> None:
+    """History from the database while another task inserts points between existing ones (which
+    moves positions): every chunk equals the answer of one of the states the series went
+    through, never a mix of two."""
+    rng = random.Random(11)
+    times = list(range(0, 20_000, 10))
+    states = [list(times)]
+    async with service_on(database_url, cache_bytes=0) as service:
+        await service.replace_series(
+            "race", 0, "s", "line", [{"time": t, "value": t} for t in times]
+        )
+        answers: list[tuple[int, Any]] = []
+
+        async def write() -> None:
+            for _ in range(25):
+                new = sorted(set(rng.sample(range(1, 20_000), 40)) - set(states[-1]))
+                await service.upsert_points("race", 0, "s", [{"time": t, "value": t} for t in new])
+                states.append(sorted(states[-1] + new))
+
+        async def read(seed: int) -> None:
+            reader = random.Random(seed)
+            for _ in range(40):
+                at = reader.randrange(0, 20_000)
+                answers.append((at, await service.history("race", 0, "s", before_time=at, count=7)))
+
+        await asyncio.gather(write(), read(1), read(2))
+
+    def expected(state: list[int], at: int) -> tuple[int, int, int, list[int]]:
+        end = bisect.bisect_left(state, at)
+        start = max(0, end - 7)
+        return start, end, len(state), state[start:end]
+
+    for at, chunk in answers:
+        got = (chunk.start, chunk.end, chunk.total, [p["time"] for p in orjson.loads(chunk.data)])
+        assert any(got == expected(state, at) for state in states), (at, got)
+
+
+async def test_a_write_from_another_process_is_noticed_at_the_next_write(
+    database_url: str,
+) -> None:
+    async with service_on(database_url) as first, service_on(database_url) as second:
+        await first.replace_series("shared", 0, "s", "line", [{"time": 1, "value": 1}])
+        assert (await second.get_chart_or_raise("shared")).version == 1
+        await first.replace_series("shared", 0, "t", "line", [{"time": 1, "value": 2}])
+        await second.upsert_points("shared", 0, "s", [{"time": 2, "value": 3}])
+        chart = await second.get_chart_or_raise("shared")
+        assert chart.version == 3
+        assert set(chart.series) == {(0, "s"), (0, "t")}
+        chunk = await second.history("shared", 0, "s")
+        assert orjson.loads(chunk.data) == [{"time": 1, "value": 1}, {"time": 2, "value": 3}]
