@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Final, Literal
@@ -29,7 +29,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..database import Database, charts_table, points_table, series_table
 from ..errors import ChartNotFound, SeriesNotFound
-from .points import EncodedPoints
+from .points import MIN_TIME, EncodedPoints
 
 charts = charts_table
 series = series_table
@@ -37,6 +37,11 @@ points = points_table
 
 #: Times per ``IN (...)`` list when checking which of a batch's times are already stored.
 _IN_BATCH: Final = 2000
+#: Points per query when loading a series into memory.
+LOAD_PAGE: Final = 20_000
+_PG_PAGE: Final = (
+    "SELECT time, data::text FROM points WHERE series_pk = $1 AND time > $2 ORDER BY time LIMIT $3"
+)
 #: Non-append upserts at least this large go through a temporary table on PostgreSQL.
 _PG_MERGE_ABOVE: Final = 5000
 
@@ -503,17 +508,36 @@ class ChartsRepository:
 
     # ---------------------------------------------------------------- points: reads
 
-    async def load_points(self, key: int) -> EncodedPoints:
-        """Every point of the series, ready for a ``SeriesStore``."""
-        query = (
+    async def load_points(self, key: int, page: int = LOAD_PAGE) -> AsyncIterator[EncodedPoints]:
+        """Every point of the series in ascending time, as consecutive pages (keyset queries),
+        so that loading a large series leaves the event loop free between pages. The pages come
+        from separate statements: the caller keeps writers out meanwhile."""
+        after = MIN_TIME - 1
+        while True:
+            rows = await self._page(key, after, page)
+            if not rows:
+                return
+            yield encoded_from_rows([r[0] for r in rows], [r[1] for r in rows])
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    async def _page(self, key: int, after: int, limit: int) -> Sequence[Any]:
+        if self._dialect == "postgresql":
+
+            async def fetch(conn: AsyncConnection) -> Sequence[Any]:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                rows: Sequence[Any] = await driver.fetch(_PG_PAGE, key, after, limit)
+                return rows
+
+            return await self.database.read(fetch)
+        return await self._all(
             select(points.c.time, self._data)
-            .where(points.c.series_pk == key)
+            .where(points.c.series_pk == key, points.c.time > after)
             .order_by(points.c.time)
+            .limit(limit)
         )
-        rows = await self._all(query)
-        times = [r[0] for r in rows]
-        texts = [r[1] for r in rows]
-        return encoded_from_rows(times, texts)
 
     async def chunk(
         self, key: int, query: ChunkQuery, at: int, count: int, counted_from: int | None

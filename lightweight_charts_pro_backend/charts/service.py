@@ -679,14 +679,12 @@ class ChartsService:
                     return
                 if series.store is not None:
                     return
-                points = await self._repo.load_points(series.key)
-                if len(points) != series.count:
+                store = SeriesStore()
+                async for page in self._repo.load_points(series.key):
+                    store.upsert(page)  # appends: pages come in ascending time
+                if len(store) != series.count:
                     chart.stale = True  # the database moved on behind this process's back
                     return
-                if len(points) > _THREAD_ABOVE:
-                    store = await asyncio.to_thread(SeriesStore, points)
-                else:
-                    store = SeriesStore(points)
                 if self._cache.add(series, store) and series.samples is None:
                     series.samples = TimeSamples.of(store.times())
         except DatabaseUnavailable as exc:

@@ -23,6 +23,7 @@ from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.charts.events import ChartEvent
 from lightweight_charts_pro_backend.charts.repository import ChartsRepository
 from lightweight_charts_pro_backend.charts.service import ChartsService
+from lightweight_charts_pro_backend.charts.store import SeriesStore
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.database import Database
 from lightweight_charts_pro_backend.realtime.bus import InProcessEventBus
@@ -390,6 +391,14 @@ async def test_series_load_lazily_and_the_least_recently_used_leave_memory(
         assert service.cache.used <= service.cache.budget
         chunk = await service.history("lru", 0, "b", before_time=1500, count=3)
         assert (chunk.start, chunk.end, chunk.total) == (1497, 1500, 2000)
+
+        assert service._repo is not None
+        paged = SeriesStore()
+        async for page in service._repo.load_points(chart.series[(0, "a")].key, page=700):
+            assert len(page) in (700, 600)
+            paged.upsert(page)
+        loaded_a = chart.series[(0, "a")].store
+        assert loaded_a is not None and paged.all_json() == loaded_a.all_json()
 
 
 async def test_idle_charts_expire_from_database_and_memory(database_url: str) -> None:
