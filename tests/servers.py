@@ -67,9 +67,9 @@ class ServerProcess:
     #: The signal asking for a clean shutdown that does not wait for clients to leave.
     stop_signal = signal.SIGTERM
 
-    def __init__(self) -> None:
+    def __init__(self, temp_root: str | None = None) -> None:
         self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix=f"test-{self.name}-"))
+        self.base = Path(tempfile.mkdtemp(prefix=f"test-{self.name}-", dir=temp_root))
         self.log_path = self.base / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._initialized = False
@@ -189,10 +189,11 @@ class PostgresServer(ServerProcess):
             missing("PostgreSQL (initdb, postgres)")
         assert initdb and postgres
         self.bin = Path(postgres).resolve().parent
-        super().__init__()
+        self.os_user = _unprivileged_user()
+        # the unprivileged user must reach the directory: not below a private TMPDIR
+        super().__init__(temp_root="/tmp" if self.os_user is not None else None)
         self.data = self.base / "data"
         self.sockets = self.base / "sockets"
-        self.os_user = _unprivileged_user()
 
     def _popen_kwargs(self) -> dict[str, Any]:
         if self.os_user is None:

@@ -45,9 +45,6 @@ _PG_PAGE: Final = (
 #: Non-append upserts at least this large go through a temporary table on PostgreSQL.
 _PG_MERGE_ABOVE: Final = 5000
 
-Point = tuple[int, str]
-
-
 ChunkQuery = Literal["newest", "before", "after"]
 
 
@@ -674,14 +671,3 @@ def _series_record(row: Any) -> SeriesRecord:
         first_time=row.first_time,
         last_time=row.last_time,
     )
-
-
-__all__ = [
-    "ChartRecord",
-    "ChartSummary",
-    "ChartsRepository",
-    "SeriesRecord",
-    "SeriesWritten",
-    "Versioned",
-    "encoded_from_rows",
-]
