@@ -235,6 +235,13 @@ class ChartsService:
             for chart in self._charts.values()
         ]
 
+    def invalidate(self, chart_id: str) -> None:
+        """Forget what memory holds about the chart, because another process changed it (for
+        the cross-process event bus): the next access reloads it from the database."""
+        chart = self._charts.get(chart_id)
+        if chart is not None and self._repo is not None:
+            chart.stale = True
+
     def loaded_charts(self) -> int:
         """Charts currently held in memory."""
         return len(self._charts)

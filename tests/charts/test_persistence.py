@@ -524,3 +524,10 @@ async def test_a_write_from_another_process_is_noticed_at_the_next_write(
         assert set(chart.series) == {(0, "s"), (0, "t")}
         chunk = await second.history("shared", 0, "s")
         assert orjson.loads(chunk.data) == [{"time": 1, "value": 1}, {"time": 2, "value": 3}]
+
+        # told by an event (the cross-process bus), a reader need not wait for its next write
+        await first.upsert_points("shared", 0, "s", [{"time": 3, "value": 4}])
+        assert (await second.history("shared", 0, "s")).total == 2
+        second.invalidate("shared")
+        assert (await second.history("shared", 0, "s")).total == 3
+        assert (await second.get_chart_or_raise("shared")).version == 4
