@@ -248,6 +248,8 @@ class Database:
                 connect_args["connect_timeout"] = max(1, round(timeout))
                 if "charset" not in url.query:
                     connect_args["charset"] = "utf8mb4"
+                # history chunks are joined with GROUP_CONCAT, cut at 1 KB by default on MySQL
+                connect_args["init_command"] = "SET SESSION group_concat_max_len = 1073741824"
         engine = create_async_engine(url, connect_args=connect_args, **options)
         if url.get_backend_name() == "sqlite":
             _configure_sqlite(engine)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from array import array
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Final, Literal
@@ -138,10 +138,6 @@ def encoded_from_rows(times: Sequence[int], texts: Sequence[str]) -> EncodedPoin
     np.cumsum(lengths + 1, out=offsets[1:])
     offsets[1:] += 1
     return EncodedPoints(array("q", times), body, offsets)
-
-
-def json_array(texts: Iterable[str]) -> bytes:
-    return ("[" + ",".join(texts) + "]").encode()
 
 
 class ChartsRepository:
@@ -543,8 +539,8 @@ class ChartsRepository:
         ``at`` (keyset on the primary key, no OFFSET), and how many points lie in
         ``[counted_from, at)`` (``[counted_from, at]`` after; 0 without ``counted_from``).
 
-        One statement, so the points and the count come from one snapshot; on PostgreSQL and
-        SQLite the database joins the points' JSON itself and ships one row.
+        One statement, so the points and the count come from one snapshot; the database joins
+        the points' JSON itself and ships one row.
         """
         statement = self._chunk_statements[(query, counted_from is not None)]
         params = {"key": key, "at": at, "n": count, "low": counted_from}
@@ -560,15 +556,6 @@ class ChartsRepository:
                 joined, first, last, n, counted = row
                 body = b"[" + joined.encode() + b"]" if joined else b"[]"
                 return ChunkRows(body, first, last, int(n), int(counted or 0))
-            if self._dialect == "mysql":
-                rows = list((await conn.execute(statement, params)).all())
-                if query != "after":
-                    rows.reverse()
-                body = json_array(r[1] for r in rows)
-                counted = int(rows[0][2]) if rows else 0
-                if not rows:
-                    return ChunkRows(b"[]", None, None, 0, 0)
-                return ChunkRows(body, rows[0][0], rows[-1][0], len(rows), counted)
             row = (await conn.execute(statement, params)).one()
             joined, first, last, n, counted = row
             body = b"[" + joined.encode() + b"]" if joined else b"[]"
@@ -609,7 +596,7 @@ class ChartsRepository:
 
 def _chunk_statement(dialect: str, query: ChunkQuery, counted: bool) -> TextClause:
     """The SQL of ``ChartsRepository.chunk``, written out per dialect because the point is to
-    let the database join the JSON (PostgreSQL ``string_agg``, SQLite ``group_concat``)."""
+    let the database join the JSON (``string_agg``, ``group_concat``)."""
     where = {
         "newest": "series_pk = :key",
         "before": "series_pk = :key AND time < :at",
@@ -641,8 +628,11 @@ def _chunk_statement(dialect: str, query: ChunkQuery, counted: bool) -> TextClau
             f"SELECT {joined}, min(chunk.time), max(chunk.time), count(*), {count} "
             f"FROM ({window}) AS chunk"
         )
-    else:
-        sql = f"SELECT chunk.time, chunk.data, {count} FROM ({window}) AS chunk"
+    else:  # MySQL/MariaDB; the connection raises group_concat_max_len (see database.py)
+        sql = (
+            "SELECT GROUP_CONCAT(chunk.data ORDER BY chunk.time SEPARATOR ','), "
+            f"MIN(chunk.time), MAX(chunk.time), COUNT(*), {count} FROM ({window}) AS chunk"
+        )
     statement = text(sql).bindparams(bindparam("n", type_=Integer))
     return statement
 
