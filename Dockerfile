@@ -35,8 +35,8 @@ WORKDIR /app
 # Files that live beside the package rather than in it are copied here, owned by root and so
 # read-only for the service (tests/deploy checks that each one present in the repo is listed):
 # COPY gunicorn.conf.py ./
-# COPY alembic.ini ./
-# COPY migrations ./migrations
+COPY alembic.ini ./
+COPY migrations ./migrations
 
 # Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
 USER 1000:1000

@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest`` to choose. Exit status 1 when a benchmark could not run, and
-also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,persistence`` to choose. Exit status 1 when a benchmark could not
+run, and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_history, bench_ingest, bench_memory
+from bench import bench_history, bench_ingest, bench_memory, bench_persistence
 from bench._common import BenchError, log, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     ),
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
+    "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -40,6 +41,28 @@ TARGETS = [
     ("history", "product_latency_ratio", "history latency 1M/1k (product)", 1.2, False),
     ("memory", "product_bytes_per_candle", "memory bytes/candle (product)", 100.0, False),
     ("ingest", "product_candles_per_s", "ingest candles/s (product)", 500_000.0, True),
+    (
+        "persistence",
+        "postgresql_candles_per_s",
+        "ingest candles/s into PostgreSQL",
+        150_000.0,
+        True,
+    ),
+    ("persistence", "sqlite_candles_per_s", "ingest candles/s into SQLite", 100_000.0, True),
+    (
+        "persistence",
+        "postgresql_history_latency_ratio",
+        "history latency DB/memory (PostgreSQL)",
+        3.0,
+        False,
+    ),
+    (
+        "persistence",
+        "sqlite_history_latency_ratio",
+        "history latency DB/memory (SQLite)",
+        3.0,
+        False,
+    ),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {
@@ -59,6 +82,7 @@ REFERENCE = [
     ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
+    ("persistence", "memory_candles_per_s", "ingest candles/s in memory (same run)"),
 ]
 
 
@@ -108,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         op = ">=" if higher else "<="
         noise = results.get(bench, {}).get(NOISE_KEYS.get((bench, key), ""), 0.0)
         note = f"  (noisy: {noise:.0f} disturbed run(s) kept)" if noise else ""
-        log(f"  {label:<38} {fmt(value):>12}   target {op} {fmt(target):<8} {mark}{note}")
+        log(f"  {label:<40} {fmt(value):>12}   target {op} {fmt(target):<8} {mark}{note}")
     for bench, key, label in REFERENCE:
         if bench in results and key in results[bench]:
-            log(f"  {label:<38} {fmt(results[bench][key]):>12}")
+            log(f"  {label:<40} {fmt(results[bench][key]):>12}")
     for name, why in failures.items():
         log(f"  {name}: did not run: {why.splitlines()[0] if why else ''}")
     if failures:
