@@ -19,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_history, bench_ingest, bench_memory, bench_persistence
-from bench._common import BenchError, log, verdict
+from bench._common import BenchError, log, unpin_self, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
 
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # keep going: one broken benchmark must not hide the others
             failures[name] = f"{type(exc).__name__}: {exc}"
             log(f"\n{name}: CRASHED:\n{traceback.format_exc()}")
+        finally:
+            unpin_self()  # a benchmark may have pinned this process to the client CPU
 
     log("")
     log("=" * 78)
