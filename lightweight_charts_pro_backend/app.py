@@ -1,4 +1,5 @@
-"""The development app: REST API, health probes, CORS and request ids on embedded defaults."""
+"""The development app: REST API, WebSockets, health probes, CORS and request ids on embedded
+defaults."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from .api.errors import install_error_handlers
 from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .middleware import RequestIdMiddleware
+from .realtime import websocket as websocket_api
 from .realtime.bus import InProcessEventBus
+from .realtime.hub import Hub, HubLimits
+from .realtime.signals import close_sockets_on_signal
 
 
 def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
@@ -31,16 +35,36 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
             default_chunk_size=settings.default_chunk_size,
             chunk_size_threshold=settings.chunk_size_threshold,
         )
+        hub = Hub(
+            bus,
+            HubLimits(
+                send_queue_size=settings.websocket_send_queue_size,
+                resume_events=settings.websocket_resume_events,
+                resume_max_bytes=settings.websocket_resume_max_bytes,
+                resume_window_seconds=settings.websocket_resume_window_seconds,
+                ping_interval_seconds=settings.websocket_ping_interval_seconds,
+                timeout_seconds=settings.websocket_timeout_seconds,
+            ),
+        )
+        await hub.start()
         app.state.bus = bus
         app.state.charts = charts
+        app.state.hub = hub
 
         async def store_check() -> dict[str, Any]:
             return {"charts": sum(1 for _ in charts.charts())}
 
+        async def websocket_check() -> dict[str, Any]:
+            return {"connections": hub.connection_count, "charts": hub.chart_count}
+
         app.state.readiness_checks["store"] = store_check
+        app.state.readiness_checks["websockets"] = websocket_check
+        restore_signals = close_sockets_on_signal(hub)
         try:
             yield
         finally:
+            restore_signals()
+            await hub.close()
             await bus.close()
 
     app = FastAPI(
@@ -57,6 +81,7 @@ def build_app(settings: Settings, *, docs: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_api.router)
     app.include_router(charts_api.router)
+    app.include_router(websocket_api.router)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -148,7 +148,7 @@ class ChartsService:
         if options is not None and options != chart.options:
             async with chart.lock:
                 chart.options = options
-                await self._commit(chart, "options")
+                await self._commit(chart, "options", options=options)
         return chart, created
 
     async def delete_chart(self, chart_id: str) -> None:
