@@ -83,7 +83,8 @@ async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
     """Send the close frame unless the client is gone; bounded for clients that do not read."""
     encoded = reason.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
-        await asyncio.wait_for(websocket.close(code, encoded), CLOSE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await websocket.close(code, encoded)
 
 
 def chart_version(charts: ChartsService, chart_id: str) -> int:

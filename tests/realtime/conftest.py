@@ -146,7 +146,8 @@ async def http(server: ServerProcess) -> Any:
 async def receive(ws: ClientConnection, wait: float = 5.0) -> dict[str, Any]:
     """The next frame as JSON; skips the server's periodic pings."""
     while True:
-        frame = await asyncio.wait_for(ws.recv(), wait)
+        async with asyncio.timeout(wait):
+            frame = await ws.recv()
         message: dict[str, Any] = orjson.loads(frame)
         if message.get("type") != "ping":
             return message
@@ -155,7 +156,8 @@ async def receive(ws: ClientConnection, wait: float = 5.0) -> dict[str, Any]:
 async def open_socket(url: str, **kwargs: Any) -> tuple[ClientConnection, dict[str, Any]]:
     """Connect and read the ``connected`` frame, which must come first."""
     ws = await connect(url, **kwargs)
-    hello = orjson.loads(await asyncio.wait_for(ws.recv(), 5.0))
+    async with asyncio.timeout(5.0):
+        hello = orjson.loads(await ws.recv())
     assert hello["type"] == "connected", hello
     return ws, hello
 
