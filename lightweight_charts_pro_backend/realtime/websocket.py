@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from ..api import render
@@ -34,30 +36,38 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter()
-
+#: Path of the chart socket; its handler is a plain ASGI app (see ``chart_socket``).
+PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
 _MAX_REASON_BYTES: Final = 123
 
 
-@router.websocket("/ws/charts/{chart_id}")
-async def chart_socket(websocket: WebSocket, chart_id: str) -> None:
-    hub: Hub = websocket.app.state.hub
-    if not await open_socket(websocket, chart_id, hub):
-        return
-    task = asyncio.current_task()
-    if task is not None:
-        hub.track(task)
-    session = ChartSession(
-        websocket,
-        chart_id,
-        websocket.app.state.charts,
-        hub,
-        websocket.app.state.settings.websocket_max_message_bytes,
-    )
-    await session.run()
+class ChartSocketApp:
+    """The ASGI app of ``/ws/charts/{chart_id}``.
+
+    An ASGI app rather than a FastAPI route (Starlette routes an object that is not a function
+    as plain ASGI): every update to every socket goes through ``send``, and here that is the
+    server's own, without the per-message wrappers a route adds.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        state = websocket.app.state
+        hub: Hub = state.hub
+        chart_id: str = scope["path_params"]["chart_id"]
+        if not await open_socket(websocket, chart_id, hub):
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            hub.track(task)
+        max_bytes = state.settings.websocket_max_message_bytes
+        await ChartSession(websocket, send, chart_id, state.charts, hub, max_bytes).run()
+
+
+router = APIRouter()
+router.routes.append(WebSocketRoute(PATH, ChartSocketApp(), name="chart_socket"))
 
 
 async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> bool:
@@ -104,12 +114,14 @@ class ChartSession:
     def __init__(
         self,
         websocket: WebSocket,
+        send: Send,
         chart_id: str,
         charts: ChartsService,
         hub: Hub,
         max_message_bytes: int,
     ) -> None:
         self.websocket = websocket
+        self.send = send
         self.chart_id = chart_id
         self.charts = charts
         self.hub = hub
@@ -154,7 +166,7 @@ class ChartSession:
 
     async def _pump(self) -> None:
         outbox = self.conn.outbox
-        send = self.websocket.send
+        send = self.send  # the server's own send: no state checks per message
         while True:
             await send(await outbox.get())
 
