@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest`` to choose. Exit status 1 when a benchmark could not run, and
-also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,fanout`` to choose. Exit status 1 when a benchmark could not run,
+and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_history, bench_ingest, bench_memory
+from bench import bench_fanout, bench_history, bench_ingest, bench_memory
 from bench._common import BenchError, log, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     ),
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
+    "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -40,6 +41,8 @@ TARGETS = [
     ("history", "product_latency_ratio", "history latency 1M/1k (product)", 1.2, False),
     ("memory", "product_bytes_per_candle", "memory bytes/candle (product)", 100.0, False),
     ("ingest", "product_candles_per_s", "ingest candles/s (product)", 500_000.0, True),
+    ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
+    ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
 ]
 REFERENCE = [
     ("history", "product_over_naive", "history req/s product/naive"),
@@ -49,6 +52,10 @@ REFERENCE = [
     ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
+    ("fanout", "bare_p99_ms", "fan-out p99 ms (bare websockets)"),
+    ("fanout", "naive_p99_ms", "fan-out p99 ms (naive)"),
+    ("fanout", "product_worst_p99_ms", "fan-out worst update p99 ms (product)"),
+    ("fanout", "product_over_naive", "fan-out rate product/naive"),
 ]
 
 
