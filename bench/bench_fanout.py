@@ -9,7 +9,8 @@ Three servers, each one process on its own loopback port, pinned to the server C
 
 The 1,000 client sockets of each server live in this process (pinned to the client CPU, uvloop),
 as minimal raw-socket WebSocket clients: they count text frames and answer protocol pings, so the
-clients cost far less per frame than any of the servers.
+clients cost far less per frame than any of the servers. They do not offer permessage-deflate, so
+no server compresses (browsers do offer it; see the deployment guide).
 
 Figures, per server, alternated over ``--rounds`` rounds:
 
