@@ -1,9 +1,10 @@
 """`/ws/charts/{chart_id}`: live updates of one chart, history and snapshots over the socket.
 
-Each socket runs three tasks: the handler (this module) waits for the first of: the client going
-away, the hub asking for a close, or the pump failing; the receiver answers client frames; the
-pump is the socket's only writer, draining its outbox. Everything the server sends goes through
-the outbox, so a snapshot and the updates after it leave in the order they were taken.
+Besides the server's task running the handler, each socket has two of its own: the receiver
+answers client frames, the pump is the socket's only writer, draining its outbox. The handler
+waits for the first of: the client going away, the hub asking for a close, the pump failing.
+Everything the server sends goes through the outbox, so a snapshot and the updates after it
+leave in the order they were taken.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
-#: Path of the chart socket; its handler is a plain ASGI app (see ``chart_socket``).
+#: Path of the chart socket; its handler is a plain ASGI app (``ChartSocketApp``).
 PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
@@ -254,7 +255,7 @@ class ChartSession:
         missed = self.hub.missed(conn, since)
         if missed is None or len(missed) >= conn.outbox.free:
             head["version"] = chart_version(self.charts, self.chart_id)
-            head["reason"] = "the updates since that version are no longer held; fetch the chart"
+            head["reason"] = "the updates after that version cannot be replayed; fetch the chart"
             conn.send(frame_message({"type": "resync_required", **head}))
             return
         for message in missed:
