@@ -46,6 +46,13 @@ async def test_connected_comes_first_with_the_chart_version(
     ws, hello = await open_socket(server.ws_url(chart))
     assert hello["chartId"] == chart
     assert hello["version"] == 0  # the chart does not exist yet; the socket waits for it
+    await ws.send('{"type":"get_initial_data","requestId":"snap"}')
+    missing = await receive(ws)
+    assert (missing["type"], missing["errorCode"], missing["requestId"]) == (
+        "error",
+        "CHART_NOT_FOUND",
+        "snap",
+    )
     await replace(http, chart, "s", candles(0, 3))
     update = await receive(ws)
     assert update["version"] == 1
