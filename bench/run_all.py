@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence`` to choose. Exit status 1 when a benchmark could not
-run, and also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,persistence,fanout`` to choose. Exit status 1 when a benchmark
+could not run, and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_history, bench_ingest, bench_memory, bench_persistence
+from bench import bench_fanout, bench_history, bench_ingest, bench_memory, bench_persistence
 from bench._common import BenchError, log, unpin_self, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
     "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
+    "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -63,6 +64,8 @@ TARGETS = [
         3.0,
         False,
     ),
+    ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
+    ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {
@@ -83,6 +86,10 @@ REFERENCE = [
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
     ("persistence", "memory_candles_per_s", "ingest candles/s in memory (same run)"),
+    ("fanout", "bare_p99_ms", "fan-out p99 ms (bare websockets)"),
+    ("fanout", "naive_p99_ms", "fan-out p99 ms (naive)"),
+    ("fanout", "product_worst_p99_ms", "fan-out worst update p99 ms (product)"),
+    ("fanout", "product_over_naive", "fan-out rate product/naive"),
 ]
 
 
