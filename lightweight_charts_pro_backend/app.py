@@ -28,6 +28,7 @@ from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .cors import install_cors
 from .database import Database
+from .demo import page as demo_page
 from .guards import check_production, docs_enabled, log_production_warnings
 from .middleware import RequestIdMiddleware
 from .openapi import install_openapi
@@ -157,6 +158,8 @@ def build_app(
     app.include_router(auth_api.router)
     app.include_router(charts_api.router)
     app.include_router(websocket_api.router)
+    if demo_page.demo_enabled(settings):
+        app.include_router(demo_page.router)
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
     install_openapi(app, settings)
     if limiter is not None:

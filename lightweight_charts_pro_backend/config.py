@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     api_key_header: str = Field(default="X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     api_keys: list[ApiKeySetting] = Field(default_factory=list)
     production_docs: bool = False
+    enable_demo: bool = False
 
     # Request limits
     max_request_body_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)

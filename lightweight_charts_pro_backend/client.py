@@ -1,0 +1,660 @@
+"""Python client for the charts service: REST calls and live updates over the WebSocket.
+
+Install with the ``client`` extra (``pip install "lightweight-charts-pro-backend[client]"``);
+pandas is optional and only needed to pass or get DataFrames.
+
+Example::
+
+    from lightweight_charts_pro_backend.client import ChartsClient
+
+    with ChartsClient("http://127.0.0.1:8000", api_key="lcp_...") as charts:
+        charts.create_chart("btc")
+        charts.set_series("btc", "price", frame, series_type="candlestick", progress=True)
+        charts.update("btc", "price", {"time": 1700000060, "open": 1, "high": 2, "low": 1, "close": 2})
+        for chunk in charts.iter_history("btc", "price"):  # newest chunk first
+            ...
+        for event in charts.subscribe("btc"):  # data_update frames, forever
+            ...
+
+``AsyncChartsClient`` has the same methods as coroutines (``subscribe`` is an async iterator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import orjson
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Point = dict[str, Any]
+DEFAULT_BATCH_SIZE = 50_000
+HISTORY_PAGE = 10_000
+#: Frames the WebSocket delivers to ``subscribe`` callers; pings and pongs stay inside.
+LIVE_TYPES = frozenset({"data_update", "resync_required", "resumed"})
+
+
+class ChartsClientError(Exception):
+    """The server refused a request; ``status``, ``error_code`` and ``detail`` say why."""
+
+    def __init__(
+        self, status: int, error_code: str, detail: str, request_id: str | None = None
+    ) -> None:
+        super().__init__(f"{status} {error_code}: {detail}")
+        self.status = status
+        self.error_code = error_code
+        self.detail = detail
+        self.request_id = request_id
+
+
+class ChartsConnectionError(ChartsClientError):
+    """The server could not be reached (down, wrong address, connection dropped)."""
+
+    def __init__(self, base_url: str, reason: object) -> None:
+        super().__init__(0, "CONNECTION_ERROR", f"cannot reach the server at {base_url}: {reason}")
+
+
+class _Progress(Protocol):
+    def update(self, n: int) -> object: ...
+    def close(self) -> None: ...
+
+
+# --- payloads shared by both clients ----------------------------------------------------------
+
+
+def to_points(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[Point]:
+    """``data`` as wire points: a list of dicts as is, or a DataFrame's rows.
+
+    A DataFrame has a ``time`` column or a ``DatetimeIndex``; datetimes are tz-aware (converted to
+    UTC) or naive (read as UTC) and become UTC seconds. Missing values (NaN) are left out of
+    their point, so a row with only a time is whitespace.
+    """
+    if _is_dataframe(data):
+        return _frame_points(data)
+    return [dict(point) for point in data]
+
+
+def to_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Points as a DataFrame indexed by a UTC ``DatetimeIndex`` named ``time``."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(points))
+    if frame.empty:
+        return frame
+    frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+    return frame.set_index("time")
+
+
+def _is_dataframe(data: object) -> bool:
+    module = type(data).__module__
+    return module.startswith("pandas") and type(data).__name__ == "DataFrame"
+
+
+def _frame_points(frame: pd.DataFrame) -> list[Point]:
+    import pandas as pd
+
+    if "time" in frame.columns:
+        frame = frame.reset_index(drop=True)
+        times = frame["time"]
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        times = frame.index.to_series(index=range(len(frame)))
+        frame = frame.reset_index(drop=True)
+    else:
+        raise ValueError("the DataFrame needs a 'time' column or a DatetimeIndex")
+    if pd.api.types.is_datetime64_any_dtype(times):
+        series = pd.Series(times)
+        if series.dt.tz is None:
+            series = series.dt.tz_localize("UTC")
+        seconds = (series.dt.tz_convert("UTC").astype("int64") // _units_per_second(series)).astype(
+            "int64"
+        )
+        frame = frame.assign(time=seconds.to_numpy())
+    else:
+        frame = frame.assign(time=times.to_numpy())
+    records: list[Point] = frame.to_dict("records")
+    if frame.drop(columns="time").isna().to_numpy().any():
+        records = [{k: v for k, v in row.items() if not _missing(v)} for row in records]
+    return records
+
+
+def _units_per_second(series: pd.Series[Any]) -> int:
+    unit = getattr(series.dt, "unit", "ns")
+    return {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+
+
+def _missing(value: object) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def _encode(body: object) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _batches(points: list[Point], size: int) -> Iterator[list[Point]]:
+    for start in range(0, len(points), size):
+        yield points[start : start + size]
+
+
+def _sorted(points: list[Point]) -> list[Point]:
+    # Batches after the first are appended with PATCH, so the oldest must go first; the server
+    # sorts within one request but times in other forms (strings) are left for it to order.
+    if all(isinstance(point.get("time"), int | float) for point in points):
+        return sorted(points, key=lambda point: point["time"])
+    return points
+
+
+def _progress(total: int, enabled: bool, description: str) -> _Progress | None:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise ImportError(
+            "progress=True needs tqdm: pip install 'lightweight-charts-pro-backend[client]'"
+        ) from None
+    bar: _Progress = tqdm(total=total, unit="pt", unit_scale=True, desc=description)
+    return bar
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    raise ChartsClientError(
+        response.status_code,
+        str(body.get("errorCode", "HTTP_ERROR")),
+        str(body.get("detail", response.reason_phrase or "request failed")),
+        body.get("requestId") or response.headers.get("x-request-id"),
+    )
+
+
+def _headers(token: str | None, api_key: str | None, api_key_header: str) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if api_key is not None:
+        headers[api_key_header] = api_key
+    return headers
+
+
+def _ws_url(base_url: str, chart_id: str) -> str:
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base.removeprefix("https://")
+    elif base.startswith("http://"):
+        base = "ws://" + base.removeprefix("http://")
+    return f"{base}/ws/charts/{chart_id}"
+
+
+def _history_params(
+    before_time: object, after_time: object, count: int | None
+) -> dict[str, str | int]:
+    params: dict[str, str | int] = {}
+    if before_time is not None:
+        params["before_time"] = str(before_time)
+    if after_time is not None:
+        params["after_time"] = str(after_time)
+    if count is not None:
+        params["count"] = count
+    return params
+
+
+class _Live:
+    """What ``subscribe`` keeps between frames: the last version seen, to resume after a drop."""
+
+    def __init__(self, since_version: int | None) -> None:
+        self.version = since_version
+
+    def resume_frame(self) -> bytes | None:
+        if self.version is None:
+            return None
+        return orjson.dumps({"type": "resume", "sinceVersion": self.version})
+
+    def accept(self, message: dict[str, Any]) -> bool:
+        """Whether ``message`` goes to the caller; duplicates from a replay do not."""
+        kind = message.get("type")
+        if kind == "connected" and self.version is None:
+            self.version = int(message.get("version", 0))
+            return False
+        if kind == "data_update":
+            version = int(message.get("version", 0))
+            if self.version is not None and version <= self.version:
+                return False
+            self.version = version
+            return True
+        if kind in ("resync_required", "resumed"):
+            self.version = int(message.get("version", self.version or 0))
+            return kind == "resync_required"
+        return kind in LIVE_TYPES
+
+
+# --- the synchronous client -------------------------------------------------------------------
+
+
+class ChartsClient:
+    """Blocking client; use as a context manager so its connections are closed.
+
+    ``token`` is a JWT (``charts-backend token create``), ``api_key`` an API key; neither is
+    needed while the server runs without ``ENABLE_AUTH``. Errors raise
+    :class:`ChartsClientError` (:class:`ChartsConnectionError` when the server is unreachable).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        api_key_header: str = "X-API-Key",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = _headers(token, api_key, api_key_header)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
+
+    def __enter__(self) -> ChartsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: object = None, **params: Any) -> Any:
+        try:
+            response = self._http.request(
+                method,
+                path,
+                content=_encode(body) if body is not None else None,
+                params=params or None,
+            )
+        except httpx.TransportError as exc:
+            raise ChartsConnectionError(self.base_url, exc) from exc
+        _raise_for(response)
+        return orjson.loads(response.content) if response.content else None
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/health")
+        return result
+
+    def list_charts(self) -> list[dict[str, Any]]:
+        charts: list[dict[str, Any]] = self._call("GET", "/api/charts")["charts"]
+        return charts
+
+    def create_chart(self, chart_id: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Create ``chart_id`` (idempotent); returns ``{"chartId", "options"}``."""
+        return self._call("POST", f"/api/charts/{chart_id}", dict(options or {}))
+
+    def get_chart(self, chart_id: str) -> Any:
+        return self._call("GET", f"/api/charts/{chart_id}")
+
+    def delete_chart(self, chart_id: str) -> None:
+        self._call("DELETE", f"/api/charts/{chart_id}")
+
+    def set_series(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Iterable[Mapping[str, Any]] | pd.DataFrame,
+        series_type: str = "line",
+        pane: int = 0,
+        options: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> Any:
+        """Replace the series with ``data``; returns ``{"seriesId", "seriesType", "count"}``.
+
+        More than ``batch_size`` points go as one replace of the oldest batch, then appends of
+        the others in time order (readers see the series grow).
+        """
+        points = _sorted(to_points(data))
+        bar = _progress(len(points), progress, series_id)
+        try:
+            batches = _batches(points, batch_size) if points else iter([[]])
+            first = next(batches)
+            result = self._call(
+                "POST",
+                f"/api/charts/{chart_id}/data/{series_id}",
+                {
+                    "paneId": pane,
+                    "seriesType": series_type,
+                    "data": first,
+                    "options": dict(options or {}),
+                },
+            )
+            if bar is not None:
+                bar.update(len(first))
+            for batch in batches:
+                upserted = self.update(chart_id, series_id, batch, pane=pane)
+                result["count"] = upserted["totalCount"]
+                if bar is not None:
+                    bar.update(len(batch))
+            return result
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def update(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Mapping[str, Any] | Iterable[Mapping[str, Any]] | pd.DataFrame,
+        pane: int = 0,
+    ) -> Any:
+        """Upsert points (a new bar, the last bar again, corrections): ``{"count", "totalCount"}``."""
+        points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
+        return self._call(
+            "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}
+        )
+
+    def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
+        return self._call("GET", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+
+    def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
+        self._call("DELETE", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+
+    def history(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        before_time: object = None,
+        after_time: object = None,
+        count: int | None = None,
+    ) -> Any:
+        """One history chunk (``data`` ascending, ``hasMoreBefore``, ``chunkInfo``, ...)."""
+        return self._call(
+            "GET",
+            f"/api/charts/{chart_id}/history/{pane}/{series_id}",
+            **_history_params(before_time, after_time, count),
+        )
+
+    def iter_history(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        before_time: object = None,
+        count: int = HISTORY_PAGE,
+    ) -> Iterator[list[Point]]:
+        """Chunks of points from the newest (or those before ``before_time``) back to the first;
+        each chunk is ascending."""
+        while True:
+            chunk = self.history(chart_id, series_id, pane, before_time=before_time, count=count)
+            if chunk["data"]:
+                yield chunk["data"]
+            if not chunk["hasMoreBefore"] or not chunk["data"]:
+                return
+            before_time = chunk["data"][0]["time"]
+
+    def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
+        """The whole series, ascending, fetched page by page."""
+        chunks = list(self.iter_history(chart_id, series_id, pane))
+        return [point for chunk in reversed(chunks) for point in chunk]
+
+    def subscribe(
+        self,
+        chart_id: str,
+        *,
+        since_version: int | None = None,
+        reconnect: bool = True,
+        max_retries: int = 10,
+    ) -> Iterator[dict[str, Any]]:
+        """Live frames of ``chart_id``: ``data_update`` (see the README) and ``resync_required``
+        (refetch the chart). After a dropped connection it reconnects and resumes from the last
+        version seen, up to ``max_retries`` attempts in a row."""
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+        from websockets.sync.client import connect
+
+        live = _Live(since_version)
+        failures = 0
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        while True:
+            try:
+                with connect(_ws_url(self.base_url, chart_id), additional_headers=headers) as ws:
+                    resume = live.resume_frame()
+                    if resume is not None:
+                        ws.send(resume.decode())
+                    for frame in ws:
+                        message = orjson.loads(frame)
+                        failures = 0
+                        if message.get("type") == "ping":
+                            ws.send('{"type":"pong"}')
+                        elif live.accept(message):
+                            yield message
+            except (ConnectionClosed, OSError, InvalidHandshake) as exc:
+                failures += 1
+                if not reconnect or failures > max_retries:
+                    raise ChartsConnectionError(self.base_url, exc) from exc
+                time.sleep(min(0.2 * 2**failures, 5.0))
+            else:
+                return
+
+
+# --- the asynchronous client ------------------------------------------------------------------
+
+
+class AsyncChartsClient:
+    """The asyncio twin of :class:`ChartsClient`: same methods, awaited.
+
+    Example::
+
+        async with AsyncChartsClient("http://127.0.0.1:8000", token=token) as charts:
+            await charts.set_series("btc", "price", points, series_type="candlestick")
+            async for event in charts.subscribe("btc"):
+                ...
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        api_key_header: str = "X-API-Key",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = _headers(token, api_key, api_key_header)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, timeout=timeout
+        )
+
+    async def __aenter__(self) -> AsyncChartsClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: object = None, **params: Any) -> Any:
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                content=_encode(body) if body is not None else None,
+                params=params or None,
+            )
+        except httpx.TransportError as exc:
+            raise ChartsConnectionError(self.base_url, exc) from exc
+        _raise_for(response)
+        return orjson.loads(response.content) if response.content else None
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/health")
+        return result
+
+    async def list_charts(self) -> list[dict[str, Any]]:
+        charts: list[dict[str, Any]] = (await self._call("GET", "/api/charts"))["charts"]
+        return charts
+
+    async def create_chart(self, chart_id: str, options: Mapping[str, Any] | None = None) -> Any:
+        return await self._call("POST", f"/api/charts/{chart_id}", dict(options or {}))
+
+    async def get_chart(self, chart_id: str) -> Any:
+        return await self._call("GET", f"/api/charts/{chart_id}")
+
+    async def delete_chart(self, chart_id: str) -> None:
+        await self._call("DELETE", f"/api/charts/{chart_id}")
+
+    async def set_series(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Iterable[Mapping[str, Any]] | pd.DataFrame,
+        series_type: str = "line",
+        pane: int = 0,
+        options: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> Any:
+        """As :meth:`ChartsClient.set_series`."""
+        points = _sorted(to_points(data))
+        bar = _progress(len(points), progress, series_id)
+        try:
+            batches = _batches(points, batch_size) if points else iter([[]])
+            first = next(batches)
+            result = await self._call(
+                "POST",
+                f"/api/charts/{chart_id}/data/{series_id}",
+                {
+                    "paneId": pane,
+                    "seriesType": series_type,
+                    "data": first,
+                    "options": dict(options or {}),
+                },
+            )
+            if bar is not None:
+                bar.update(len(first))
+            for batch in batches:
+                upserted = await self.update(chart_id, series_id, batch, pane=pane)
+                result["count"] = upserted["totalCount"]
+                if bar is not None:
+                    bar.update(len(batch))
+            return result
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def update(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Mapping[str, Any] | Iterable[Mapping[str, Any]] | pd.DataFrame,
+        pane: int = 0,
+    ) -> Any:
+        points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
+        return await self._call(
+            "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}
+        )
+
+    async def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
+        return await self._call("GET", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+
+    async def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
+        await self._call("DELETE", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+
+    async def history(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        before_time: object = None,
+        after_time: object = None,
+        count: int | None = None,
+    ) -> Any:
+        return await self._call(
+            "GET",
+            f"/api/charts/{chart_id}/history/{pane}/{series_id}",
+            **_history_params(before_time, after_time, count),
+        )
+
+    async def iter_history(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        before_time: object = None,
+        count: int = HISTORY_PAGE,
+    ) -> AsyncIterator[list[Point]]:
+        """As :meth:`ChartsClient.iter_history`."""
+        while True:
+            chunk = await self.history(
+                chart_id, series_id, pane, before_time=before_time, count=count
+            )
+            if chunk["data"]:
+                yield chunk["data"]
+            if not chunk["hasMoreBefore"] or not chunk["data"]:
+                return
+            before_time = chunk["data"][0]["time"]
+
+    async def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
+        chunks = [chunk async for chunk in self.iter_history(chart_id, series_id, pane)]
+        return [point for chunk in reversed(chunks) for point in chunk]
+
+    async def subscribe(
+        self,
+        chart_id: str,
+        *,
+        since_version: int | None = None,
+        reconnect: bool = True,
+        max_retries: int = 10,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """As :meth:`ChartsClient.subscribe`."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        live = _Live(since_version)
+        failures = 0
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        while True:
+            try:
+                async with connect(
+                    _ws_url(self.base_url, chart_id), additional_headers=headers
+                ) as ws:
+                    resume = live.resume_frame()
+                    if resume is not None:
+                        await ws.send(resume.decode())
+                    async for frame in ws:
+                        message = orjson.loads(frame)
+                        failures = 0
+                        if message.get("type") == "ping":
+                            await ws.send('{"type":"pong"}')
+                        elif live.accept(message):
+                            yield message
+            except (ConnectionClosed, OSError, InvalidHandshake) as exc:
+                failures += 1
+                if not reconnect or failures > max_retries:
+                    raise ChartsConnectionError(self.base_url, exc) from exc
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+            else:
+                return
+
+
+__all__ = [
+    "AsyncChartsClient",
+    "ChartsClient",
+    "ChartsClientError",
+    "ChartsConnectionError",
+    "to_frame",
+    "to_points",
+]

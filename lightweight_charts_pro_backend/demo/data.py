@@ -1,0 +1,67 @@
+"""Synthetic market data for the demo: a random walk of candles with volume, and live ticks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Point = dict[str, Any]
+UP_COLOR = "rgba(38, 166, 154, 0.5)"
+DOWN_COLOR = "rgba(239, 83, 80, 0.5)"
+
+
+def candles(
+    count: int, end_time: int, bar_seconds: int, seed: int = 7, start_price: float = 100.0
+) -> tuple[list[Point], list[Point]]:
+    """``count`` candles ending at ``end_time`` (UTC seconds), and their volume bars.
+
+    Prices follow a geometric random walk with volatility that drifts in regimes, so the chart
+    shows calm stretches and bursts; volume grows with the size of the move.
+    """
+    rng = np.random.default_rng(seed)
+    times = end_time - bar_seconds * np.arange(count - 1, -1, -1, dtype=np.int64)
+    regime = np.exp(np.cumsum(rng.normal(0, 0.01, count)).clip(-2, 2)) * 0.001
+    returns = rng.normal(0, 1, count) * regime
+    close = start_price * np.exp(np.cumsum(returns))
+    open_ = np.concatenate(([start_price], close[:-1]))
+    spread = np.abs(rng.normal(0, 1, (2, count))) * regime * close
+    high = np.maximum(open_, close) + spread[0]
+    low = np.minimum(open_, close) - spread[1]
+    volume = (1_000 * (1 + 200 * np.abs(returns)) * rng.lognormal(0, 0.3, count)).round()
+    rounded = [np.round(values, 4).tolist() for values in (open_, high, low, close)]
+    price: list[Point] = [
+        {"time": t, "open": o, "high": h, "low": lo, "close": c}
+        for t, o, h, lo, c in zip(times.tolist(), *rounded, strict=True)
+    ]
+    volumes: list[Point] = [
+        {"time": p["time"], "value": v, "color": UP_COLOR if p["close"] >= p["open"] else DOWN_COLOR}
+        for p, v in zip(price, volume.tolist(), strict=True)
+    ]
+    return price, volumes
+
+
+@dataclass
+class Ticker:
+    """The live last bar: each ``tick`` moves its close; a new bar opens every ``bar_seconds``."""
+
+    bar: Point
+    volume: float
+    bar_seconds: int
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng())
+
+    def tick(self, now: float) -> tuple[Point, Point]:
+        """The last candle and volume bar after a trade at ``now`` (UTC seconds)."""
+        bar_time = int(now) - int(now) % self.bar_seconds
+        if bar_time > self.bar["time"]:
+            close = self.bar["close"]
+            self.bar = {"time": bar_time, "open": close, "high": close, "low": close, "close": close}
+            self.volume = 0.0
+        price = round(float(self.bar["close"] * np.exp(self.rng.normal(0, 0.0005))), 4)
+        self.bar["close"] = price
+        self.bar["high"] = max(self.bar["high"], price)
+        self.bar["low"] = min(self.bar["low"], price)
+        self.volume += float(self.rng.integers(1, 50))
+        color = UP_COLOR if self.bar["close"] >= self.bar["open"] else DOWN_COLOR
+        return dict(self.bar), {"time": self.bar["time"], "value": self.volume, "color": color}
