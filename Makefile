@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install system-deps run run-production test lint format typecheck check bench clean
+DEMO := lightweight_charts_pro_backend/demo
 
-install: $(VENV)/.installed
+.PHONY: install demo-assets system-deps run run-production test lint format typecheck check bench clean
+
+install: $(VENV)/.installed demo-assets
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +17,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The demo page's chart library from npm, served by the app; without npm the page uses a CDN.
+demo-assets: $(DEMO)/node_modules/lightweight-charts/package.json
+
+$(DEMO)/node_modules/lightweight-charts/package.json: $(DEMO)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(DEMO) && npm install --silent --no-audit --no-fund --no-package-lock && touch node_modules/lightweight-charts/package.json; \
+	else \
+		echo "npm not found: the demo page will load lightweight-charts from a CDN"; \
+	fi
+
 system-deps:
 	./scripts/system-deps.sh
 
+# The development server with the demo chart seeded (1,000,000 candles) and kept moving.
 run: install
 	@echo "Serving on http://$(HOST):$(PORT) (API docs at http://$(HOST):$(PORT)/docs)"
-	$(BIN)/uvicorn lightweight_charts_pro_backend.app:create_app --factory --host $(HOST) --port $(PORT)
+	@echo "Demo page: http://$(HOST):$(PORT)/demo?chart=demo (ready once the demo chart is seeded)"
+	$(BIN)/charts-backend demo --serve --host $(HOST) --port $(PORT)
 
 run-production: install
 	$(BIN)/uvicorn lightweight_charts_pro_backend.app_production:create_app --factory --host $(HOST) --port $(PORT)

@@ -10,7 +10,8 @@ Example::
     with ChartsClient("http://127.0.0.1:8000", api_key="lcp_...") as charts:
         charts.create_chart("btc")
         charts.set_series("btc", "price", frame, series_type="candlestick", progress=True)
-        charts.update("btc", "price", {"time": 1700000060, "open": 1, "high": 2, "low": 1, "close": 2})
+        charts.update("btc", "price", {"time": 1700000060, "open": 1, "high": 2, "low": 1,
+                                        "close": 2})
         for chunk in charts.iter_history("btc", "price"):  # newest chunk first
             ...
         for event in charts.subscribe("btc"):  # data_update frames, forever
@@ -22,9 +23,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 import httpx
 import orjson
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 Point = dict[str, Any]
 DEFAULT_BATCH_SIZE = 50_000
 HISTORY_PAGE = 10_000
-#: Frames the WebSocket delivers to ``subscribe`` callers; pings and pongs stay inside.
-LIVE_TYPES = frozenset({"data_update", "resync_required", "resumed"})
 
 
 class ChartsClientError(Exception):
@@ -76,7 +76,7 @@ def to_points(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[Point]:
     """
     if _is_dataframe(data):
         return _frame_points(data)
-    return [dict(point) for point in data]
+    return [dict(point) for point in cast("Iterable[Mapping[str, Any]]", data)]
 
 
 def to_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -90,9 +90,10 @@ def to_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.set_index("time")
 
 
-def _is_dataframe(data: object) -> bool:
-    module = type(data).__module__
-    return module.startswith("pandas") and type(data).__name__ == "DataFrame"
+def _is_dataframe(data: object) -> TypeGuard[pd.DataFrame]:
+    # A DataFrame exists only once pandas is imported, so servers without pandas never load it.
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
 
 
 def _frame_points(frame: pd.DataFrame) -> list[Point]:
@@ -102,7 +103,7 @@ def _frame_points(frame: pd.DataFrame) -> list[Point]:
         frame = frame.reset_index(drop=True)
         times = frame["time"]
     elif isinstance(frame.index, pd.DatetimeIndex):
-        times = frame.index.to_series(index=range(len(frame)))
+        times = pd.Series(frame.index)
         frame = frame.reset_index(drop=True)
     else:
         raise ValueError("the DataFrame needs a 'time' column or a DatetimeIndex")
@@ -116,7 +117,7 @@ def _frame_points(frame: pd.DataFrame) -> list[Point]:
         frame = frame.assign(time=seconds.to_numpy())
     else:
         frame = frame.assign(time=times.to_numpy())
-    records: list[Point] = frame.to_dict("records")
+    records = cast("list[Point]", frame.to_dict("records"))
     if frame.drop(columns="time").isna().to_numpy().any():
         records = [{k: v for k, v in row.items() if not _missing(v)} for row in records]
     return records
@@ -222,7 +223,7 @@ class _Live:
 
     def accept(self, message: dict[str, Any]) -> bool:
         """Whether ``message`` goes to the caller; duplicates from a replay do not."""
-        kind = message.get("type")
+        kind: object = message.get("type")
         if kind == "connected" and self.version is None:
             self.version = int(message.get("version", 0))
             return False
@@ -235,7 +236,7 @@ class _Live:
         if kind in ("resync_required", "resumed"):
             self.version = int(message.get("version", self.version or 0))
             return kind == "resync_required"
-        return kind in LIVE_TYPES
+        return False
 
 
 # --- the synchronous client -------------------------------------------------------------------
@@ -353,7 +354,8 @@ class ChartsClient:
         data: Mapping[str, Any] | Iterable[Mapping[str, Any]] | pd.DataFrame,
         pane: int = 0,
     ) -> Any:
-        """Upsert points (a new bar, the last bar again, corrections): ``{"count", "totalCount"}``."""
+        """Upsert points (a new bar, the last bar again, corrections); returns
+        ``{"seriesId", "count", "totalCount"}``."""
         points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
         return self._call(
             "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks need, when they are missing:
-# servers the tests start themselves (PostgreSQL, MariaDB, Redis) and a few tools.
+# servers the tests start themselves (PostgreSQL, MariaDB, Redis), Chromium and a few tools.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -20,6 +20,8 @@ have ip /usr/sbin/ip || need+=(iproute2)
 { have unshare /usr/bin/unshare && have setpriv /usr/bin/setpriv; } || need+=(util-linux)
 # ... with a system Python the unprivileged image user can run, in fresh virtual environments.
 installed python3-venv || need+=(python3-venv)
+# The demo page's browser test (tests/demo) drives Chromium through Playwright.
+have chromium /usr/bin/chromium || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

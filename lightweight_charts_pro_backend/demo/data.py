@@ -36,7 +36,7 @@ def candles(
         for t, o, h, lo, c in zip(times.tolist(), *rounded, strict=True)
     ]
     volumes: list[Point] = [
-        {"time": p["time"], "value": v, "color": UP_COLOR if p["close"] >= p["open"] else DOWN_COLOR}
+        {"time": p["time"], "value": v, "color": _color(p)}
         for p, v in zip(price, volume.tolist(), strict=True)
     ]
     return price, volumes
@@ -56,12 +56,20 @@ class Ticker:
         bar_time = int(now) - int(now) % self.bar_seconds
         if bar_time > self.bar["time"]:
             close = self.bar["close"]
-            self.bar = {"time": bar_time, "open": close, "high": close, "low": close, "close": close}
+            self.bar = {"time": bar_time, "open": close, "high": close, "low": close}
+            self.bar["close"] = close
             self.volume = 0.0
         price = round(float(self.bar["close"] * np.exp(self.rng.normal(0, 0.0005))), 4)
         self.bar["close"] = price
         self.bar["high"] = max(self.bar["high"], price)
         self.bar["low"] = min(self.bar["low"], price)
         self.volume += float(self.rng.integers(1, 50))
-        color = UP_COLOR if self.bar["close"] >= self.bar["open"] else DOWN_COLOR
-        return dict(self.bar), {"time": self.bar["time"], "value": self.volume, "color": color}
+        return dict(self.bar), {
+            "time": self.bar["time"],
+            "value": self.volume,
+            "color": _color(self.bar),
+        }
+
+
+def _color(bar: Point) -> str:
+    return UP_COLOR if bar["close"] >= bar["open"] else DOWN_COLOR

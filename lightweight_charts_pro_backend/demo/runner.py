@@ -1,0 +1,109 @@
+"""``charts-backend demo``: seed a chart with synthetic candles and volume, then trade on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import data
+
+START_TIMEOUT_SECONDS = 60.0
+
+
+class DemoError(Exception):
+    """The demo cannot go on (server down, refused data); one sentence."""
+
+
+@contextmanager
+def dev_server(host: str, port: int) -> Iterator[str]:
+    """A development server in a child process on ``host:port``; yields its base URL."""
+    import httpx
+
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "lightweight_charts_pro_backend.app:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(command, env=os.environ.copy(), stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            if proc.poll() is not None:
+                raise DemoError(f"the server exited with status {proc.returncode} (port taken?).")
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise DemoError(f"the server did not answer on {url} within 60 s.")
+            time.sleep(0.2)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_demo(
+    url: str,
+    chart_id: str,
+    *,
+    candles: int,
+    bar_seconds: int,
+    rate: float,
+    duration: float | None,
+    token: str | None,
+    api_key: str | None,
+    progress: bool,
+) -> None:
+    """Replace ``chart_id`` with ``candles`` candles (pane 0) and volume (pane 1) ending now,
+    print the page's URL, then update the last bar ``rate`` times a second (a new bar every
+    ``bar_seconds``) until ``duration`` has passed or the user interrupts."""
+    from ..client import ChartsClient, ChartsClientError
+
+    now = time.time()
+    last_bar = int(now) - int(now) % bar_seconds
+    with ChartsClient(url, token=token, api_key=api_key) as client:
+        try:
+            client.create_chart(chart_id)
+            price, volume = data.candles(candles, last_bar, bar_seconds)
+            client.set_series(
+                chart_id, "price", price, series_type="candlestick", progress=progress
+            )
+            client.set_series(
+                chart_id,
+                "volume",
+                volume,
+                series_type="histogram",
+                pane=1,
+                options={"priceFormat": {"type": "volume"}, "priceLineVisible": False},
+                progress=progress,
+            )
+            print(f"Demo chart {chart_id!r}: {url}/demo?chart={chart_id}", flush=True)
+            ticker = data.Ticker(price[-1], float(volume[-1]["value"]), bar_seconds)
+            del price, volume
+            deadline = None if duration is None else time.monotonic() + duration
+            period = 1.0 / rate
+            while deadline is None or time.monotonic() < deadline:
+                bar, bar_volume = ticker.tick(time.time())
+                client.update(chart_id, "price", bar)
+                client.update(chart_id, "volume", bar_volume, pane=1)
+                time.sleep(period)
+        except ChartsClientError as exc:
+            raise DemoError(exc.detail if exc.status == 0 else str(exc)) from None
