@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -415,36 +416,115 @@ class ChartsClient:
         since_version: int | None = None,
         reconnect: bool = True,
         max_retries: int = 10,
-    ) -> Iterator[dict[str, Any]]:
-        """Live frames of ``chart_id``: ``data_update`` (see the README) and ``resync_required``
-        (refetch the chart). After a dropped connection it reconnects and resumes from the last
-        version seen, up to ``max_retries`` attempts in a row."""
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+    ) -> Subscription:
+        """Follow ``chart_id`` live; connected when this returns, so no later update is missed.
+
+        Iterating yields ``data_update`` frames (see the README) and ``resync_required``
+        (refetch the chart). With ``since_version``, updates after that version still held by
+        the server come first. After a dropped connection it reconnects and resumes from the
+        last version seen, up to ``max_retries`` attempts in a row. Close it (or use it as a
+        context manager) to disconnect.
+        """
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        return Subscription(
+            self.base_url,
+            _ws_url(self.base_url, chart_id),
+            headers,
+            since_version=since_version,
+            reconnect=reconnect,
+            max_retries=max_retries,
+        )
+
+
+class Subscription:
+    """The live frames of one chart, from :meth:`ChartsClient.subscribe`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        since_version: int | None,
+        reconnect: bool,
+        max_retries: int,
+    ) -> None:
+        from websockets.sync.client import ClientConnection
+
+        self._base_url = base_url
+        self._url = url
+        self._headers = headers
+        self._reconnect = reconnect
+        self._max_retries = max_retries
+        self._live = _Live(since_version)
+        self._ws: ClientConnection | None = None
+        self._closed = False
+        self._stack = contextlib.ExitStack()
+        try:
+            self._connect()
+        except _ws_errors() as exc:
+            raise ChartsConnectionError(base_url, exc) from exc
+
+    def _connect(self) -> None:
         from websockets.sync.client import connect
 
-        live = _Live(since_version)
+        stack = contextlib.ExitStack()
+        self._ws = stack.enter_context(
+            connect(self._url, additional_headers=self._headers, open_timeout=10)
+        )
+        self._stack = stack
+        resume = self._live.resume_frame()
+        if resume is not None:
+            self._ws.send(resume.decode())
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
         failures = 0
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        while True:
+        while not self._closed:
             try:
-                with connect(_ws_url(self.base_url, chart_id), additional_headers=headers) as ws:
-                    resume = live.resume_frame()
-                    if resume is not None:
-                        ws.send(resume.decode())
-                    for frame in ws:
-                        message = orjson.loads(frame)
-                        failures = 0
-                        if message.get("type") == "ping":
-                            ws.send('{"type":"pong"}')
-                        elif live.accept(message):
-                            yield message
-            except (ConnectionClosed, OSError, InvalidHandshake) as exc:
+                if self._ws is None:
+                    self._connect()
+                assert self._ws is not None
+                message: dict[str, Any] = orjson.loads(self._ws.recv())
+            except _ws_errors() as exc:
+                self._drop()
                 failures += 1
-                if not reconnect or failures > max_retries:
-                    raise ChartsConnectionError(self.base_url, exc) from exc
+                if self._closed:
+                    break
+                if not self._reconnect or failures > self._max_retries:
+                    raise ChartsConnectionError(self._base_url, exc) from exc
                 time.sleep(min(0.2 * 2**failures, 5.0))
-            else:
-                return
+                continue
+            failures = 0
+            if message.get("type") == "ping":
+                self._ws.send('{"type":"pong"}')
+            elif self._live.accept(message):
+                return message
+        raise StopIteration
+
+    def _drop(self) -> None:
+        self._ws = None
+        stack, self._stack = self._stack, contextlib.ExitStack()
+        stack.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ws_errors() -> tuple[type[Exception], ...]:
+    """What a dropped or refused WebSocket raises (imported late: websockets is optional)."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+    return (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError)
 
 
 # --- the asynchronous client ------------------------------------------------------------------
@@ -623,7 +703,6 @@ class AsyncChartsClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """As :meth:`ChartsClient.subscribe`."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
         live = _Live(since_version)
         failures = 0
@@ -643,7 +722,7 @@ class AsyncChartsClient:
                             await ws.send('{"type":"pong"}')
                         elif live.accept(message):
                             yield message
-            except (ConnectionClosed, OSError, InvalidHandshake) as exc:
+            except _ws_errors() as exc:
                 failures += 1
                 if not reconnect or failures > max_retries:
                     raise ChartsConnectionError(self.base_url, exc) from exc
@@ -657,6 +736,7 @@ __all__ = [
     "ChartsClient",
     "ChartsClientError",
     "ChartsConnectionError",
+    "Subscription",
     "to_frame",
     "to_points",
 ]

@@ -65,14 +65,15 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(workdir: Path, **settings: object) -> ServerProcess:
-    """``uvicorn ...app:create_app --factory`` in ``workdir`` with ``settings`` as env vars."""
+def start_server(workdir: Path, port: int | None = None, **settings: object) -> ServerProcess:
+    """``uvicorn ...app:create_app --factory`` in ``workdir`` with ``settings`` as env vars, on
+    ``port`` (default: a free one; give the old one to restart a server in place)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, **BASE_ENV, "PYTHONUNBUFFERED": "1"}
     env.update({name.upper(): str(value) for name, value in settings.items()})
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,

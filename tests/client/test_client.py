@@ -1,0 +1,243 @@
+"""The Python client against a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lightweight_charts_pro_backend.apikeys import SettingsKeyStore, new_api_key
+from lightweight_charts_pro_backend.auth import create_access_token
+from lightweight_charts_pro_backend.client import (
+    AsyncChartsClient,
+    ChartsClient,
+    ChartsClientError,
+    ChartsConnectionError,
+    to_frame,
+)
+from lightweight_charts_pro_backend.config import Settings
+from tests.realtime.conftest import ServerProcess, free_port, start_server
+
+pytestmark = pytest.mark.slow
+
+START = 1_700_000_000
+SECRET = "client-test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path_factory.mktemp("client-server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def charts(server: ServerProcess) -> Iterator[ChartsClient]:
+    with ChartsClient(server.http_url) as client:
+        yield client
+
+
+def _upsert_of(events: Iterator[dict[str, Any]], time: int) -> dict[str, Any]:
+    """The first upsert of a point at ``time`` among the next few events."""
+    for _, event in zip(range(50), events, strict=False):
+        if event.get("op") == "upsert" and event["data"][0]["time"] == time:
+            return event
+    raise AssertionError(f"no upsert at {time} in 50 events")
+
+
+def _frame(series_type: str, n: int, index: str) -> pd.DataFrame:
+    rng = np.random.default_rng(len(series_type))
+    times = pd.date_range("2024-03-30 22:00", periods=n, freq="min")
+    if series_type in ("bar", "candlestick"):
+        close = 100 + rng.normal(0, 1, n).cumsum()
+        open_ = np.concatenate(([100.0], close[:-1]))
+        frame = pd.DataFrame(
+            {
+                "open": open_,
+                "high": np.maximum(open_, close) + 0.5,
+                "low": np.minimum(open_, close) - 0.5,
+                "close": close,
+            }
+        )
+    else:
+        frame = pd.DataFrame({"value": rng.normal(0, 1, n).round(6)})
+    if index == "aware-index":
+        # Across a DST change: the offsets must not leak into the UTC seconds.
+        frame.index = times.tz_localize("UTC").tz_convert("Europe/Berlin")
+    elif index == "naive-index":
+        frame.index = times
+    else:
+        frame.insert(0, "time", times)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("series_type", "index"),
+    [
+        ("line", "aware-index"),
+        ("area", "naive-index"),
+        ("baseline", "time-column"),
+        ("histogram", "aware-index"),
+        ("bar", "naive-index"),
+        ("candlestick", "time-column"),
+    ],
+)
+def test_dataframe_round_trip(charts: ChartsClient, series_type: str, index: str) -> None:
+    frame = _frame(series_type, 250, index)
+    chart = f"frame-{series_type}"
+    charts.create_chart(chart)
+    result = charts.set_series(chart, "s", frame, series_type=series_type, batch_size=100)
+    assert result["count"] == 250
+
+    back = to_frame(charts.all_points(chart, "s"))
+    expected_times = pd.date_range("2024-03-30 22:00", periods=250, freq="min", tz="UTC")
+    assert list(back.index) == list(expected_times)
+    values = frame.drop(columns="time", errors="ignore").reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        back[list(values.columns)].reset_index(drop=True), values, check_dtype=False
+    )
+
+
+def test_list_of_dicts_with_gaps_and_extra_fields(charts: ChartsClient) -> None:
+    frame = pd.DataFrame(
+        {"time": [START, START + 60, START + 120], "value": [1.0, np.nan, 3.0]}
+    ).assign(color=["red", "blue", "green"])
+    charts.set_series("gaps", "v", frame)
+    assert charts.all_points("gaps", "v") == [
+        {"time": START, "value": 1.0, "color": "red"},
+        {"time": START + 60, "color": "blue"},
+        {"time": START + 120, "value": 3.0, "color": "green"},
+    ]
+
+
+def test_paging_the_whole_history(charts: ChartsClient) -> None:
+    points = [{"time": START + 60 * i, "value": float(i)} for i in range(2500)]
+    charts.set_series("paged", "v", points, batch_size=700, progress=True)
+
+    chunks = list(charts.iter_history("paged", "v", count=1000))
+    assert [len(chunk) for chunk in chunks] == [1000, 1000, 500]
+    assert chunks[0][-1]["time"] == points[-1]["time"]  # newest first
+    assert [p for chunk in reversed(chunks) for p in chunk] == points
+
+    newest = charts.history("paged", "v", count=3)
+    assert [p["value"] for p in newest["data"]] == [2497.0, 2498.0, 2499.0]
+    assert newest["hasMoreBefore"] is True
+
+
+def test_update_delete_and_errors(charts: ChartsClient) -> None:
+    charts.set_series("crud", "price", [{"time": START, "value": 1}])
+    result = charts.update("crud", "price", {"time": START + 60, "value": 2})
+    assert result["totalCount"] == 2
+    with pytest.raises(ChartsClientError) as bad:
+        charts.update("crud", "price", [{"time": START, "value": "x"}])
+    assert bad.value.status == 400
+    charts.delete_series("crud", "price")
+    with pytest.raises(ChartsClientError) as missing:
+        charts.get_series("crud", "price")
+    assert missing.value.error_code == "SERIES_NOT_FOUND"
+    charts.delete_chart("crud")
+    with pytest.raises(ChartsClientError) as gone:
+        charts.get_chart("crud")
+    assert (gone.value.status, gone.value.error_code) == (404, "CHART_NOT_FOUND")
+
+
+def test_unreachable_server_is_a_connection_error() -> None:
+    with (
+        ChartsClient(f"http://127.0.0.1:{free_port()}") as client,
+        pytest.raises(ChartsConnectionError, match="cannot reach the server"),
+    ):
+        client.list_charts()
+
+
+async def test_async_client_and_live_subscription(server: ServerProcess) -> None:
+    async with AsyncChartsClient(server.http_url) as charts:
+        await charts.set_series("live", "price", [{"time": START, "value": 1.0}])
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def follow() -> None:
+            async for event in charts.subscribe("live"):
+                await events.put(event)
+
+        task = asyncio.create_task(follow())
+        try:
+            # The subscription is live once an update made after it shows up.
+            async with asyncio.timeout(10):
+                while True:
+                    await charts.update("live", "price", {"time": START + 60, "value": 2.0})
+                    try:
+                        event = await asyncio.wait_for(events.get(), 0.5)
+                        break
+                    except TimeoutError:
+                        continue
+            assert event["type"] == "data_update"
+            assert event["op"] == "upsert"
+            assert event["data"] == [{"time": START + 60, "value": 2.0}]
+            await charts.update("live", "price", {"time": START + 120, "value": 3.0})
+            async with asyncio.timeout(5):
+                while event["data"] != [{"time": START + 120, "value": 3.0}]:
+                    event = await events.get()
+            chunks = [chunk async for chunk in charts.iter_history("live", "price", count=2)]
+            assert [len(chunk) for chunk in chunks] == [2, 1]
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+def test_sync_subscription_resumes_after_a_restart(tmp_path: Path) -> None:
+    """The sync iterator reconnects to a restarted server and keeps yielding updates."""
+    first = start_server(tmp_path / "srv", enable_persistence="true")
+    try:
+        with ChartsClient(first.http_url) as charts:
+            charts.set_series("again", "v", [{"time": START, "value": 1.0}])
+            events = charts.subscribe("again")
+            charts.update("again", "v", {"time": START + 60, "value": 2.0})
+            assert _upsert_of(events, START + 60)["data"][0]["value"] == 2.0
+            first.stop()
+            second = start_server(tmp_path / "srv", port=first.port, enable_persistence="true")
+            try:
+                charts.update("again", "v", {"time": START + 120, "value": 3.0})
+                # Either the missed update or an instruction to refetch: never silence.
+                event = next(events)
+                while event["type"] == "data_update" and event["data"][0]["time"] < START + 120:
+                    event = next(events)
+                assert event["type"] in ("data_update", "resync_required")
+                events.close()
+            finally:
+                second.stop()
+    finally:
+        first.stop()
+
+
+def test_auth_with_token_and_api_key(tmp_path: Path) -> None:
+    secret, record = new_api_key("writer", ["secured"])
+    keys = SettingsKeyStore([])
+    asyncio.run(keys.add(record))
+    api_keys = keys.setting_line().removeprefix("API_KEYS='").removesuffix("'")
+    server = start_server(
+        tmp_path / "auth", enable_auth="true", secret_key=SECRET, api_keys=api_keys
+    )
+    try:
+        settings = Settings(_env_file=None, secret_key=SECRET)  # type: ignore[call-arg]
+        token = create_access_token({"sub": "tester", "chart_ids": ["secured"]}, settings)
+        with ChartsClient(server.http_url) as anonymous, pytest.raises(ChartsClientError) as no:
+            anonymous.create_chart("secured")
+        assert no.value.status == 401
+        with ChartsClient(server.http_url, api_key=secret) as by_key:
+            by_key.set_series("secured", "v", [{"time": START, "value": 1.0}])
+            with pytest.raises(ChartsClientError) as other:
+                by_key.create_chart("elsewhere")
+            assert other.value.status == 403
+        with ChartsClient(server.http_url, token=token) as by_token:
+            events = by_token.subscribe("secured", reconnect=False)
+            by_token.update("secured", "v", {"time": START + 60, "value": 2.0})
+            assert _upsert_of(events, START + 60)["data"] == [{"time": START + 60, "value": 2.0}]
+            events.close()
+            assert by_token.all_points("secured", "v")[-1]["value"] == 2.0
+    finally:
+        server.stop()
