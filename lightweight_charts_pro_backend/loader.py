@@ -106,7 +106,8 @@ def _seconds(times: pd.Series[Any], name: str, column: str) -> Any:
             f"{name}: column {column!r} has a value that is not a time "
             f"in data row {row + 1}: {times.iloc[row]!r}."
         )
-    return (parsed.astype("int64") // 10**9).to_numpy()
+    # Whatever unit pandas picked for the parsed times (ns, us, s), whole UTC seconds.
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy()
 
 
 def load_file(
