@@ -1,0 +1,169 @@
+"""The demo page in a real Chromium against a real server: drawing, infinite history, live
+updates, surviving a server restart. Leaves a screenshot in ``test-artifacts/``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightweight_charts_pro_backend.client import ChartsClient
+from lightweight_charts_pro_backend.demo.data import candles
+from lightweight_charts_pro_backend.demo.page import LOCAL_LIBRARY
+from tests.realtime.conftest import ROOT, ServerProcess, start_server
+from tests.servers import missing
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHART = "browser"
+BARS = 3000
+BAR_SECONDS = 60
+END = 1_700_000_000 - 1_700_000_000 % BAR_SECONDS
+FIRST = END - (BARS - 1) * BAR_SECONDS
+ARTIFACTS = ROOT / "test-artifacts"
+#: What Chromium itself logs while the server is down; nothing else may reach the console.
+OUTAGE_NOISE = ("WebSocket connection to", "net::ERR_CONNECTION_REFUSED")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    # Persistence on, so the chart is still there after the restart.
+    srv = start_server(tmp_path / "srv", enable_persistence="true")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        missing("chromium")
+    if not LOCAL_LIBRARY.is_file():
+        # Tests never reach the internet, so the CDN fallback cannot be used here.
+        missing("lightweight-charts from npm (make demo-assets)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-default-apps",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def _seed(url: str) -> None:
+    price, volume = candles(BARS, END, BAR_SECONDS, seed=11)
+    with ChartsClient(url) as charts:
+        charts.create_chart(CHART)
+        charts.set_series(CHART, "price", price, series_type="candlestick")
+        charts.set_series(
+            CHART, "volume", volume, series_type="histogram", pane=1,
+            options={"priceFormat": {"type": "volume"}},
+        )  # fmt: skip
+
+
+def _bar(time_: int, close: float) -> dict[str, Any]:
+    return {
+        "time": time_,
+        "open": 100.0,
+        "high": max(close, 100.0) + 1,
+        "low": 90.0,
+        "close": close,
+    }
+
+
+def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Path) -> None:
+    _seed(server.http_url)
+    with ChartsClient(server.http_url) as charts:
+        last_close = charts.history(CHART, "price", count=1)["data"][-1]["close"]
+
+    phase = "load"
+    errors: list[tuple[str, str]] = []
+    page = browser.new_page(viewport={"width": 1200, "height": 700})
+    page.on("console", lambda m: errors.append((phase, m.text)) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append((phase, f"page error: {e}")))
+    page.goto(f"{server.http_url}/demo?chart={CHART}")
+
+    # Drawn: canvases present, the library's own data ends with the server's last candle.
+    page.wait_for_function("window.demo && window.demo.stats.snapshots > 0", timeout=15_000)
+    assert page.locator("#chart canvas").count() > 0
+    assert page.evaluate("window.demo.lastBar('0/price').close") == last_close
+    assert page.evaluate("window.demo.series.get('0/price').data.length") == 500
+    assert page.locator("#status").inner_text() == "live"
+
+    # Infinite history: dragging the chart to the right scrolls left, into older bars, until the
+    # first one.
+    box = page.locator("#chart").bounding_box()
+    y = box["y"] + box["height"] * 0.3
+    for _ in range(80):
+        if page.evaluate(
+            f"window.demo.firstTime('0/price') === {FIRST}"
+            " && !window.demo.series.get('0/price').hasMoreBefore"
+        ):
+            break
+        page.mouse.move(box["x"] + 100, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] - 150, y, steps=6)
+        page.mouse.up()
+        page.wait_for_timeout(100)
+    stats = page.evaluate("window.demo.stats")
+    assert page.evaluate("window.demo.firstTime('0/price')") == FIRST
+    assert page.evaluate("window.demo.series.get('0/price').data.length") == BARS
+    assert page.evaluate("window.demo.firstTime('1/volume')") == FIRST
+    assert stats["historyRequests"] >= 6  # (3000 - 500) / 1000, for each of the two series
+    assert stats["historyResponses"] == stats["historyRequests"]
+
+    # Live: a bar written through the REST API is on the chart within a second.
+    with ChartsClient(server.http_url) as charts:
+        charts.update(CHART, "price", _bar(END + BAR_SECONDS, 123.25))
+        page.wait_for_function("window.demo.lastBar('0/price')?.close === 123.25", timeout=1_000)
+
+    # A server restart: the page shows it, reconnects, resumes (or refetches) and stays live.
+    phase = "restart"
+    server.stop()
+    page.wait_for_function("window.demo.state.status !== 'live'", timeout=10_000)
+    assert "reconnecting" in page.locator("#status").inner_text()
+    restarted = start_server(server.log_path.parent, port=server.port, enable_persistence="true")
+    try:
+        page.wait_for_function(
+            "window.demo.state.status === 'live' && window.demo.stats.connects >= 2"
+            " && !window.demo.state.awaitingSnapshot",
+            timeout=15_000,
+        )
+        phase = "after"
+        with ChartsClient(restarted.http_url) as charts:
+            started = time.monotonic()
+            charts.update(CHART, "price", _bar(END + 2 * BAR_SECONDS, 124.5))
+            page.wait_for_function("window.demo.lastBar('0/price')?.close === 124.5", timeout=1_000)
+            latency = time.monotonic() - started
+        print(f"PATCH to chart after the restart: {latency * 1000:.0f} ms")
+        assert page.evaluate("window.demo.lastBar('0/price').time") == END + 2 * BAR_SECONDS
+
+        page.evaluate("window.demo.chart.timeScale().scrollToRealTime()")
+        page.wait_for_timeout(300)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo-page.png"))
+    finally:
+        restarted.stop()
+
+    unexpected = [
+        (when, text)
+        for when, text in errors
+        if not (when == "restart" and any(noise in text for noise in OUTAGE_NOISE))
+    ]
+    assert unexpected == []
