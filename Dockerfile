@@ -8,6 +8,8 @@ FROM python:3.11 AS builder
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY lightweight_charts_pro_backend ./lightweight_charts_pro_backend
+# The wheel ships the migrations too, for `charts-backend db upgrade`.
+COPY migrations ./migrations
 RUN python -m pip wheel --no-cache-dir --wheel-dir wheels .
 
 # Runtime stage: the slim image, the installed wheels and nothing else from the build.
