@@ -150,7 +150,8 @@ def _sorted(points: list[Point]) -> list[Point]:
     return points
 
 
-def _progress(total: int, enabled: bool, description: str) -> _Progress | None:
+def progress_bar(total: int, enabled: bool, description: str) -> _Progress | None:
+    """A tqdm bar of ``total`` points when ``enabled``, else None; tqdm is imported only then."""
     if not enabled:
         return None
     try:
@@ -322,7 +323,7 @@ class ChartsClient:
         the others in time order (readers see the series grow).
         """
         points = _sorted(to_points(data))
-        bar = _progress(len(points), progress, series_id)
+        bar = progress_bar(len(points), progress, series_id)
         try:
             batches = _batches(points, batch_size) if points else iter([[]])
             first = next(batches)
@@ -609,7 +610,7 @@ class AsyncChartsClient:
     ) -> Any:
         """As :meth:`ChartsClient.set_series`."""
         points = _sorted(to_points(data))
-        bar = _progress(len(points), progress, series_id)
+        bar = progress_bar(len(points), progress, series_id)
         try:
             batches = _batches(points, batch_size) if points else iter([[]])
             first = next(batches)

@@ -12,34 +12,60 @@ UP_COLOR = "rgba(38, 166, 154, 0.5)"
 DOWN_COLOR = "rgba(239, 83, 80, 0.5)"
 
 
-def candles(
-    count: int, end_time: int, bar_seconds: int, seed: int = 7, start_price: float = 100.0
-) -> tuple[list[Point], list[Point]]:
-    """``count`` candles ending at ``end_time`` (UTC seconds), and their volume bars.
+class Candles:
+    """``count`` synthetic candles ending at ``end_time`` (UTC seconds), with their volume.
 
     Prices follow a geometric random walk with volatility that drifts in regimes, so the chart
-    shows calm stretches and bursts; volume grows with the size of the move.
+    shows calm stretches and bursts; volume grows with the size of the move. Kept as arrays:
+    points are built one slice at a time, so a million candles never exist as dicts at once.
     """
-    rng = np.random.default_rng(seed)
-    times = end_time - bar_seconds * np.arange(count - 1, -1, -1, dtype=np.int64)
-    regime = np.exp(np.cumsum(rng.normal(0, 0.01, count)).clip(-2, 2)) * 0.001
-    returns = rng.normal(0, 1, count) * regime
-    close = start_price * np.exp(np.cumsum(returns))
-    open_ = np.concatenate(([start_price], close[:-1]))
-    spread = np.abs(rng.normal(0, 1, (2, count))) * regime * close
-    high = np.maximum(open_, close) + spread[0]
-    low = np.minimum(open_, close) - spread[1]
-    volume = (1_000 * (1 + 200 * np.abs(returns)) * rng.lognormal(0, 0.3, count)).round()
-    rounded = [np.round(values, 4).tolist() for values in (open_, high, low, close)]
-    price: list[Point] = [
-        {"time": t, "open": o, "high": h, "low": lo, "close": c}
-        for t, o, h, lo, c in zip(times.tolist(), *rounded, strict=True)
-    ]
-    volumes: list[Point] = [
-        {"time": p["time"], "value": v, "color": _color(p)}
-        for p, v in zip(price, volume.tolist(), strict=True)
-    ]
-    return price, volumes
+
+    def __init__(
+        self, count: int, end_time: int, bar_seconds: int, seed: int = 7, start: float = 100.0
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.times = end_time - bar_seconds * np.arange(count - 1, -1, -1, dtype=np.int64)
+        regime = np.exp(np.cumsum(rng.normal(0, 0.01, count)).clip(-2, 2)) * 0.001
+        returns = rng.normal(0, 1, count) * regime
+        close = start * np.exp(np.cumsum(returns))
+        open_ = np.concatenate(([start], close[:-1]))
+        spread = np.abs(rng.normal(0, 1, (2, count))) * regime * close
+        # Rounding is monotonic, so low <= open, close <= high survives it.
+        self.open = np.round(open_, 4)
+        self.high = np.round(np.maximum(open_, close) + spread[0], 4)
+        self.low = np.round(np.minimum(open_, close) - spread[1], 4)
+        self.close = np.round(close, 4)
+        self.volume = (1_000 * (1 + 200 * np.abs(returns)) * rng.lognormal(0, 0.3, count)).round()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def points(self, start: int = 0, stop: int | None = None) -> tuple[list[Point], list[Point]]:
+        """Candles and volume bars ``start:stop`` as wire points."""
+        window = slice(start, stop)
+        price: list[Point] = [
+            {"time": t, "open": o, "high": h, "low": lo, "close": c}
+            for t, o, h, lo, c in zip(
+                self.times[window].tolist(),
+                self.open[window].tolist(),
+                self.high[window].tolist(),
+                self.low[window].tolist(),
+                self.close[window].tolist(),
+                strict=True,
+            )
+        ]
+        volume: list[Point] = [
+            {"time": p["time"], "value": v, "color": _color(p)}
+            for p, v in zip(price, self.volume[window].tolist(), strict=True)
+        ]
+        return price, volume
+
+
+def candles(
+    count: int, end_time: int, bar_seconds: int, seed: int = 7
+) -> tuple[list[Point], list[Point]]:
+    """All of :class:`Candles` as points: the candles and their volume bars."""
+    return Candles(count, end_time, bar_seconds, seed).points()
 
 
 @dataclass

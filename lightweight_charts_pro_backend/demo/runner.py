@@ -8,10 +8,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from . import data
 
+if TYPE_CHECKING:
+    from ..client import ChartsClient
+
 START_TIMEOUT_SECONDS = 60.0
+BATCH = 50_000
 
 
 class DemoError(Exception):
@@ -34,6 +39,8 @@ def dev_server(host: str, port: int) -> Iterator[str]:
         host,
         "--port",
         str(port),
+        # Four updates a second would bury the demo's own output in access lines.
+        "--no-access-log",
     ]
     proc = subprocess.Popen(command, env=os.environ.copy(), stdin=subprocess.DEVNULL)
     try:
@@ -79,25 +86,14 @@ def run_demo(
 
     now = time.time()
     last_bar = int(now) - int(now) % bar_seconds
+    series = data.Candles(candles, last_bar, bar_seconds)
     with ChartsClient(url, token=token, api_key=api_key) as client:
         try:
             client.create_chart(chart_id)
-            price, volume = data.candles(candles, last_bar, bar_seconds)
-            client.set_series(
-                chart_id, "price", price, series_type="candlestick", progress=progress
-            )
-            client.set_series(
-                chart_id,
-                "volume",
-                volume,
-                series_type="histogram",
-                pane=1,
-                options={"priceFormat": {"type": "volume"}, "priceLineVisible": False},
-                progress=progress,
-            )
+            _upload(client, chart_id, series, progress)
             print(f"Demo chart {chart_id!r}: {url}/demo?chart={chart_id}", flush=True)
+            price, volume = series.points(len(series) - 1)
             ticker = data.Ticker(price[-1], float(volume[-1]["value"]), bar_seconds)
-            del price, volume
             deadline = None if duration is None else time.monotonic() + duration
             period = 1.0 / rate
             while deadline is None or time.monotonic() < deadline:
@@ -107,3 +103,31 @@ def run_demo(
                 time.sleep(period)
         except ChartsClientError as exc:
             raise DemoError(exc.detail if exc.status == 0 else str(exc)) from None
+
+
+def _upload(client: ChartsClient, chart_id: str, series: data.Candles, progress: bool) -> None:
+    """Replace both series with the first batch, then append the others, oldest first."""
+    from ..client import progress_bar
+
+    bar = progress_bar(2 * len(series), progress, chart_id)
+    try:
+        for start in range(0, len(series), BATCH):
+            price, volume = series.points(start, start + BATCH)
+            if start == 0:
+                client.set_series(chart_id, "price", price, series_type="candlestick")
+                client.set_series(
+                    chart_id,
+                    "volume",
+                    volume,
+                    series_type="histogram",
+                    pane=1,
+                    options={"priceFormat": {"type": "volume"}, "priceLineVisible": False},
+                )
+            else:
+                client.update(chart_id, "price", price)
+                client.update(chart_id, "volume", volume, pane=1)
+            if bar is not None:
+                bar.update(len(price) + len(volume))
+    finally:
+        if bar is not None:
+            bar.close()
