@@ -154,6 +154,15 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
         print(f"PATCH to chart after the restart: {latency * 1000:.0f} ms")
         assert page.evaluate("window.demo.lastBar('0/price').time") == END + 2 * BAR_SECONDS
 
+        # A bulk write (many bars in one PATCH) is merged and drawn once.
+        bulk = [_bar(END + (3 + i) * BAR_SECONDS, 110.0 + i / 10) for i in range(150)]
+        with ChartsClient(restarted.http_url) as charts:
+            charts.update(CHART, "price", bulk)
+        page.wait_for_function(
+            f"window.demo.lastBar('0/price')?.time === {bulk[-1]['time']}", timeout=5_000
+        )
+        assert page.evaluate("window.demo.series.get('0/price').api.data().length") == BARS + 152
+
         # Back to the newest bars, without the scroll animation, crosshair out of the way.
         page.evaluate("window.demo.chart.timeScale().scrollToPosition(3, false)")
         page.mouse.move(0, 0)

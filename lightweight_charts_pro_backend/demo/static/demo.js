@@ -23,6 +23,7 @@ const HISTORY_COUNT = 1000;
 // Older bars are asked for when fewer than this many are left of the visible range.
 const HISTORY_MARGIN = 50;
 const MAX_RECONNECT_DELAY_MS = 2000;
+const BULK_UPSERT = 100;
 
 const params = new URLSearchParams(location.search);
 const chartId = params.get("chart") || "demo";
@@ -131,7 +132,29 @@ function lowerBound(data, time) {
   return lo;
 }
 
+// Merges ascending points into ascending data; a point replaces the one at its time.
+function merged(data, points) {
+  const out = [];
+  let i = 0;
+  for (const point of points) {
+    while (i < data.length && data[i].time < point.time) out.push(data[i++]);
+    if (i < data.length && data[i].time === point.time) i++;
+    out.push(point);
+  }
+  while (i < data.length) out.push(data[i++]);
+  return out;
+}
+
 function applyUpsert(entry, points) {
+  if (points.length > BULK_UPSERT) {
+    // A bulk write (a file loaded, a series seeded): one redraw instead of one per point.
+    const first = entry.data[0]?.time ?? -Infinity;
+    const before = entry.data.length;
+    entry.data = merged(entry.data, points.filter((p) => p.time >= first));
+    entry.totalCount += entry.data.length - before;
+    entry.api.setData(entry.data);
+    return;
+  }
   let rewrite = false;
   for (const point of points) {
     const last = entry.data.at(-1);
