@@ -702,7 +702,9 @@ class AsyncChartsClient:
         reconnect: bool = True,
         max_retries: int = 10,
     ) -> AsyncIterator[dict[str, Any]]:
-        """As :meth:`ChartsClient.subscribe`."""
+        """As :meth:`ChartsClient.subscribe`, except that the socket opens when iteration
+        starts: pass ``since_version`` to also get the updates made before that (as long as
+        the server still holds them)."""
         from websockets.asyncio.client import connect
 
         live = _Live(since_version)
