@@ -264,7 +264,9 @@ function onMessage(event) {
       break;
     case "error":
       if (message.errorCode === "CHART_NOT_FOUND" && state.awaitingSnapshot) {
-        // Nothing to draw yet; the chart's first data arrives as updates.
+        // Nothing to draw (yet, or any more); the chart's first data arrives as updates.
+        for (const entry of series.values()) chart.removeSeries(entry.api);
+        series.clear();
         state.awaitingSnapshot = false;
         state.version = 0;
         setStatus("live", "chart not found yet");
