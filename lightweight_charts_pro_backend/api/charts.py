@@ -314,6 +314,7 @@ async def history(request: Request) -> Response:
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
+    request.app.state.metrics.history_served("rest", chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)
 
 
@@ -337,4 +338,5 @@ async def history_by_body(chart_id: str, request: Request, charts: ChartsDep) ->
         after_time=body.get("after_time"),
         count=count,
     )
+    request.app.state.metrics.history_served("rest", chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)

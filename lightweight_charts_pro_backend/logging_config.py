@@ -1,0 +1,154 @@
+"""Log lines: one JSON object per line in production, readable text in development.
+
+Every line carries ``timestamp`` (ISO-8601 UTC with offset), ``level``, ``logger`` and ``message``,
+plus ``request_id``, ``chart_id``, ``user`` and ``connection_id`` when the line is written inside
+a request or WebSocket connection that knows them, plus whatever ``extra`` the caller passed.
+uvicorn's and gunicorn's own loggers are routed through the same handler, so a deployment ships
+one format. Example line::
+
+    {"timestamp": "2025-01-15T10:30:00.123456+00:00", "level": "INFO",
+     "logger": "lightweight_charts_pro_backend.access", "message": "GET /api/charts/{chart_id} 200",
+     "request_id": "a1b2c3d4", "chart_id": "chart1", "method": "GET", "status": 200, ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from .config import Settings
+from .request_context import log_fields_var
+
+ACCESS_LOGGER = "lightweight_charts_pro_backend.access"
+#: The servers' loggers, sent to the root handler so they share the service's format.
+SERVER_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+)
+# Fields the text format shows in brackets, in this order, when a line has them.
+_CONTEXT_FIELDS = ("request_id", "connection_id", "chart_id", "user")
+
+
+class ContextFilter(logging.Filter):
+    """Copies the fields bound to the current request onto each record (explicit extras win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = log_fields_var.get()
+        if fields:
+            attributes = record.__dict__
+            for key, value in fields.items():
+                attributes.setdefault(key, value)
+        return True
+
+
+class JsonFormatter(OrjsonFormatter):
+    """One JSON object per record; ``timestamp`` first, then level, logger, message, extras."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger"},
+            # uvicorn attaches an ANSI-coloured copy of each message; it is noise in JSON.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message", "taskName"],
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, UTC)
+        super().add_fields(log_data, record, message_dict)
+
+
+class TextFormatter(logging.Formatter):
+    """``2025-01-15T10:30:00.123+00:00 INFO    logger [request_id=...] message``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-8s %(name)s%(context)s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def format(self, record: logging.LogRecord) -> str:
+        attributes = record.__dict__
+        parts = [f"{key}={attributes[key]}" for key in _CONTEXT_FIELDS if key in attributes]
+        record.context = f" [{' '.join(parts)}]" if parts else ""
+        return super().format(record)
+
+
+class LogHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stdout`` is at the time of each record.
+
+    Looking the stream up late keeps working when stdout is replaced after configuration (test
+    capture, a supervisor's redirection); the class also marks the handler as ours, so that
+    configuring again replaces it instead of stacking a second one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        return None
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def configure_logging(settings: Settings, *, access_log: bool = False) -> None:
+    """Route every log line of the process through one handler in ``settings``' format.
+
+    ``access_log``: the service writes its own access line per request (with route template,
+    request id and duration), so uvicorn's shorter access line is silenced to avoid two lines
+    per request. Safe to call again (a later call replaces the handler of an earlier one).
+    """
+    handler = LogHandler()
+    handler.setFormatter(make_formatter(settings.resolved_log_format))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+        server_logger.setLevel(logging.NOTSET)
+    if access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def log_config_dict(settings: Settings) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document with the same handler and format.
+
+    For the server processes that log before the app exists: gunicorn's master
+    (``logconfig_dict`` in ``gunicorn.conf.py``) and uvicorn's supervisor (``--log-config``).
+    """
+    level = settings.log_level
+    server = {"level": level, "handlers": ["default"], "propagate": False}
+    formatter = {"()": f"{__name__}.make_formatter", "log_format": settings.resolved_log_format}
+    handler = {"()": f"{__name__}.LogHandler", "formatter": "default", "filters": ["context"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": f"{__name__}.ContextFilter"}},
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": {name: dict(server) for name in SERVER_LOGGERS},
+    }

@@ -1,0 +1,338 @@
+"""Prometheus metrics: one ``Metrics`` per app, correct under many gunicorn workers.
+
+Each app gets its own ``CollectorRegistry``, so several apps can live in one process (tests)
+without name clashes. When ``PROMETHEUS_MULTIPROC_DIR`` is set before ``prometheus_client`` is
+first imported (``gunicorn.conf.py`` does this), every worker writes its values to files in that
+directory and a scrape of any worker returns the sum over all of them; gauges of in-flight work
+count only live workers (gunicorn's ``child_exit`` hook calls ``mark_process_dead``).
+
+The app keeps its instance on ``app.state.metrics`` (a disabled one when ``ENABLE_METRICS`` is
+off, whose methods do nothing), so feature code calls the hooks unconditionally::
+
+    metrics: Metrics = request.app.state.metrics   # or websocket.app.state.metrics
+    metrics.history_served("websocket", chunk.count)
+    metrics.rate_limited("history")
+    with metrics.db_query("points_before"):
+        rows = await session.execute(...)
+
+HTTP requests and WebSocket connections are counted by the middleware; ``charts`` and
+``series_points`` are read from the charts service at each scrape (and every few seconds in
+multi-process mode, where a scrape reaches one worker only).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+HistoryTransport = Literal["rest", "websocket"]
+RateLimitScope = Literal["api", "history", "websocket"]
+
+#: Label for requests no route matched (404s): raw paths would make unbounded label sets.
+UNMATCHED_ROUTE: Final = "unmatched"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUS_CLASSES: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+# History chunks are served in well under a millisecond, so the buckets start far below
+# prometheus_client's default 5 ms.
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+CHUNK_POINT_BUCKETS: Final = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
+#: Close codes named in ``websocket_disconnects_total{reason}``; others count as "other".
+CLOSE_REASONS: Final = {
+    1000: "normal",
+    1001: "going_away",
+    1006: "abnormal",
+    1008: "policy_violation",
+    1009: "message_too_big",
+    1011: "internal_error",
+    1012: "service_restart",
+    1013: "try_again_later",
+}
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+StoreTotals = Callable[[], tuple[int, int]]
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory when prometheus_client runs in multi-process mode, else None."""
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def status_class(status: int) -> str:
+    return _STATUS_CLASSES.get(status // 100, "other")
+
+
+def close_reason(code: int) -> str:
+    return CLOSE_REASONS.get(code, "application" if 4000 <= code <= 4999 else "other")
+
+
+class Metrics:
+    """The service's metrics and the hooks that update them.
+
+    ``Metrics(enabled=False)`` builds nothing and every hook returns at once; the development app
+    uses one so that feature code never checks whether metrics are on.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry = CollectorRegistry()
+        self._store_totals: StoreTotals | None = None
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._in_progress_children: dict[str, Any] = {}
+        if not enabled:
+            return
+        registry = self.registry
+        if multiprocess_dir() is None:
+            # Per-process collectors read /proc of the process being scraped; in multi-process
+            # mode that would be one random worker, so they are left out there.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        http = ["method", "route", "status"]
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by method, route template and status class.",
+            http,
+            registry=registry,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Request to end of response, by method, route template and status class.",
+            http,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.http_requests_in_progress = Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being served now, by method (the route is known only once routed).",
+            ["method"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.websocket_connections = Gauge(
+            "websocket_connections",
+            "Open (accepted) WebSocket connections.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.websocket_messages_sent = Counter(
+            "websocket_messages_sent_total",
+            "Messages sent to WebSocket clients.",
+            registry=registry,
+        )
+        self.websocket_disconnects = Counter(
+            "websocket_disconnects_total",
+            "Closed WebSocket connections, by reason (client, normal, going_away, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.history_requests = Counter(
+            "history_requests_total",
+            "History chunks served, by transport (rest, websocket).",
+            ["transport"],
+            registry=registry,
+        )
+        self.history_chunk_points = Histogram(
+            "history_chunk_points",
+            "Points per served history chunk.",
+            buckets=CHUNK_POINT_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limited_total = Counter(
+            "rate_limited_total",
+            "Requests refused by a rate limit, by scope (api, history, websocket).",
+            ["scope"],
+            registry=registry,
+        )
+        self.database_query_duration = Histogram(
+            "database_query_duration_seconds",
+            "Database statement latency, by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.charts = Gauge(
+            "charts",
+            "Charts held in memory (summed over workers).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.series_points = Gauge(
+            "series_points",
+            "Points held in the in-memory series store (summed over workers).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+
+    # HTTP (called by the middleware)
+
+    def request_started(self, method: str) -> None:
+        if self.enabled:
+            self._in_progress(_method_label(method)).inc()
+
+    def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        if not self.enabled:
+            return
+        method = _method_label(method)
+        self._in_progress(method).dec()
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            label = (method, route, status_class(status))
+            children = self._http_children[key] = (
+                self.http_requests.labels(*label),
+                self.http_request_duration.labels(*label),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _in_progress(self, method: str) -> Any:
+        child = self._in_progress_children.get(method)
+        if child is None:
+            child = self.http_requests_in_progress.labels(method)
+            self._in_progress_children[method] = child
+        return child
+
+    # WebSocket (connections and messages by the middleware; reasons may be set by the handler)
+
+    def websocket_opened(self) -> None:
+        if self.enabled:
+            self.websocket_connections.inc()
+
+    def websocket_closed(self, reason: str) -> None:
+        if self.enabled:
+            self.websocket_connections.dec()
+            self.websocket_disconnects.labels(reason).inc()
+
+    def websocket_message_sent(self, count: int = 1) -> None:
+        if self.enabled:
+            self.websocket_messages_sent.inc(count)
+
+    # Feature hooks
+
+    def history_served(self, transport: HistoryTransport, points: int) -> None:
+        """One history chunk of ``points`` points went out over ``transport``."""
+        if self.enabled:
+            self.history_requests.labels(transport).inc()
+            self.history_chunk_points.observe(points)
+
+    def rate_limited(self, scope: RateLimitScope) -> None:
+        """A request (or WebSocket message) was refused by the ``scope`` rate limit."""
+        if self.enabled:
+            self.rate_limited_total.labels(scope).inc()
+
+    def observe_db_query(self, operation: str, seconds: float) -> None:
+        """A database statement named ``operation`` (a fixed name, never SQL text) took
+        ``seconds``."""
+        if self.enabled:
+            self.database_query_duration.labels(operation).observe(seconds)
+
+    @contextmanager
+    def db_query(self, operation: str) -> Iterator[None]:
+        """Time the enclosed database work as ``operation``, failures included."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_db_query(operation, time.perf_counter() - started)
+
+    def instrument_engine(self, engine: Any) -> None:
+        """Time every statement of a SQLAlchemy (async) engine, labelled by its SQL verb.
+
+        Call once after ``create_async_engine``; requires SQLAlchemy, imported only here.
+        """
+        if not self.enabled:
+            return
+        event = importlib.import_module("sqlalchemy.event")
+        sync_engine = getattr(engine, "sync_engine", engine)
+
+        def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            conn.info.setdefault("_query_started", []).append(time.perf_counter())
+
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            stack = conn.info.get("_query_started")
+            if stack:
+                self.observe_db_query(_sql_verb(statement), time.perf_counter() - stack.pop())
+
+        event.listen(sync_engine, "before_cursor_execute", before)
+        event.listen(sync_engine, "after_cursor_execute", after)
+
+    # Store gauges
+
+    def track_store(self, totals: StoreTotals) -> None:
+        """Read ``(charts, points)`` from ``totals`` whenever the gauges are refreshed."""
+        self._store_totals = totals
+
+    def refresh_store_gauges(self) -> None:
+        if self.enabled and self._store_totals is not None:
+            charts, points = self._store_totals()
+            self.charts.set(charts)
+            self.series_points.set(points)
+
+    # Exposition
+
+    def render(self) -> bytes:
+        """The text exposition: this app's registry, or the sum over all worker processes."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def store_totals(charts: Callable[[], Iterable[Any]]) -> StoreTotals:
+    """``(charts, points)`` of a charts service's ``charts()`` listing."""
+
+    def totals() -> tuple[int, int]:
+        count = points = 0
+        for chart in charts():
+            count += 1
+            for series in chart.series.values():
+                points += len(series.store)
+        return count, points
+
+    return totals
+
+
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
+def _sql_verb(statement: str) -> str:
+    head = statement.lstrip()[:16].split(None, 1)
+    return head[0].lower() if head and head[0].isalpha() else "other"
