@@ -1,8 +1,8 @@
 """Log lines: one JSON object per line in production, readable text in development.
 
-Every line carries ``timestamp`` (ISO-8601 UTC with offset), ``level``, ``logger`` and ``message``,
-plus ``request_id``, ``chart_id``, ``user`` and ``connection_id`` when the line is written inside
-a request or WebSocket connection that knows them, plus whatever ``extra`` the caller passed.
+Every line carries ``timestamp`` (ISO-8601 UTC with offset), ``level``, ``logger``, ``message``
+and ``pid``, plus ``request_id``, ``chart_id``, ``user`` and ``connection_id`` when it is written
+inside a request or WebSocket connection that knows them, plus the ``extra`` the caller passed.
 uvicorn's and gunicorn's own loggers are routed through the same handler, so a deployment ships
 one format. Example line::
 
@@ -67,6 +67,8 @@ class JsonFormatter(OrjsonFormatter):
     ) -> None:
         log_data["timestamp"] = datetime.fromtimestamp(record.created, UTC)
         super().add_fields(log_data, record, message_dict)
+        # Several workers write to one stream; the pid tells their lines apart.
+        log_data["pid"] = record.process
 
 
 class TextFormatter(logging.Formatter):

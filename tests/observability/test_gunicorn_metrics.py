@@ -1,0 +1,95 @@
+"""Metrics under gunicorn with four workers: one scrape returns the sum over all of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import request
+
+pytestmark = pytest.mark.slow
+
+ROUTE = "/api/charts/{chart_id}"
+# The guide's command line, with the factory called as gunicorn expects (``create_app()``).
+GUIDE_ARGS = (
+    "--worker-class",
+    "uvicorn.workers.UvicornWorker",
+    "--access-logfile",
+    "-",
+    "--error-logfile",
+    "-",
+    "lightweight_charts_pro_backend.app_production:create_app()",
+)
+
+
+def requests_for_route(scrape: str, route: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "http_requests_total" and sample.labels.get("route") == route
+    )
+
+
+def spread(port: int, count: int) -> None:
+    def one(i: int) -> int:
+        return request(port, "GET", f"/api/charts/spread-{i}").status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(one, range(count)))
+    assert statuses == [404] * count
+
+
+def test_one_scrape_sums_all_workers(gunicorn_server, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_1.db"
+    stale.write_bytes(b"left over from an earlier run")
+    server = gunicorn_server(4, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, GUIDE_ARGS)
+    assert not stale.exists(), "the metrics directory is emptied at start"
+
+    spread(server.port, 200)
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    assert requests_for_route(scrape, ROUTE) >= 200
+    assert "spread-1" not in scrape, "labels use route templates, never raw paths"
+
+    server.wait_for_line(lambda line: line.get("path") == "/api/charts/spread-199")
+    access = [line for line in server.json_lines() if line.get("route") == ROUTE]
+    assert len({line["pid"] for line in access}) >= 2, "requests reached several workers"
+    assert any(line["logger"] == "gunicorn.error" for line in server.json_lines())
+
+
+def test_a_dead_worker_keeps_its_counts_and_leaves_the_live_gauges(
+    gunicorn_server, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    server = gunicorn_server(2, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, GUIDE_ARGS)
+    spread(server.port, 40)
+    before = requests_for_route(request(server.port, "GET", "/metrics").body.decode(), ROUTE)
+    assert before >= 40
+
+    assert server.proc is not None
+    workers = psutil.Process(server.proc.pid).children()
+    victim = workers[0].pid
+    assert list(metrics_dir.glob(f"gauge_livesum_{victim}.db"))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while list(metrics_dir.glob(f"gauge_livesum_{victim}.db")):
+        assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
+        time.sleep(0.1)
+
+    # The replacement worker boots; the dead worker's requests still count.
+    deadline = time.monotonic() + 30
+    while len(psutil.Process(server.proc.pid).children()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    after = requests_for_route(request(server.port, "GET", "/metrics").body.decode(), ROUTE)
+    assert after >= before
