@@ -1,0 +1,226 @@
+"""Cost of the production features: the production app against the development app (wrk).
+
+Two uvicorn processes, each a single worker on its own loopback port, the same series loaded in
+both, the same 500-candle history chunks requested from both in alternating wrk runs:
+
+- development: ``lightweight_charts_pro_backend.app:create_app`` (request ids and the error
+  envelope; no access log, no metrics, rate limiting off);
+- production: ``lightweight_charts_pro_backend.app_production:create_app`` with JSON logs at INFO
+  (one access line per request, written to a file as a deployment ships them), Prometheus
+  metrics, request ids, and ``ENABLE_RATE_LIMITING=true`` with limits high enough never to
+  refuse wrk, so the limiter's cost is measured as soon as the service enforces limits.
+
+Target (issue 6): production req/s >= 0.85 x development req/s, same run.
+
+Run: ``python -m bench.bench_production [--duration 6 --rounds 3 --connections 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench._common import (
+    PRODUCT_ENV,
+    BenchError,
+    Server,
+    WrkResult,
+    cpu_plan,
+    create_chart,
+    ensure_wrk,
+    expect,
+    generate_candles,
+    http_request,
+    log,
+    median,
+    pin_self,
+    post_series,
+    ratio,
+    replace_body,
+    run_wrk,
+    section,
+    verdict,
+)
+
+DEVELOPMENT_APP = "lightweight_charts_pro_backend.app:create_app"
+PRODUCTION_APP = "lightweight_charts_pro_backend.app_production:create_app"
+CHART = "bench"
+SERIES = "candles"
+CHUNK = 500
+HISTORY_ROUTE = "/api/charts/{chart_id}/history/{pane_id}/{series_id}"
+TARGET = 0.85
+# Settings caps both limits at 1,000,000 per minute (16,667/s): above what one process serves
+# here, so an enforcing limiter costs its bookkeeping but refuses nothing.
+HIGHEST_LIMIT = "1000000"
+
+DEVELOPMENT_ENV = {**PRODUCT_ENV, "LOG_LEVEL": "INFO"}
+PRODUCTION_ENV = {
+    **PRODUCT_ENV,
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
+    "ENABLE_METRICS": "true",
+    "ENABLE_RATE_LIMITING": "true",
+    "RATE_LIMIT_PER_MINUTE": HIGHEST_LIMIT,
+    "RATE_LIMIT_HISTORY_PER_MINUTE": HIGHEST_LIMIT,
+}
+
+
+def history_path(before_time: int) -> str:
+    return f"/api/charts/{CHART}/history/0/{SERIES}?before_time={before_time}&count={CHUNK}"
+
+
+def served_history_requests(port: int) -> float:
+    scrape = expect(http_request(port, "GET", "/metrics"), 200, "GET /metrics").body.decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "http_requests_total" and sample.labels.get("route") == HISTORY_ROUTE
+    )
+
+
+def access_lines(server: Server) -> int:
+    if server.workdir is None:
+        return 0
+    count = 0
+    with open(server.workdir / "server.log", "rb") as fh:
+        for line in fh:
+            count += b'"lightweight_charts_pro_backend.access"' in line
+    return count
+
+
+def checked_wrk(
+    server: Server, paths: list[str], duration: float, connections: int, prefix: tuple[str, ...]
+) -> WrkResult:
+    res = run_wrk(server.port, paths, duration, connections, prefix=prefix)
+    if server.proc is not None and server.proc.poll() is not None:
+        raise BenchError(f"{server.name} died during wrk: {server.log_tail()}")
+    if res.non_2xx or res.socket_errors:
+        raise BenchError(
+            f"{server.name}: {res.non_2xx} non-2xx responses and {res.socket_errors} socket "
+            f"errors in {res.requests} requests (a rate limit refusing wrk would show here)"
+        )
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candles", type=int, default=100_000)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    args = parser.parse_args(argv)
+
+    figures: dict[str, float] = {}
+    with section("bench_production: production features vs development app"):
+        ensure_wrk()
+        plan = cpu_plan(not args.no_pin)
+        pin_self(plan)
+        log(f"CPU placement: {plan.description}")
+        candles = generate_candles(args.candles)
+        body = replace_body(candles)
+        idx = [int(args.candles * f) for f in (0.1, 0.3, 0.5, 0.7, 0.9)]
+        paths = [history_path(candles[i]["time"]) for i in idx]
+
+        servers: list[Server] = []
+        try:
+            development = Server(
+                "development", DEVELOPMENT_APP, True, DEVELOPMENT_ENV, plan.server_prefix
+            ).start()
+            servers.append(development)
+            production = Server(
+                "production", PRODUCTION_APP, True, PRODUCTION_ENV, plan.server_prefix
+            ).start()
+            servers.append(production)
+            for srv in servers:
+                create_chart(srv.port, CHART)
+                post_series(srv.port, CHART, SERIES, body, args.candles)
+            for path in paths:
+                dev = expect(http_request(development.port, "GET", path), 200, path)
+                prod = expect(http_request(production.port, "GET", path), 200, path)
+                if dev.body != prod.body:
+                    raise BenchError(f"{path}: the two apps answer different bytes")
+                if "x-request-id" not in prod.headers:
+                    raise BenchError("production answers without X-Request-ID")
+            log(
+                f"data: {args.candles:,} candles in both; {len(paths)} history URLs of {CHUNK} "
+                f"candles ({len(dev.body):,} bytes each), identical bytes from both apps"
+            )
+            log(
+                "production: JSON logs at INFO to a file, access line per request, metrics, "
+                f"ENABLE_RATE_LIMITING=true at {int(HIGHEST_LIMIT):,}/min"
+            )
+            requests_before = served_history_requests(production.port)
+            lines_before = access_lines(production)
+
+            log(
+                f"\nwrk: 1 thread, {args.connections} connections, {args.duration:.0f}s per run, "
+                f"{args.rounds} rounds, order alternating"
+            )
+            for srv in servers:  # warm-up, not reported
+                checked_wrk(srv, paths, 2, args.connections, plan.client_prefix)
+            results: dict[str, list[WrkResult]] = {"development": [], "production": []}
+            round_ratios = []
+            production_requests = 0
+            for r in range(args.rounds):
+                order = servers if r % 2 == 0 else servers[::-1]
+                for srv in order:
+                    res = checked_wrk(
+                        srv, paths, args.duration, args.connections, plan.client_prefix
+                    )
+                    results[srv.name].append(res)
+                    if srv is production:
+                        production_requests += res.requests
+                dev_rps = results["development"][-1].rps
+                prod_rps = results["production"][-1].rps
+                round_ratios.append(ratio(prod_rps, dev_rps))
+                log(
+                    f"  round {r + 1}: development {dev_rps:>9,.0f} req/s   production "
+                    f"{prod_rps:>9,.0f} req/s   ratio {round_ratios[-1]:.3f}"
+                )
+
+            counted = served_history_requests(production.port) - requests_before
+            deadline = time.monotonic() + 10
+            logged = access_lines(production) - lines_before
+            while logged < production_requests and time.monotonic() < deadline:
+                time.sleep(0.2)
+                logged = access_lines(production) - lines_before
+            log(
+                f"production bookkeeping: wrk completed {production_requests:,} requests; "
+                f"metrics counted {counted:,.0f}, access lines written {logged:,}"
+            )
+            if counted < production_requests or logged < production_requests:
+                raise BenchError("production did not log or count every request")
+        finally:
+            for srv in reversed(servers):
+                srv.stop()
+
+        dev_rps = median([r.rps for r in results["development"]])
+        prod_rps = median([r.rps for r in results["production"]])
+        figures["development_rps"] = dev_rps
+        figures["production_rps"] = prod_rps
+        figures["production_over_development"] = ratio(prod_rps, dev_rps)
+        figures["production_over_development_worst_round"] = min(round_ratios)
+        value = figures["production_over_development"]
+        log("\nsummary (production):")
+        log(
+            f"  req/s production/development = {value:.3f} (median of rounds; worst round "
+            f"{min(round_ratios):.3f})  target >= {TARGET}  {verdict(value, TARGET, True)}"
+        )
+    return figures
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as exc:
+        log(f"bench_production FAILED: {exc}")
+        sys.exit(1)
