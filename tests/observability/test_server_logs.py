@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+
 import pytest
+from websockets.sync.client import connect
 
 from .boom_app import SECRET
 from .conftest import request
+from .helpers import total
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +57,19 @@ def test_access_and_error_lines_carry_the_request_id(uvicorn_server) -> None:
     assert boom_access["route"] == "/api/charts/{chart_id}/boom"
 
 
+def test_an_error_after_the_response_started_is_logged_once(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    try:
+        reply = request(server.port, "GET", "/test/stream", {"X-Request-ID": "stream-1"})
+        assert reply.status == 200 and SECRET.encode() not in reply.body
+    except http.client.HTTPException:
+        pass  # the connection is cut short: the client sees a truncated body
+    server.wait_for_line(lambda line: line.get("request_id") == "stream-1" and "status" in line)
+    mine = [line for line in server.json_lines() if line.get("request_id") == "stream-1"]
+    assert [line["level"] for line in mine if line["level"] == "ERROR"] == ["ERROR"]
+    assert [line["status"] for line in mine if "status" in line] == [200]
+
+
 def test_every_line_is_json_with_the_common_fields(uvicorn_server) -> None:
     server = uvicorn_server(APP)
     assert request(server.port, "GET", "/api/charts/missing").status == 404
@@ -93,3 +110,40 @@ def test_readiness_reports_each_check_with_its_timing(uvicorn_server) -> None:
     assert store["status"] == "ok" and store["durationMs"] >= 0
     liveness = request(server.port, "GET", "/health").json()
     assert liveness == {"status": "healthy", "version": "0.1.0"}
+
+
+def test_websocket_lines_carry_a_connection_id_and_metrics_count(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    url = f"ws://127.0.0.1:{server.port}/test/ws/c9"
+    with connect(url) as ws:
+        assert ws.recv() == "one" and ws.recv() == "two"
+        ws.send("bye")
+    with connect(url) as ws:
+        ws.recv()
+        ws.recv()
+        ws.send("stay")
+    closed = server.wait_for_line(
+        lambda line: "closed" in line["message"] and line.get("reason") == "client"
+    )
+    lines = server.json_lines()
+    hello = [line for line in lines if line["message"] == "hello c9"]
+    assert len(hello) == 2
+    ids = [line["connection_id"] for line in hello]
+    assert len(set(ids)) == 2 and all(len(i) == 16 for i in ids)
+    assert all(line["chart_id"] == "c9" and line.get("request_id") for line in hello)
+    closes = [
+        line
+        for line in lines
+        if line["message"].startswith("WebSocket") and "closed" in line["message"]
+    ]
+    assert [(line["connection_id"], line["reason"]) for line in closes] == [
+        (ids[0], "done"),
+        (ids[1], "client"),
+    ]
+    assert closed["route"] == "/test/ws/{chart_id}" and closed["duration_ms"] > 0
+
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    assert total(scrape, "websocket_connections") == 0
+    assert total(scrape, "websocket_messages_sent_total") == 4
+    assert total(scrape, "websocket_disconnects_total", reason="done") == 1
+    assert total(scrape, "websocket_disconnects_total", reason="client") == 1
