@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest`` to choose. Exit status 1 when a benchmark could not run, and
-also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,production`` to choose. Exit status 1 when a benchmark could not
+run, and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_history, bench_ingest, bench_memory
+from bench import bench_history, bench_ingest, bench_memory, bench_production
 from bench._common import BenchError, log, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     ),
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
+    "production": (bench_production.main, [], ["--duration", "4", "--rounds", "2"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -40,6 +41,7 @@ TARGETS = [
     ("history", "product_latency_ratio", "history latency 1M/1k (product)", 1.2, False),
     ("memory", "product_bytes_per_candle", "memory bytes/candle (product)", 100.0, False),
     ("ingest", "product_candles_per_s", "ingest candles/s (product)", 500_000.0, True),
+    ("production", "production_over_development", "req/s production/development", 0.85, True),
 ]
 REFERENCE = [
     ("history", "product_over_naive", "history req/s product/naive"),
@@ -49,6 +51,7 @@ REFERENCE = [
     ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
+    ("production", "production_over_development_worst_round", "production/development worst"),
 ]
 
 
