@@ -113,6 +113,7 @@ class Metrics:
         self._store_totals: StoreTotals | None = None
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._in_progress_children: dict[str, Any] = {}
+        self._history_children: dict[str, Any] = {}
         if not enabled:
             return
         registry = self.registry
@@ -247,7 +248,10 @@ class Metrics:
     def history_served(self, transport: HistoryTransport, points: int) -> None:
         """One history chunk of ``points`` points went out over ``transport``."""
         if self.enabled:
-            self.history_requests.labels(transport).inc()
+            child = self._history_children.get(transport)
+            if child is None:
+                child = self._history_children[transport] = self.history_requests.labels(transport)
+            child.inc()
             self.history_chunk_points.observe(points)
 
     def rate_limited(self, scope: RateLimitScope) -> None:
