@@ -6,8 +6,8 @@ inside a request or WebSocket connection that knows them, plus the ``extra`` the
 uvicorn's and gunicorn's own loggers are routed through the same handler, so a deployment ships
 one format. Example line::
 
-    {"timestamp": "2025-01-15T10:30:00.123456+00:00", "level": "INFO",
-     "logger": "lightweight_charts_pro_backend.access", "message": "GET /api/charts/{chart_id} 200",
+    {"timestamp": "2025-01-15T10:30:00.123456+00:00", "level": "INFO", "logger":
+     "lightweight_charts_pro_backend.access", "message": "GET /api/charts/chart1 200 0.31ms",
      "request_id": "a1b2c3d4", "chart_id": "chart1", "method": "GET", "status": 200, ...}
 """
 

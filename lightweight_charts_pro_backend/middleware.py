@@ -185,15 +185,17 @@ class RequestIdMiddleware:
                 metrics.request_finished(method, route, status, seconds)
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
                 _bind_path_fields(scope, fields)
+                path = scope["path"]
+                duration_ms = round(seconds * 1000, 3)
                 log_access(
-                    "%s %s %s",
-                    (method, route, status),
+                    "%s %s %s %.2fms",
+                    (method, path, status, duration_ms),
                     {
                         "method": method,
                         "route": route,
-                        "path": scope["path"],
+                        "path": path,
                         "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
+                        "duration_ms": duration_ms,
                         "client": _client(scope),
                     },
                 )
