@@ -32,7 +32,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     ),
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
-    "production": (bench_production.main, [], ["--duration", "4", "--rounds", "2"]),
+    "production": (bench_production.main, [], ["--duration", "3", "--rounds", "3"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -52,6 +52,7 @@ REFERENCE = [
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
     ("production", "production_over_development_worst_round", "production/development worst"),
+    ("production", "production_over_development_cpu", "production/development by CPU"),
 ]
 
 
