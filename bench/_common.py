@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -81,11 +82,16 @@ class CpuPlan:
     description: str
 
 
+#: CPUs this process may use when the module is imported (before any benchmark pins itself).
+ALL_CPUS: tuple[int, ...] = (
+    tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+)
+
+
 def cpu_plan(pin: bool = True) -> CpuPlan:
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     taskset = shutil.which("taskset")
-    if pin and taskset and len(cpus) >= 2:
-        server_cpu, client_cpu = cpus[0], cpus[1]
+    if pin and taskset and len(ALL_CPUS) >= 2:
+        server_cpu, client_cpu = ALL_CPUS[0], ALL_CPUS[1]
         return CpuPlan(
             server_prefix=(taskset, "-c", str(server_cpu)),
             client_prefix=(taskset, "-c", str(client_cpu)),
@@ -95,12 +101,38 @@ def cpu_plan(pin: bool = True) -> CpuPlan:
                 f"client on CPU {client_cpu}"
             ),
         )
-    return CpuPlan((), (), None, f"not pinned ({len(cpus) or '?'} CPUs visible)")
+    return CpuPlan((), (), None, f"not pinned ({len(ALL_CPUS) or '?'} CPUs visible)")
 
 
-def pin_self(plan: CpuPlan) -> None:
-    if plan.client_cpus and hasattr(os, "sched_setaffinity"):
+@contextlib.contextmanager
+def client_pinned(plan: CpuPlan) -> Iterator[None]:
+    """Run the benchmark's own process on the client CPU; restore the original set afterwards."""
+    can = plan.client_cpus and hasattr(os, "sched_setaffinity")
+    if can:
         os.sched_setaffinity(0, plan.client_cpus)
+    try:
+        yield
+    finally:
+        if can and ALL_CPUS:
+            os.sched_setaffinity(0, ALL_CPUS)
+
+
+def wait_quiet(threshold: float = 20.0, max_wait: float = 30.0) -> float:
+    """Wait (bounded) until other processes leave the CPUs mostly idle; return the busy %.
+
+    The machine may be shared (tests, builds); a busy machine skews every figure, so the
+    benchmark says so instead of silently reporting noise.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = psutil.cpu_percent(interval=1.0)
+    while busy > threshold and time.monotonic() < deadline:
+        log(f"  (machine busy: {busy:.0f}% CPU in use by other processes; waiting)")
+        busy = psutil.cpu_percent(interval=2.0)
+    if busy > threshold:
+        log(f"  !! machine still {busy:.0f}% busy after {max_wait:.0f}s; figures may be noisy")
+    else:
+        log(f"  (background CPU before start: {busy:.0f}%)")
+    return busy
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,6 +477,9 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     raw: str
+    #: CPU used by processes other than the server, wrk and this one during the run, in
+    #: cores (0.25 = a quarter of a core); high values mean the run was disturbed.
+    foreign_cpu: float = 0.0
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -503,6 +538,7 @@ def run_wrk(
     threads: int = 1,
     timeout_s: int = 30,
     prefix: Sequence[str] = (),
+    server_pid: int | None = None,
 ) -> WrkResult:
     """Run wrk against ``paths`` (cycled, one after the other, by a small Lua script)."""
     wrk = ensure_wrk()
@@ -529,13 +565,54 @@ def run_wrk(
         cmd += ["-s", script_path]
     cmd.append(url)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+        with ForeignCpu(server_pid) as foreign:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     finally:
         if script_path:
             os.unlink(script_path)
     if proc.returncode != 0:
         raise BenchError(f"wrk failed (exit {proc.returncode}): {proc.stderr}\n{proc.stdout}")
-    return parse_wrk(proc.stdout)
+    result = parse_wrk(proc.stdout)
+    result.foreign_cpu = foreign.cores
+    return result
+
+
+def _busy_seconds(times: Any) -> float:
+    return float(times.user + times.nice + times.system)
+
+
+class ForeignCpu:
+    """CPU time spent by everything except ``pid``, our children and us, in cores on average.
+
+    System-wide user+nice+system time minus the watched server's, the children's we waited for
+    (wrk) and our own; interrupt time is left out (loopback traffic is accounted there).
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self.proc = psutil.Process(pid) if pid else None
+        self.cores = 0.0
+
+    def _ours(self) -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        if self.proc is not None:
+            with contextlib.suppress(psutil.Error):
+                t = self.proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def __enter__(self) -> ForeignCpu:
+        self._t0 = time.monotonic()
+        self._sys0 = _busy_seconds(psutil.cpu_times())
+        self._ours0 = self._ours()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.monotonic() - self._t0
+        system = _busy_seconds(psutil.cpu_times()) - self._sys0
+        ours = self._ours() - self._ours0
+        self.cores = max(0.0, system - ours) / elapsed if elapsed > 0 else 0.0
 
 
 # --------------------------------------------------------------------------------------------

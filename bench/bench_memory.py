@@ -11,6 +11,8 @@ Run: ``python -m bench.bench_memory [--candles 1000000 --chunks 10]``
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from bench._common import (
     BenchError,
     PeakRss,
     Server,
+    client_pinned,
     cpu_plan,
     create_chart,
     expect,
@@ -30,7 +33,6 @@ from bench._common import (
     mib,
     naive_server,
     patch_series,
-    pin_self,
     post_series,
     product_available,
     product_server,
@@ -39,11 +41,13 @@ from bench._common import (
     settled_rss,
     upsert_body,
     verdict,
+    wait_quiet,
 )
 
 CHART = "mem"
 SERIES = "candles"
 TARGET_BYTES_PER_CANDLE = 100.0
+MALLOC_TRIM_ENV = {"MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 def warm_up(server: Server) -> None:
@@ -56,6 +60,27 @@ def warm_up(server: Server) -> None:
     path = "/api/charts/warmup/history/0/s?before_time=946687000&count=20"
     expect(http_request(port, "GET", path), 200, "warm-up history")
     expect(http_request(port, "DELETE", "/api/charts/warmup"), (200, 204), "delete warm-up chart")
+
+
+_STORE_BYTES = re.compile(
+    r"^(\w*(?:store|storage|cache)\w*bytes\w*)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE
+)
+
+
+def store_bytes_from_metrics(port: int) -> float | None:
+    """Sum of ``*store*bytes*`` gauges on ``/metrics``, when the server exposes any."""
+    try:
+        resp = http_request(port, "GET", "/metrics", timeout=10)
+    except OSError:
+        return None
+    if resp.status != 200:
+        return None
+    values = [
+        float(m.group(2))
+        for m in _STORE_BYTES.finditer(resp.body.decode("utf-8", "replace"))
+        if not m.group(1).endswith(("_total", "_created", "_bucket", "_sum", "_count"))
+    ]
+    return sum(values) if values else None
 
 
 def measure(server: Server, candles: int, chunks: int) -> dict[str, float]:
@@ -84,6 +109,12 @@ def measure(server: Server, candles: int, chunks: int) -> dict[str, float]:
             if got != 500:
                 raise BenchError(f"{server.name}: history {path} returned {got} points, not 500")
         after_reads = settled_rss(server)
+        accounted = store_bytes_from_metrics(server.port)
+        if accounted is not None:
+            log(
+                f"  {server.name:<8} /metrics reports {accounted:,.0f} store bytes "
+                f"= {accounted / candles:.1f} bytes/candle (the rest is process overhead)"
+            )
         final = max(loaded, after_reads)
         per = (final - empty) / candles
         log(
@@ -107,17 +138,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument(
+        "--no-malloc-diag", action="store_true", help="skip the glibc-trimming diagnostic run"
+    )
     args = parser.parse_args(argv)
     if args.candles % args.chunks:
         parser.error("--candles must be a multiple of --chunks")
 
     figures: dict[str, float] = {}
-    with section("bench_memory: resident memory per candle"):
+    with section("bench_memory: resident memory per candle"), contextlib.ExitStack() as stack:
         ok, why = product_available()
         if not ok:
             raise BenchError(f"the product does not import yet: {why}")
         plan = cpu_plan(not args.no_pin)
-        pin_self(plan)
+        stack.enter_context(client_pinned(plan))
+        wait_quiet()
         size = args.candles // args.chunks
         log(
             f"{args.candles:,} candles as 1 POST + {args.chunks - 1} PATCH of {size:,}; RSS via "
@@ -132,6 +167,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if not args.no_naive:
             naive = measure(naive_server(plan.server_prefix), args.candles, args.chunks)
             figures.update({f"naive_{k}": v for k, v in naive.items()})
+        if not args.no_malloc_diag:
+            # Diagnostic, not the target: the same load with glibc told to give freed memory
+            # back; the difference is heap the allocator keeps after parsing request bodies.
+            env_text = " ".join(f"{k}={v}" for k, v in MALLOC_TRIM_ENV.items())
+            log(f"  diagnostic: the product again with {env_text}")
+            trimmed = product_server(plan.server_prefix, extra_env=MALLOC_TRIM_ENV)
+            trimmed.name = "trimmed"
+            diag = measure(trimmed, args.candles, args.chunks)
+            figures["product_trimmed_bytes_per_candle"] = diag["bytes_per_candle"]
 
         log("\nsummary (memory):")
         per = figures["product_bytes_per_candle"]
@@ -139,6 +183,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"  product bytes/candle       = {per:.1f}  (target <= {TARGET_BYTES_PER_CANDLE:.0f}) "
             f"{verdict(per, TARGET_BYTES_PER_CANDLE, False)}"
         )
+        if "product_trimmed_bytes_per_candle" in figures:
+            trimmed_per = figures["product_trimmed_bytes_per_candle"]
+            log(f"  product, glibc trimming    = {trimmed_per:.1f}  (diagnostic)")
         if "naive_bytes_per_candle" in figures:
             naive_per = figures["naive_bytes_per_candle"]
             log(f"  naive bytes/candle         = {naive_per:.1f}")

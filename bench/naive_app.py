@@ -9,6 +9,7 @@ implements only what the benchmarks call:
 - ``POST /api/charts/{chart_id}`` (create, idempotent), ``DELETE /api/charts/{chart_id}``
 - ``POST /api/charts/{chart_id}/data/{series_id}`` replace -> ``{seriesId, seriesType, count}``
 - ``PATCH /api/charts/{chart_id}/data/{series_id}`` upsert -> ``{seriesId, count, totalCount}``
+- ``DELETE /api/charts/{chart_id}/data/{pane_id}/{series_id}``
 - ``GET /api/charts/{chart_id}/history/{pane_id}/{series_id}?before_time=&after_time=&count=``
 
 Run: ``uvicorn bench.naive_app:app``
@@ -112,6 +113,14 @@ async def upsert_series(chart_id: str, series_id: str, body: UpsertRequest) -> d
     if appended:
         data.sort(key=lambda p: p["time"])
     return {"seriesId": series_id, "count": len(body.data), "totalCount": len(data)}
+
+
+@app.delete("/api/charts/{chart_id}/data/{pane_id}/{series_id}", status_code=204)
+async def delete_series(chart_id: str, pane_id: int, series_id: str) -> None:
+    series = CHARTS.get(chart_id, {}).get(series_id)
+    if series is None or series["paneId"] != pane_id:
+        raise HTTPException(404, f"series {series_id} not found")
+    del CHARTS[chart_id][series_id]
 
 
 @app.get("/api/charts/{chart_id}/history/{pane_id}/{series_id}")

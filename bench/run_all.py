@@ -44,10 +44,14 @@ TARGETS = [
     ("production", "production_over_development", "req/s production/development", 0.85, True),
 ]
 REFERENCE = [
+    ("history", "product_rps", "history req/s product"),
+    ("history", "ceiling_rps", "history req/s ceiling"),
     ("history", "product_over_naive", "history req/s product/naive"),
     ("history", "naive_over_ceiling", "history req/s naive/ceiling"),
     ("history", "naive_latency_ratio", "history latency 1M/1k (naive)"),
     ("history", "product_post_candles_per_s", "1M POST candles/s (history setup)"),
+    ("history", "product_over_ceiling_of_medians", "history product/ceiling (of medians)"),
+    ("memory", "product_trimmed_bytes_per_candle", "memory bytes/candle (product, trim)"),
     ("memory", "naive_bytes_per_candle", "memory bytes/candle (naive)"),
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),

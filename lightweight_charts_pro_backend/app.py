@@ -9,18 +9,26 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .api import auth as auth_api
 from .api import charts as charts_api
 from .api import health as health_api
 from .api import metrics as metrics_api
 from .api.errors import install_error_handlers
+from .api.fastlane import HistoryLane
+from .apikeys import SettingsKeyStore
+from .auth import Authenticator
+from .charts.memory import tune_allocator
 from .charts.service import ChartsService
 from .config import Settings, get_settings
+from .cors import install_cors
+from .guards import check_production, docs_enabled, log_production_warnings
 from .logging_config import configure_logging
 from .metrics import Metrics, multiprocess_dir, store_totals
 from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
+from .openapi import install_openapi
+from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime.bus import InProcessEventBus
 
 #: In multi-process mode a scrape reaches one worker, so each refreshes its store gauges itself.
@@ -30,19 +38,29 @@ STORE_GAUGES_INTERVAL_SECONDS = 5.0
 def build_app(
     settings: Settings,
     *,
-    docs: bool = True,
+    docs: bool | None = None,
+    rate_limits: bool = False,
     metrics: Metrics | None = None,
     access_log: bool = False,
 ) -> FastAPI:
     """The app shared by both factories; the production factory adds its features on top.
 
-    ``metrics``: an enabled ``Metrics`` serves ``METRICS_PATH`` and counts requests;
-    ``access_log``: one log line per request. Both are off in the development app.
+    Authentication (``ENABLE_AUTH``), request limits, CORS, request ids, the 500 envelope and
+    the production guards apply to both; per-client rate limits only when ``rate_limits`` (the
+    production app) and ``ENABLE_RATE_LIMITING``; an enabled ``metrics`` serves
+    ``METRICS_PATH`` and counts requests; ``access_log`` writes one line per request. Raises
+    ``UnsafeConfiguration`` in production with unsafe settings.
     """
+    check_production(settings)
     metrics = metrics or Metrics(enabled=False)
+    if docs is None:
+        docs = docs_enabled(settings)
+    limiter = RateLimiter(settings) if rate_limits and settings.enable_rate_limiting else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_allocator()
+        log_production_warnings(settings)
         bus = InProcessEventBus()
         await bus.start()
         charts = ChartsService(
@@ -52,6 +70,8 @@ def build_app(
         )
         app.state.bus = bus
         app.state.charts = charts
+        app.state.keystore = SettingsKeyStore(settings.api_keys)
+        app.state.authenticator = Authenticator(settings, app.state.keystore)
         metrics.track_store(store_totals(charts.charts))
         refresher = None
         if metrics.enabled and multiprocess_dir() is not None:
@@ -69,6 +89,8 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
             await bus.close()
+            if limiter is not None:
+                await limiter.close()
 
     app = FastAPI(
         title=settings.app_name,
@@ -81,24 +103,25 @@ def build_app(
     )
     app.state.settings = settings
     app.state.readiness_checks = {}
+    app.state.rate_limiter = limiter
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(health_api.router)
+    app.include_router(auth_api.router)
     app.include_router(charts_api.router)
     if metrics.enabled:
         app.add_api_route(
             settings.metrics_path, metrics_api.scrape, methods=["GET"], include_in_schema=False
         )
-    # Added innermost first: see middleware.py for why the envelope sits inside CORS.
+    app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
+    install_openapi(app, settings)
+    if limiter is not None:
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, exempt=frozenset({settings.metrics_path})
+        )
+    # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
     app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=["X-Request-ID"],
-    )
+    install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware, access_log=access_log, metrics=metrics)
     return app
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-secret-key-change-in-production"
@@ -13,6 +15,38 @@ DEFAULT_SECRET_KEY = "dev-secret-key-change-in-production"
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
+
+
+class ApiKeySetting(BaseModel):
+    """One API key given in the ``API_KEYS`` setting (used when persistence is off).
+
+    Only the SHA-256 of the key is kept; ``charts`` absent or null means every chart.
+    ``charts-backend apikey create`` prints a ready entry.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    name: str = Field(min_length=1, max_length=200)
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    charts: tuple[str, ...] | None = None
+    scope: str = "charts:read charts:write"
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+    revoked_at: datetime | None = Field(default=None, alias="revokedAt")
+
+    @model_validator(mode="after")
+    def _id_matches_hash(self) -> ApiKeySetting:
+        if self.hash.removeprefix("sha256:")[:12] != self.id:
+            raise ValueError(f"API key {self.name!r}: id {self.id} does not match its hash")
+        return self
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scopes(cls, value: str) -> str:
+        unknown = set(value.split()) - {"charts:read", "charts:write"}
+        if unknown or not value.split():
+            raise ValueError("scope must be 'charts:read', 'charts:write' or both, space-separated")
+        return value
 
 
 class Settings(BaseSettings):
@@ -50,6 +84,13 @@ class Settings(BaseSettings):
     access_token_expire_minutes: int = Field(default=30, ge=1, le=60 * 24 * 365)
     enable_auth: bool = False
     api_key_header: str = Field(default="X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    api_keys: list[ApiKeySetting] = Field(default_factory=list)
+    production_docs: bool = False
+
+    # Request limits
+    max_request_body_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
+    max_points_per_request: int = Field(default=1_000_000, ge=1)
 
     # CORS
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -60,6 +101,8 @@ class Settings(BaseSettings):
     enable_rate_limiting: bool = True
     rate_limit_per_minute: int = Field(default=60, ge=1, le=1_000_000)
     rate_limit_history_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
 
     # Database
     database_url: str = "sqlite+aiosqlite:///./charts.db"
@@ -88,6 +131,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [proxy.strip() for proxy in value.split(",") if proxy.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ class ChartsError(Exception):
 
     status_code: ClassVar[int] = 400
     error_code: ClassVar[str] = "BAD_REQUEST"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -56,3 +57,60 @@ class SeriesNotFound(ChartsError):
 class SeriesTypeConflict(ChartsError):
     status_code = 409
     error_code = "SERIES_TYPE_CONFLICT"
+
+
+class PayloadTooLarge(ChartsError):
+    status_code = 413
+    error_code = "PAYLOAD_TOO_LARGE"
+
+
+class NotAuthenticated(ChartsError):
+    """No valid credentials. ``bearer_error`` is the RFC 6750 error code for ``WWW-Authenticate``
+    (none when no credentials were sent at all)."""
+
+    status_code = 401
+    error_code = "NOT_AUTHENTICATED"
+    bearer_error: ClassVar[str | None] = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        challenge = 'Bearer realm="charts"'
+        if self.bearer_error:
+            description = detail.replace('"', "'").replace("\\", "/")
+            challenge += f', error="{self.bearer_error}", error_description="{description}"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class InvalidToken(NotAuthenticated):
+    error_code = "INVALID_TOKEN"
+    bearer_error = "invalid_token"
+
+
+class TokenExpired(InvalidToken):
+    error_code = "TOKEN_EXPIRED"
+
+
+class InvalidApiKey(NotAuthenticated):
+    error_code = "INVALID_API_KEY"
+    bearer_error = "invalid_token"
+
+
+class ApiKeyRevoked(InvalidApiKey):
+    error_code = "API_KEY_REVOKED"
+
+
+class Forbidden(ChartsError):
+    """Valid credentials that do not grant this chart or this kind of access."""
+
+    status_code = 403
+    error_code = "FORBIDDEN"
+
+
+class RateLimited(ChartsError):
+    status_code = 429
+    error_code = "RATE_LIMITED"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

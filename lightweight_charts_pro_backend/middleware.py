@@ -14,10 +14,10 @@ header, its access line and its metrics on the way out.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import traceback
-import uuid
 from typing import Any
 
 import orjson
@@ -128,7 +128,7 @@ class RequestIdMiddleware:
                     request_id = value.decode()
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         fields: dict[str, Any] = {"request_id": request_id}
@@ -138,7 +138,7 @@ class RequestIdMiddleware:
             if kind == "http":
                 await self._http(scope, receive, send, request_id, fields)
             else:
-                connection_id = uuid.uuid4().hex[:16]
+                connection_id = os.urandom(8).hex()
                 state["connection_id"] = fields["connection_id"] = connection_id
                 await self._websocket(scope, receive, send, fields)
         finally:

@@ -8,18 +8,24 @@ OpenAPI entries are declared explicitly so the schema still documents them.
 
 from __future__ import annotations
 
-import gc
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response, status
+from fastapi.routing import APIRoute
 
-from ..charts.service import check_id
+from ..auth import READ
+from ..charts.memory import release_freed_memory
+from ..charts.service import ChartsService, Series, UpsertResult, check_id
+from ..config import Settings
 from ..errors import InvalidRequest
+from ..metrics import Metrics
 from . import render
-from .deps import ChartsDep
+from .body import check_point_count, read_json_object
+from .deps import ChartReader, ChartsDep, ChartWriter, SettingsDep, authorize
 from .schemas import (
     ChartCreated,
     ChartData,
@@ -39,9 +45,9 @@ router = APIRouter(prefix="/api/charts", tags=["charts"])
 
 JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
-_PAUSE_GC_ABOVE = 1 << 20
+_LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 
@@ -49,33 +55,6 @@ _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 def _body_schema(model: type[SeriesWrite | PointsWrite | HistoryQuery]) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
     return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
-
-
-async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
-    body = await request.body()
-    if not body.strip():
-        if optional:
-            return None
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        value = _loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
-    return value
-
-
-def _loads(body: bytes) -> Any:
-    """Parse JSON; for large bodies with the cycle collector paused, which otherwise rescans the
-    heap again and again while a million point objects are created (none of them cyclic)."""
-    if len(body) < _PAUSE_GC_ABOVE or not gc.isenabled():
-        return orjson.loads(body)
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    finally:
-        gc.enable()
 
 
 def _fields(body: dict[str, Any], accepted: dict[str, str]) -> dict[str, Any]:
@@ -125,8 +104,8 @@ def _require(fields: dict[str, Any], name: str, wire: str) -> Any:
     return fields[name]
 
 
-@router.get("", response_model=ChartList)
-async def list_charts(charts: ChartsDep) -> Response:
+@router.get("", response_model=ChartList, responses=_ERRORS)
+async def list_charts(charts: ChartsDep, caller: ChartReader) -> Response:
     listing = [
         ChartSummary(
             chart_id=chart.chart_id,
@@ -135,6 +114,7 @@ async def list_charts(charts: ChartsDep) -> Response:
             updated_at=datetime.fromtimestamp(chart.updated_at, UTC).isoformat(),
         ).model_dump(by_alias=True)
         for chart in charts.charts()
+        if caller.may_see(chart.chart_id)
     ]
     return Response(orjson.dumps({"charts": listing}), media_type=JSON)
 
@@ -151,8 +131,10 @@ async def list_charts(charts: ChartsDep) -> Response:
         }
     },
 )
-async def create_chart(chart_id: str, request: Request, charts: ChartsDep) -> Response:
-    options = await _json_object(request, optional=True)
+async def create_chart(
+    chart_id: str, request: Request, charts: ChartsDep, caller: ChartWriter
+) -> Response:
+    options = await read_json_object(request, optional=True)
     chart, created = await charts.create_chart(chart_id, options)
     return Response(
         orjson.dumps({"chartId": chart.chart_id, "options": chart.options}),
@@ -162,13 +144,13 @@ async def create_chart(chart_id: str, request: Request, charts: ChartsDep) -> Re
 
 
 @router.get("/{chart_id}", response_model=ChartData, responses=_ERRORS)
-async def get_chart(chart_id: str, charts: ChartsDep) -> Response:
+async def get_chart(chart_id: str, charts: ChartsDep, caller: ChartReader) -> Response:
     chart, views = await charts.get_chart(check_id(chart_id, "chartId"))
     return Response(render.chart_json(chart, views), media_type=JSON)
 
 
 @router.delete("/{chart_id}", status_code=204, responses=_ERRORS)
-async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
+async def delete_chart(chart_id: str, charts: ChartsDep, caller: ChartWriter) -> Response:
     await charts.delete_chart(check_id(chart_id, "chartId"))
     return Response(status_code=204)
 
@@ -180,10 +162,31 @@ async def delete_chart(chart_id: str, charts: ChartsDep) -> Response:
     openapi_extra=_body_schema(SeriesWrite),
 )
 async def replace_series(
-    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+    chart_id: str,
+    series_id: str,
+    request: Request,
+    charts: ChartsDep,
+    settings: SettingsDep,
+    caller: ChartWriter,
 ) -> Response:
-    body = _fields(await _json_object(request) or {}, _SERIES_FIELDS)
-    series = await charts.replace_series(
+    series = await _replace(charts, settings, chart_id, series_id, request)
+    count = len(series.store)
+    if count >= _LARGE_WRITE:
+        release_freed_memory()  # the parsed body is garbage by now
+    return Response(
+        orjson.dumps(
+            {"seriesId": series.series_id, "seriesType": series.series_type, "count": count}
+        ),
+        media_type=JSON,
+    )
+
+
+async def _replace(
+    charts: ChartsService, settings: Settings, chart_id: str, series_id: str, request: Request
+) -> Series:
+    body = _fields(await read_json_object(request) or {}, _SERIES_FIELDS)
+    check_point_count(body.get("data"), settings)
+    return await charts.replace_series(
         chart_id,
         _pane(body.get("pane_id", 0)),
         series_id,
@@ -191,16 +194,6 @@ async def replace_series(
         _require(body, "data", "data"),
         _options(body.get("options")),
         from_json=True,
-    )
-    return Response(
-        orjson.dumps(
-            {
-                "seriesId": series.series_id,
-                "seriesType": series.series_type,
-                "count": len(series.store),
-            }
-        ),
-        media_type=JSON,
     )
 
 
@@ -211,19 +204,16 @@ async def replace_series(
     openapi_extra=_body_schema(PointsWrite),
 )
 async def upsert_points(
-    chart_id: str, series_id: str, request: Request, charts: ChartsDep
+    chart_id: str,
+    series_id: str,
+    request: Request,
+    charts: ChartsDep,
+    settings: SettingsDep,
+    caller: ChartWriter,
 ) -> Response:
-    body = _fields(await _json_object(request) or {}, _UPSERT_FIELDS)
-    check_id(chart_id, "chartId")
-    check_id(series_id, "seriesId")
-    result = await charts.upsert_points(
-        chart_id,
-        _pane(body.get("pane_id", 0)),
-        series_id,
-        _require(body, "data", "data"),
-        series_type=body.get("series_type"),
-        from_json=True,
-    )
+    result = await _upsert(charts, settings, chart_id, series_id, request)
+    if result.count >= _LARGE_WRITE:
+        release_freed_memory()
     return Response(
         orjson.dumps(
             {"seriesId": series_id, "count": result.count, "totalCount": result.total_count}
@@ -232,14 +222,35 @@ async def upsert_points(
     )
 
 
+async def _upsert(
+    charts: ChartsService, settings: Settings, chart_id: str, series_id: str, request: Request
+) -> UpsertResult:
+    body = _fields(await read_json_object(request) or {}, _UPSERT_FIELDS)
+    check_point_count(body.get("data"), settings)
+    check_id(chart_id, "chartId")
+    check_id(series_id, "seriesId")
+    return await charts.upsert_points(
+        chart_id,
+        _pane(body.get("pane_id", 0)),
+        series_id,
+        _require(body, "data", "data"),
+        series_type=body.get("series_type"),
+        from_json=True,
+    )
+
+
 @router.get("/{chart_id}/data/{pane_id}/{series_id}", response_model=SeriesData, responses=_ERRORS)
-async def get_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+async def get_series(
+    chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartReader
+) -> Response:
     view = await charts.get_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
     return Response(render.series_json(view), media_type=JSON)
 
 
 @router.delete("/{chart_id}/data/{pane_id}/{series_id}", status_code=204, responses=_ERRORS)
-async def delete_series(chart_id: str, pane_id: int, series_id: str, charts: ChartsDep) -> Response:
+async def delete_series(
+    chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartWriter
+) -> Response:
     await charts.delete_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
     return Response(status_code=204)
 
@@ -301,21 +312,33 @@ _HISTORY_PARAMETERS = [
     openapi_extra={"parameters": _HISTORY_PARAMETERS},
 )
 async def history(request: Request) -> Response:
-    path = request.path_params
-    query = request.query_params
+    await authorize(request, READ)
+    state = request.app.state
+    body = await history_chunk_json(
+        state.charts, request.path_params, request.query_params, state.metrics
+    )
+    return Response(body, media_type=JSON)
+
+
+async def history_chunk_json(
+    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str], metrics: Metrics
+) -> bytes:
+    """The history chunk for the route's path and query parameters (shared with the lane)."""
     pane = path["pane_id"]
-    chart_id = path["chart_id"]
     series_id = path["series_id"]
-    chunk = await request.app.state.charts.history(
-        chart_id,
+    chunk = await charts.history(
+        path["chart_id"],
         _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
         series_id,
         before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
-    request.app.state.metrics.history_served("rest", chunk.count)
-    return Response(render.history_json(series_id, chunk), media_type=JSON)
+    metrics.history_served("rest", chunk.count)
+    return render.history_json(series_id, chunk)
+
+
+history_route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is history)
 
 
 @router.post(
@@ -324,8 +347,10 @@ async def history(request: Request) -> Response:
     responses=_ERRORS,
     openapi_extra=_body_schema(HistoryQuery),
 )
-async def history_by_body(chart_id: str, request: Request, charts: ChartsDep) -> Response:
-    body = _fields(await _json_object(request) or {}, _HISTORY_FIELDS)
+async def history_by_body(
+    chart_id: str, request: Request, charts: ChartsDep, caller: ChartReader
+) -> Response:
+    body = _fields(await read_json_object(request) or {}, _HISTORY_FIELDS)
     series_id = _require(body, "series_id", "seriesId")
     if not isinstance(series_id, str):
         raise InvalidRequest("seriesId must be a string.")

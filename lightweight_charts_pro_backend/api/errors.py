@@ -8,6 +8,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import ChartsError, InvalidRequest
 from ..request_context import current_request_id
@@ -46,10 +47,16 @@ def error_response(
     )
 
 
+def render_charts_error(exc: ChartsError) -> Response:
+    errors = exc.errors if isinstance(exc, InvalidRequest) else None
+    return error_response(
+        exc.status_code, exc.detail, exc.error_code, errors=errors, headers=exc.headers
+    )
+
+
 async def _charts_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChartsError)
-    errors = exc.errors if isinstance(exc, InvalidRequest) else None
-    return error_response(exc.status_code, exc.detail, exc.error_code, errors=errors)
+    return render_charts_error(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -68,9 +75,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}."
-    return error_response(exc.status_code, detail, code, headers=dict(exc.headers or {}))
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}."
+    return error_response(exc.status_code, detail, code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's own ``Allow`` names only the
+    first route that matched the path, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ point costs its JSON plus 12 bytes of index.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
@@ -21,7 +22,9 @@ from .points import EncodedPoints
 
 Direction = Literal["before", "after"]
 
-_OFFSET_LIMIT = 2**32 - 1
+_UINT32_MAX = 2**32 - 1
+_OFFSET_LIMIT = _UINT32_MAX
+_COMPACT_AFTER = 10_000  # points in one write; live single-bar updates never pay for a copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +52,68 @@ class Chunk:
         return self.end < self.total
 
 
+class TimeColumn:
+    """Ascending UTC seconds stored as 32-bit offsets from the first time.
+
+    Four bytes a point instead of eight while the series spans less than 136 years; a wider
+    span switches the column to 64-bit absolute times.
+    """
+
+    __slots__ = ("base", "values")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.values: array[int] = array("I")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> int:
+        return self.values[index] + self.base
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.itemsize * len(self.values)
+
+    def bisect_left(self, time: int, lo: int = 0) -> int:
+        return bisect_left(self.values, time - self.base, lo)
+
+    def bisect_right(self, time: int) -> int:
+        return bisect_right(self.values, time - self.base)
+
+    def absolute(self, start: int = 0) -> npt.NDArray[np.int64]:
+        return np.frombuffer(self.values, dtype=self.values.typecode)[start:].astype(np.int64) + (
+            self.base
+        )
+
+    def tolist(self) -> list[int]:
+        return self.absolute().tolist()  # type: ignore[no-any-return]
+
+    def truncate(self, length: int) -> None:
+        del self.values[length:]
+
+    def extend(self, times: Sequence[int] | npt.NDArray[np.int64]) -> None:
+        """Append times, all later than the last stored one."""
+        if not self.values:
+            self.values = array("I")
+            self.base = int(times[0])
+        if self.values.typecode == "I" and int(times[-1]) - self.base > _UINT32_MAX:
+            self.values = array("q", self.absolute().tobytes())
+            self.base = 0
+        relative = np.asarray(times, dtype=np.int64) - self.base
+        self.values.frombytes(relative.astype(self.values.typecode).tobytes())
+
+    def compact(self) -> None:
+        self.values = self.values[:]
+
+
 class SeriesStore:
     """Points of one series, unique by time and kept in ascending order."""
 
     __slots__ = ("_buf", "_offsets", "_times")
 
     def __init__(self, points: EncodedPoints | None = None) -> None:
-        self._times: array[int] = array("q")
+        self._times = TimeColumn()
         self._offsets: array[int] = array("I", [0])
         self._buf = bytearray()
         if points is not None:
@@ -75,11 +133,7 @@ class SeriesStore:
     @property
     def nbytes(self) -> int:
         """Bytes held by the columns (JSON, times, offsets), for memory accounting."""
-        return (
-            len(self._buf)
-            + self._times.itemsize * len(self._times)
-            + (self._offsets.itemsize * len(self._offsets))
-        )
+        return len(self._buf) + self._times.nbytes + (self._offsets.itemsize * len(self._offsets))
 
     def times(self) -> list[int]:
         return self._times.tolist()
@@ -94,29 +148,45 @@ class SeriesStore:
             return
         if not self._times or points.times[0] > self._times[-1]:
             self._append(points.times, points.body, points.offsets)
+            if len(points) >= _COMPACT_AFTER:
+                self._compact()
             return
-        start = bisect_left(self._times, points.times[0])
-        old_times = self._times[start:]
+        start = self._times.bisect_left(points.times[0])
+        old_times = self._times.absolute(start)
         base = self._offsets[start]
         old_offsets = np.frombuffer(self._offsets, dtype=self._offsets.typecode)[start:] - base
         old_body = bytes(self._buf[base:])
-        del self._times[start:]
+        self._times.truncate(start)
         del self._offsets[start + 1 :]
         del self._buf[base:]
 
         kept = 0  # old points before this index are already copied back
         for index, time in enumerate(points.times):
-            at = bisect_left(old_times, time, kept)
+            at = int(np.searchsorted(old_times[kept:], time)) + kept
             if at > kept:
                 self._append(old_times[kept:at], old_body, old_offsets[kept : at + 1])
             self._append((time,), points.body, points.offsets[index : index + 2])
             kept = at + 1 if at < len(old_times) and old_times[at] == time else at
         if kept < len(old_times):
             self._append(old_times[kept:], old_body, old_offsets[kept:])
+        if len(points) >= _COMPACT_AFTER:
+            self._compact()
 
-    def _append(self, times: Sequence[int], body: bytes, offsets: npt.NDArray[np.int64]) -> None:
+    def _compact(self) -> None:
+        """Drop the spare capacity growth left behind (up to an eighth of each column)."""
+        if sys.getsizeof(self._buf) - len(self._buf) > len(self._buf) >> 5:
+            self._buf = bytearray(self._buf)
+        self._times.compact()
+        self._offsets = self._offsets[:]
+
+    def _append(
+        self,
+        times: Sequence[int] | npt.NDArray[np.int64],
+        body: bytes,
+        offsets: npt.NDArray[np.int64],
+    ) -> None:
         """Append ``body[offsets[0]:offsets[-1]]``, whose points start at ``offsets[:-1]``."""
-        if not times:
+        if not len(times):
             return
         first, last = int(offsets[0]), int(offsets[-1])
         shift = len(self._buf) - first
@@ -152,12 +222,12 @@ class SeriesStore:
 
     def chunk_before(self, time: int, count: int) -> Chunk:
         """The last ``count`` points strictly before ``time``."""
-        end = bisect_left(self._times, time)
+        end = self._times.bisect_left(time)
         return self._chunk(max(0, end - count), end, "before")
 
     def chunk_after(self, time: int, count: int) -> Chunk:
         """The first ``count`` points strictly after ``time``."""
-        start = bisect_right(self._times, time)
+        start = self._times.bisect_right(time)
         return self._chunk(start, min(len(self._times), start + count), "after")
 
     def newest(self, count: int) -> Chunk:

@@ -87,3 +87,17 @@ def test_appending_the_next_bar_and_replacing_the_last_bar() -> None:
         {"time": 5, "value": 51},
     ]
     assert len(store) == 6
+
+
+def test_series_spanning_millennia_switch_to_wide_times() -> None:
+    early, late = -62_135_596_800, 99_999_999_999
+    store = SeriesStore(prepare_points([{"time": 0, "value": 0}, {"time": 10, "value": 1}], "line"))
+    store.upsert(prepare_points([{"time": late, "value": 2}], "line"))
+    store.upsert(prepare_points([{"time": early, "value": -1}], "line"))
+    assert store.times() == [early, 0, 10, late]
+    assert orjson.loads(store.chunk_before(late, 2).data) == [
+        {"time": 0, "value": 0},
+        {"time": 10, "value": 1},
+    ]
+    assert store.chunk_after(10, 5).start_time == late
+    assert (store.first_time, store.last_time) == (early, late)

@@ -1,0 +1,118 @@
+"""Reading JSON request bodies within the request limits.
+
+``MAX_REQUEST_BODY_BYTES`` is enforced from ``Content-Length`` before anything is read and again
+while the body streams in (chunked uploads carry no length). ``MAX_JSON_DEPTH`` is checked on the
+raw bytes before parsing: a deeply nested value would otherwise parse, be stored, and then fail
+to encode when read back. Bodies are parsed with orjson; a large one with the cycle collector
+paused, which otherwise rescans the heap again and again while a million point objects are
+created (none of them cyclic).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from fastapi import Request
+
+from ..config import Settings
+from ..errors import InvalidRequest, PayloadTooLarge
+
+_PAUSE_GC_ABOVE: Final = 1 << 20
+_ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURAL: Final = bytes(b for b in range(256) if b not in b'"[]{}')
+_STEP: Final = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(int(length), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit, at_least=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int, *, at_least: bool = False) -> PayloadTooLarge:
+    amount = f"at least {size}" if at_least else str(size)
+    return PayloadTooLarge(
+        f"The request body is {amount} bytes; the limit is {limit} (MAX_REQUEST_BODY_BYTES)."
+    )
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``body`` (0 for a scalar).
+
+    Works on the bytes, vectorized: strings are masked out (after dropping escape sequences,
+    so an escaped quote does not end one) and the brackets outside them are summed.
+    """
+    if b"\\" in body:
+        body = _ESCAPE.sub(b"", body)
+    skeleton = np.frombuffer(body.translate(None, _NOT_STRUCTURAL), dtype=np.uint8)
+    if skeleton.size == 0:
+        return 0
+    outside = (np.cumsum(skeleton == ord('"'), dtype=np.int32) & 1) == 0
+    steps = _STEP[skeleton] * outside
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+def check_depth(body: bytes, limit: int) -> None:
+    # Fewer opening brackets than the limit cannot nest deeper than it: most bodies stop here.
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return
+    depth = json_depth(body)
+    if depth > limit:
+        raise InvalidRequest(
+            f"The request body nests {depth} levels deep; the limit is {limit} (MAX_JSON_DEPTH)."
+        )
+
+
+async def read_json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
+    """The body as a JSON object; ``None`` for an empty body when ``optional``.
+
+    Refuses with 413 (too large), 422 (empty, not JSON, not an object, nested too deeply).
+    """
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, settings.max_request_body_bytes)
+    if not body.strip():
+        if optional:
+            return None
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_depth(body, settings.max_json_depth)
+    try:
+        value = _loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def check_point_count(data: object, settings: Settings) -> None:
+    if isinstance(data, list) and len(data) > settings.max_points_per_request:
+        raise PayloadTooLarge(
+            f"The request carries {len(data)} points; the limit is "
+            f"{settings.max_points_per_request} per request (MAX_POINTS_PER_REQUEST). "
+            "Send them in several requests."
+        )
+
+
+def _loads(body: bytes) -> Any:
+    if len(body) < _PAUSE_GC_ABOVE or not gc.isenabled():
+        return orjson.loads(body)
+    gc.disable()
+    try:
+        return orjson.loads(body)
+    finally:
+        gc.enable()

@@ -1,0 +1,62 @@
+"""Cross-origin rules from ``CORS_ORIGINS``, for HTTP and for WebSocket handshakes.
+
+Browsers enforce CORS on HTTP responses but not on WebSockets: any page may open a socket to any
+server, sending its ``Origin``. So handshakes are checked here, against the same list. A
+handshake without ``Origin`` (not from a browser) passes, as does one from the server's own
+origin (a page it serves); any other origin not listed is refused before the socket opens.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import Settings
+
+EXPOSED_HEADERS: Final = [
+    "X-Request-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
+class WebSocketOriginMiddleware:
+    def __init__(self, app: ASGIApp, allowed_origins: list[str]) -> None:
+        self.app = app
+        self.allow_all = "*" in allowed_origins
+        self.allowed = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self.allow_all and not self.allows(scope):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)
+
+    def allows(self, scope: Scope) -> bool:
+        origin = host = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1").rstrip("/").lower()
+            elif name == b"host":
+                host = value.decode("latin-1").lower()
+        if origin is None or origin in self.allowed:
+            return True
+        return host is not None and urlsplit(origin).netloc == host
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.cors_origins)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=EXPOSED_HEADERS,
+    )

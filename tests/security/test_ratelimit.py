@@ -1,0 +1,188 @@
+"""Rate limits in one process: who counts as a client, which paths count, what a refusal says."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lightweight_charts_pro_backend.ratelimit import ClientAddress, RateLimiter, is_history_path
+
+from ..servers import free_port
+from .conftest import ClientFactory, make_settings
+
+PROXY = "127.0.0.10"
+
+
+def limited(**overrides: object) -> dict[str, object]:
+    values: dict[str, object] = {"enable_auth": False, "rate_limit_per_minute": 3}
+    values.update(overrides)
+    return values
+
+
+PROXY_CASES = [
+    # name, trusted proxies, peer, X-Forwarded-For of each request, statuses expected
+    (
+        "spoofed X-Forwarded-For from an untrusted peer is still limited",
+        [],
+        "127.0.0.1",
+        ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"],
+        [200, 200, 200, 429, 429],
+    ),
+    (
+        "spoofing through a trusted proxy: the proxy-written hop counts",
+        [PROXY],
+        PROXY,
+        [f"198.51.100.{n}, 203.0.113.7" for n in range(5)],
+        [200, 200, 200, 429, 429],
+    ),
+    (
+        "trusted proxy: each real client has its own budget",
+        [PROXY],
+        PROXY,
+        ["203.0.113.7"] * 3 + ["203.0.113.8"] * 3 + ["203.0.113.7", "203.0.113.8"],
+        [200] * 6 + [429, 429],
+    ),
+    (
+        "chain of trusted proxies is walked right to left",
+        [PROXY, "192.0.2.0/24"],
+        PROXY,
+        ["203.0.113.9, 192.0.2.5"] * 3 + ["203.0.113.10, 192.0.2.5"],
+        [200, 200, 200, 200],
+    ),
+    (
+        "trusted peer without X-Forwarded-For is the client",
+        [PROXY],
+        PROXY,
+        ["", "", "", ""],
+        [200, 200, 200, 429],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "trusted", "peer", "forwarded", "statuses"),
+    PROXY_CASES,
+    ids=[case[0] for case in PROXY_CASES],
+)
+async def test_client_address_for_limits(
+    name: str,
+    trusted: list[str],
+    peer: str,
+    forwarded: list[str],
+    statuses: list[int],
+    app_client: ClientFactory,
+) -> None:
+    settings = make_settings(**limited(trusted_proxies=trusted))
+    async with app_client(settings, production=True, client=(peer, 40000)) as client:
+        got = []
+        for value in forwarded:
+            headers = {"X-Forwarded-For": value} if value else {}
+            got.append((await client.get("/api/charts", headers=headers)).status_code)
+        assert got == statuses
+
+
+async def test_refusal_carries_retry_after_and_limit_headers(app_client: ClientFactory) -> None:
+    async with app_client(make_settings(**limited()), production=True) as client:
+        first = await client.get("/api/charts")
+        assert first.headers["x-ratelimit-limit"] == "3"
+        assert first.headers["x-ratelimit-remaining"] == "2"
+        reset = int(first.headers["x-ratelimit-reset"])
+        assert time.time() < reset <= time.time() + 61
+        for _ in range(2):
+            await client.get("/api/charts")
+        refused = await client.get("/api/charts/x", headers={"X-Request-ID": "probe-1"})
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "detail": refused.json()["detail"],
+            "errorCode": "RATE_LIMITED",
+            "requestId": "probe-1",
+        }
+        assert refused.json()["detail"].startswith("Rate limit exceeded: 3 requests per minute")
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+
+
+async def test_history_has_its_own_tighter_limit(app_client: ClientFactory) -> None:
+    settings = make_settings(**limited(rate_limit_per_minute=10, rate_limit_history_per_minute=2))
+    async with app_client(settings, production=True) as client:
+        series = {"seriesType": "line", "data": [{"time": 1, "value": 1}]}
+        assert (await client.post("/api/charts/a/data/s", json=series)).status_code == 200
+        assert (await client.get("/api/charts/a/history/0/s")).status_code == 200
+        body = {"seriesId": "s"}
+        assert (await client.post("/api/charts/a/history", json=body)).status_code == 200
+        refused = await client.get("/api/charts/a/history/0/s")
+        assert refused.status_code == 429
+        assert "2 history requests per minute" in refused.json()["detail"]
+        assert refused.headers["x-ratelimit-limit"] == "2"
+        assert (await client.get("/api/charts/a")).status_code == 200
+        # A chart called "history" is not the history route.
+        assert (await client.post("/api/charts/history")).status_code == 201
+
+
+async def test_health_is_never_limited(app_client: ClientFactory) -> None:
+    async with app_client(make_settings(**limited()), production=True) as client:
+        for _ in range(10):
+            assert (await client.get("/health")).status_code == 200
+            assert (await client.get("/health/ready")).status_code == 200
+            assert (await client.get("/metrics")).status_code != 429
+        assert (await client.get("/api/charts")).headers["x-ratelimit-remaining"] == "2"
+
+
+async def test_metrics_path_under_api_is_not_limited(app_client: ClientFactory) -> None:
+    settings = make_settings(**limited(metrics_path="/api/metrics"))
+    async with app_client(settings, production=True) as client:
+        statuses = {(await client.get("/api/metrics")).status_code for _ in range(6)}
+        assert 429 not in statuses
+
+
+async def test_disabled_and_development_app_do_not_limit(app_client: ClientFactory) -> None:
+    off = make_settings(**limited(enable_rate_limiting=False))
+    async with app_client(off, production=True) as client:
+        responses = [await client.get("/api/charts") for _ in range(5)]
+        assert {r.status_code for r in responses} == {200}
+        assert "x-ratelimit-limit" not in responses[0].headers
+    async with app_client(make_settings(**limited())) as client:
+        assert {(await client.get("/api/charts")).status_code for _ in range(5)} == {200}
+
+
+async def test_unreachable_redis_lets_requests_through(caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    limiter = RateLimiter(settings)
+    try:
+        decisions = [await limiter.hit("203.0.113.1") for _ in range(3)]
+    finally:
+        await limiter.close()
+    assert all(decision.allowed for decision in decisions)
+    warnings = [r for r in caplog.records if "Rate limit store unavailable" in r.message]
+    assert len(warnings) == 1
+
+
+ADDRESSES = [
+    ("203.0.113.5", "203.0.113.5"),
+    ("203.0.113.5:443", "203.0.113.5"),
+    ("[2001:db8::1]:443", "2001:db8::1"),
+    ("2001:db8::1", "2001:db8::1"),
+    ("unknown", "unknown"),
+]
+
+
+@pytest.mark.parametrize(("hop", "client"), ADDRESSES)
+def test_forwarded_hop_forms(hop: str, client: str) -> None:
+    address = ClientAddress([PROXY])
+    scope = {"client": (PROXY, 1), "headers": [(b"x-forwarded-for", hop.encode())]}
+    assert address(scope) == client
+
+
+@pytest.mark.parametrize(
+    ("path", "history"),
+    [
+        ("/api/charts/a/history/0/s", True),
+        ("/api/charts/a/history", True),
+        ("/api/charts/history", False),
+        ("/api/charts/history/data/0/s", False),
+        ("/api/charts/a/data/0/history", False),
+    ],
+)
+def test_history_paths(path: str, history: bool) -> None:
+    assert is_history_path(path) is history
