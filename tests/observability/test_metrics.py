@@ -159,3 +159,13 @@ def test_label_helpers() -> None:
     ]
     assert close_reason(1001) == "going_away" and close_reason(4003) == "application"
     assert close_reason(3000) == "other"
+
+
+async def test_rate_limit_refusals_are_counted() -> None:
+    app = production.create_app(settings(rate_limit_per_minute=2, enable_rate_limiting=True))
+    async for client in client_for(app):
+        statuses = [(await client.get("/api/charts")).status_code for _ in range(4)]
+        assert statuses == [200, 200, 429, 429]
+        text = await scrape(client)
+    assert total(text, "rate_limited_total", scope="api") == 2
+    assert total(text, "http_requests_total", status="4xx") == 2
