@@ -24,7 +24,7 @@ from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .cors import install_cors
 from .guards import check_production, docs_enabled, log_production_warnings
-from .logging_config import configure_logging
+from .logging_config import AccessLog, configure_logging
 from .metrics import Metrics, multiprocess_dir, store_totals
 from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
@@ -53,6 +53,7 @@ def build_app(
     """
     check_production(settings)
     metrics = metrics or Metrics(enabled=False)
+    access = AccessLog() if access_log else None
     if docs is None:
         docs = docs_enabled(settings)
     limiter = RateLimiter(settings) if rate_limits and settings.enable_rate_limiting else None
@@ -91,6 +92,8 @@ def build_app(
             await bus.close()
             if limiter is not None:
                 await limiter.close()
+            if access is not None:
+                access.flush()
 
     app = FastAPI(
         title=settings.app_name,
@@ -122,7 +125,7 @@ def build_app(
     # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
     app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)
     install_cors(app, settings)
-    app.add_middleware(RequestIdMiddleware, access_log=access_log, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics)
     return app
 
 

@@ -13,11 +13,16 @@ one format. Example line::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -81,6 +86,18 @@ class JsonFormatter(OrjsonFormatter):
                 log_data[key] = value
         log_data.update(message_dict)
 
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
+        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
+        data = {
+            "timestamp": datetime.fromtimestamp(created, UTC),
+            "level": "INFO",
+            "logger": logger,
+            "message": message,
+            "pid": os.getpid(),
+        }
+        data.update(fields)
+        return orjson.dumps(data, default=self.json_default)
+
 
 class TextFormatter(logging.Formatter):
     """``2025-01-15T10:30:00.123+00:00 INFO    logger [request_id=...] message``."""
@@ -92,10 +109,18 @@ class TextFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
     def format(self, record: logging.LogRecord) -> str:
-        attributes = record.__dict__
-        parts = [f"{key}={attributes[key]}" for key in _CONTEXT_FIELDS if key in attributes]
-        record.context = f" [{' '.join(parts)}]" if parts else ""
+        record.context = _context(record.__dict__)
         return super().format(record)
+
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
+        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
+        stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        return f"{stamp} INFO     {logger}{_context(fields)} {message}".encode()
+
+
+def _context(attributes: dict[str, Any]) -> str:
+    parts = [f"{key}={attributes[key]}" for key in _CONTEXT_FIELDS if key in attributes]
+    return f" [{' '.join(parts)}]" if parts else ""
 
 
 class LogHandler(logging.StreamHandler[TextIO]):
@@ -169,3 +194,94 @@ def log_config_dict(settings: Settings) -> dict[str, Any]:
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {name: dict(server) for name in SERVER_LOGGERS},
     }
+
+
+class AccessLog:
+    """Access lines written in batches, as nginx's ``access_log ... buffer= flush=`` does.
+
+    One line per request is the most frequent thing the service logs; built one ``LogRecord``
+    at a time (record, filters, formatter, handler lock, one write and flush each) it costs more
+    than serving a history chunk. Here a line is queued as a dict and the queue is rendered by
+    the formatter of the process's handler and written with one call when it holds
+    ``max_lines`` lines or its oldest line is ``max_delay`` seconds old; ``flush`` empties it
+    (the app does at shutdown). Timestamps are those of the requests.
+
+    When the access logger does not end at the service's handler alone (tests capturing logs,
+    a custom logging configuration), every line goes through ``logging`` as a normal record.
+    """
+
+    def __init__(self, *, max_lines: int = 64, max_delay: float = 0.1) -> None:
+        self.max_lines = max_lines
+        self.max_delay = max_delay
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+        self._pending: list[tuple[float, str, dict[str, Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def write(self, message: str, fields: dict[str, Any]) -> None:
+        """Queue one INFO line; ``fields`` are its extras (the request's context fields are
+        added here, explicit fields win)."""
+        context = log_fields_var.get()
+        if context:
+            fields = {**context, **fields}
+        if _sole_handler(self.logger) is None:
+            self.logger.info(message, extra=fields)
+            return
+        self._pending.append((time.time(), message, fields))
+        if len(self._pending) >= self.max_lines:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+            else:
+                self._timer = loop.call_later(self.max_delay, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        handler = _sole_handler(self.logger)
+        if handler is None:
+            for _created, message, fields in pending:
+                self.logger.info(message, extra=fields)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter | TextFormatter)
+        name = self.logger.name
+        text = b"\n".join(
+            formatter.line(created, name, message, fields) for created, message, fields in pending
+        )
+        handler.acquire()
+        try:
+            handler.stream.write(text.decode() + "\n")
+            handler.stream.flush()
+        finally:
+            handler.release()
+
+
+def _sole_handler(logger: logging.Logger) -> LogHandler | None:
+    """The service's handler when it is the only place ``logger``'s records go, else None."""
+    if logger.handlers or logger.filters or not logger.propagate:
+        return None
+    node: Any = logger.parent
+    while node.parent is not None:
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    if len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if isinstance(handler, LogHandler) and isinstance(
+        handler.formatter, JsonFormatter | TextFormatter
+    ):
+        return handler
+    return None

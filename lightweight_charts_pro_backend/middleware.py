@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logging_config import ACCESS_LOGGER
+from .logging_config import AccessLog
 from .metrics import UNMATCHED_ROUTE, Metrics, close_reason
 from .request_context import log_fields_var, request_id_var
 
@@ -31,7 +31,6 @@ REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 def route_template(scope: Scope) -> str:
@@ -42,18 +41,6 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) else UNMATCHED_ROUTE
-
-
-def log_access(message: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
-    """Write one access line (INFO); the caller checks that INFO is enabled.
-
-    Builds the record directly: looking up the calling frame, as ``Logger.info`` does, would
-    add a noticeable share to the cost of the line, and an access line's origin is known.
-    """
-    record = access_logger.makeRecord(
-        ACCESS_LOGGER, logging.INFO, __file__, 0, message, args, None, extra=fields
-    )
-    access_logger.handle(record)
 
 
 def _client(scope: Scope) -> str | None:
@@ -104,13 +91,14 @@ class RequestIdMiddleware:
 
     ``access_log``: one line per request on the ``lightweight_charts_pro_backend.access``
     logger (method, route template, status, duration_ms, client), and an opened and a closed
-    line per WebSocket connection. ``metrics``: the ``http_*`` and ``websocket_*`` metrics.
-    Both off (the development app) leaves only the id. An exception that escapes the inner
-    app is logged and answered with the 500 envelope here, as a last resort.
+    line per WebSocket connection, written in batches by ``AccessLog``. ``metrics``: the
+    ``http_*`` and ``websocket_*`` metrics. Both off (the development app) leaves only the id.
+    An exception that escapes the inner app is logged and answered with the 500 envelope here,
+    as a last resort.
     """
 
     def __init__(
-        self, app: ASGIApp, *, access_log: bool = False, metrics: Metrics | None = None
+        self, app: ASGIApp, *, access_log: AccessLog | None = None, metrics: Metrics | None = None
     ) -> None:
         self.app = app
         self.access_log = access_log
@@ -149,7 +137,7 @@ class RequestIdMiddleware:
         self, scope: Scope, receive: Receive, send: Send, request_id: str, fields: dict[str, Any]
     ) -> None:
         header = (REQUEST_ID_HEADER, request_id.encode())
-        observe = self.access_log or self.metrics is not None
+        observe = self.access_log is not None or self.metrics is not None
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -183,13 +171,13 @@ class RequestIdMiddleware:
             status = status or 499
             if metrics is not None:
                 metrics.request_finished(method, route, status, seconds)
-            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            access_log = self.access_log
+            if access_log is not None and access_log.enabled():
                 _bind_path_fields(scope, fields)
                 path = scope["path"]
                 duration_ms = round(seconds * 1000, 3)
-                log_access(
-                    "%s %s %s %.2fms",
-                    (method, path, status, duration_ms),
+                access_log.write(
+                    f"{method} {path} {status} {duration_ms:.2f}ms",
                     {
                         "method": method,
                         "route": route,
@@ -223,10 +211,13 @@ class RequestIdMiddleware:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
     ) -> None:
-        if not self.access_log and self.metrics is None:
+        access_log = self.access_log
+        if access_log is not None and not access_log.enabled():
+            access_log = None
+        metrics = self.metrics
+        if access_log is None and metrics is None:
             await self._run_websocket(scope, receive, send, fields)
             return
-        metrics = self.metrics
         accepted = False
         server_close: int | None = None
         client_close: int | None = None
@@ -242,11 +233,11 @@ class RequestIdMiddleware:
                 accepted = True
                 if metrics is not None:
                     metrics.websocket_opened()
-                if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                if access_log is not None:
                     _bind_path_fields(scope, fields)
                     route = route_template(scope)
                     where = {"route": route, "client": _client(scope)}
-                    log_access("WebSocket %s accepted", (route,), where)
+                    access_log.write(f"WebSocket {route} accepted", where)
             elif kind == "websocket.close" and server_close is None:
                 server_close = int(message.get("code", 1000))
             await send(message)
@@ -276,11 +267,10 @@ class RequestIdMiddleware:
             route = route_template(scope)
             if accepted and metrics is not None:
                 metrics.websocket_closed(str(reason))
-            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            if access_log is not None:
                 if accepted:
-                    log_access(
-                        "WebSocket %s closed %s (%s)",
-                        (route, code, reason),
+                    access_log.write(
+                        f"WebSocket {route} closed {code} ({reason})",
                         {
                             "route": route,
                             "close_code": code,
@@ -291,7 +281,7 @@ class RequestIdMiddleware:
                     )
                 else:
                     where = {"route": route, "client": _client(scope)}
-                    log_access("WebSocket %s rejected", (route,), where)
+                    access_log.write(f"WebSocket {route} rejected", where)
 
     async def _run_websocket(
         self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
