@@ -108,6 +108,7 @@ def build_app(
     app.state.readiness_checks = {}
     app.state.rate_limiter = limiter
     app.state.metrics = metrics
+    app.state.access_log = access
     install_error_handlers(app)
     app.include_router(health_api.router)
     app.include_router(auth_api.router)

@@ -207,7 +207,8 @@ class AccessLog:
     (the app does at shutdown). Timestamps are those of the requests.
 
     When the access logger does not end at the service's handler alone (tests capturing logs,
-    a custom logging configuration), every line goes through ``logging`` as a normal record.
+    a custom logging configuration), the queued lines go through ``logging`` as normal records
+    when the queue is flushed.
     """
 
     def __init__(self, *, max_lines: int = 64, max_delay: float = 0.1) -> None:
@@ -227,9 +228,6 @@ class AccessLog:
         context = log_fields_var.get()
         if context:
             fields = {**context, **fields}
-        if _sole_handler(self.logger) is None:
-            self.logger.info(message, extra=fields)
-            return
         self._pending.append((time.time(), message, fields))
         if len(self._pending) >= self.max_lines:
             self.flush()
@@ -251,8 +249,12 @@ class AccessLog:
             return
         handler = _sole_handler(self.logger)
         if handler is None:
-            for _created, message, fields in pending:
-                self.logger.info(message, extra=fields)
+            for created, message, fields in pending:
+                record = self.logger.makeRecord(
+                    self.logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields
+                )
+                record.created = created
+                self.logger.handle(record)
             return
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter | TextFormatter)

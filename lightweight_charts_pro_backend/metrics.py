@@ -25,8 +25,10 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import accumulate
 from typing import Any, Final, Literal
 
 from prometheus_client import (
@@ -38,10 +40,17 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 HistoryTransport = Literal["rest", "websocket"]
 RateLimitScope = Literal["api", "history", "websocket"]
@@ -84,6 +93,14 @@ CLOSE_REASONS: Final = {
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 StoreTotals = Callable[[], tuple[int, int]]
 
+_HTTP_REQUESTS_HELP = "HTTP requests answered, by method, route template and status class."
+_HTTP_DURATION_HELP = "Request to end of response, by method, route template and status class."
+_IN_PROGRESS_HELP = (
+    "HTTP requests being served now, by method (the route is known only once routed)."
+)
+_HISTORY_REQUESTS_HELP = "History chunks served, by transport (rest, websocket)."
+_HISTORY_POINTS_HELP = "Points per served history chunk."
+
 
 def multiprocess_dir() -> str | None:
     """The shared directory when prometheus_client runs in multi-process mode, else None."""
@@ -114,6 +131,10 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._in_progress_children: dict[str, Any] = {}
         self._history_children: dict[str, Any] = {}
+        self._in_progress_counts: dict[str, int] = {}
+        self._http = Observations(LATENCY_BUCKETS)
+        self._history = Observations(CHUNK_POINT_BUCKETS)
+        self._local = True
         if not enabled:
             return
         registry = self.registry
@@ -123,27 +144,39 @@ class Metrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
-        http = ["method", "route", "status"]
-        self.http_requests = Counter(
-            "http_requests_total",
-            "HTTP requests answered, by method, route template and status class.",
-            http,
-            registry=registry,
-        )
-        self.http_request_duration = Histogram(
-            "http_request_duration_seconds",
-            "Request to end of response, by method, route template and status class.",
-            http,
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.http_requests_in_progress = Gauge(
-            "http_requests_in_progress",
-            "HTTP requests being served now, by method (the route is known only once routed).",
-            ["method"],
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
+        self._local = multiprocess_dir() is None
+        if self._local:
+            # One process: the per-request metrics are plain counts read at scrape time, which
+            # costs the request a few dict operations instead of a lock per value.
+            registry.register(_HotPathCollector(self))
+        else:
+            http = ["method", "route", "status"]
+            self.http_requests = Counter(
+                "http_requests_total", _HTTP_REQUESTS_HELP, http, registry=registry
+            )
+            self.http_request_duration = Histogram(
+                "http_request_duration_seconds",
+                _HTTP_DURATION_HELP,
+                http,
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
+            self.http_requests_in_progress = Gauge(
+                "http_requests_in_progress",
+                _IN_PROGRESS_HELP,
+                ["method"],
+                multiprocess_mode="livesum",
+                registry=registry,
+            )
+            self.history_requests = Counter(
+                "history_requests_total", _HISTORY_REQUESTS_HELP, ["transport"], registry=registry
+            )
+            self.history_chunk_points = Histogram(
+                "history_chunk_points",
+                _HISTORY_POINTS_HELP,
+                buckets=CHUNK_POINT_BUCKETS,
+                registry=registry,
+            )
         self.websocket_connections = Gauge(
             "websocket_connections",
             "Open (accepted) WebSocket connections.",
@@ -159,18 +192,6 @@ class Metrics:
             "websocket_disconnects_total",
             "Closed WebSocket connections, by reason (client, normal, going_away, ...).",
             ["reason"],
-            registry=registry,
-        )
-        self.history_requests = Counter(
-            "history_requests_total",
-            "History chunks served, by transport (rest, websocket).",
-            ["transport"],
-            registry=registry,
-        )
-        self.history_chunk_points = Histogram(
-            "history_chunk_points",
-            "Points per served history chunk.",
-            buckets=CHUNK_POINT_BUCKETS,
             registry=registry,
         )
         self.rate_limited_total = Counter(
@@ -202,13 +223,22 @@ class Metrics:
     # HTTP (called by the middleware)
 
     def request_started(self, method: str) -> None:
-        if self.enabled:
-            self._in_progress(_method_label(method)).inc()
+        if not self.enabled:
+            return
+        method = _method_label(method)
+        if self._local:
+            self._in_progress_counts[method] = self._in_progress_counts.get(method, 0) + 1
+        else:
+            self._in_progress(method).inc()
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         if not self.enabled:
             return
         method = _method_label(method)
+        if self._local:
+            self._in_progress_counts[method] -= 1
+            self._http.observe((method, route, status), seconds)
+            return
         self._in_progress(method).dec()
         key = (method, route, status)
         children = self._http_children.get(key)
@@ -247,12 +277,16 @@ class Metrics:
 
     def history_served(self, transport: HistoryTransport, points: int) -> None:
         """One history chunk of ``points`` points went out over ``transport``."""
-        if self.enabled:
-            child = self._history_children.get(transport)
-            if child is None:
-                child = self._history_children[transport] = self.history_requests.labels(transport)
-            child.inc()
-            self.history_chunk_points.observe(points)
+        if not self.enabled:
+            return
+        if self._local:
+            self._history.observe((transport,), points)
+            return
+        child = self._history_children.get(transport)
+        if child is None:
+            child = self._history_children[transport] = self.history_requests.labels(transport)
+        child.inc()
+        self.history_chunk_points.observe(points)
 
     def rate_limited(self, scope: RateLimitScope) -> None:
         """A request (or WebSocket message) was refused by the ``scope`` rate limit."""
@@ -317,6 +351,92 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+class Observations:
+    """Count, sum and bucket counts per label set, in plain Python: the hot path's metrics
+    when one process serves (read by ``_HotPathCollector`` at scrape time)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.data: dict[tuple[Any, ...], list[Any]] = {}
+
+    def observe(self, key: tuple[Any, ...], value: float) -> None:
+        entry = self.data.get(key)
+        if entry is None:
+            entry = self.data[key] = [0, 0.0, [0] * (len(self.bounds) + 1)]
+        entry[0] += 1
+        entry[1] += value
+        entry[2][bisect_left(self.bounds, value)] += 1
+
+    def merged(self, label: Callable[[tuple[Any, ...]], tuple[str, ...]]) -> dict[Any, list[Any]]:
+        """The observations summed by ``label(key)`` (several keys may share a label set)."""
+        out: dict[tuple[str, ...], list[Any]] = {}
+        for key, (count, total, buckets) in list(self.data.items()):
+            labels = label(key)
+            entry = out.get(labels)
+            if entry is None:
+                out[labels] = [count, total, list(buckets)]
+            else:
+                entry[0] += count
+                entry[1] += total
+                entry[2] = [a + b for a, b in zip(entry[2], buckets, strict=True)]
+        return out
+
+
+def _histogram(
+    name: str, help_text: str, labels: list[str], bounds: tuple[float, ...], data: dict[Any, Any]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    edges = [floatToGoString(bound) for bound in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+    for label_values, (_count, total, buckets) in data.items():
+        cumulative = list(accumulate(buckets))
+        family.add_metric(list(label_values), list(zip(edges, cumulative, strict=True)), total)
+    return family
+
+
+class _HotPathCollector:
+    """Exposes the plain-Python HTTP and history observations of a one-process ``Metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        http = metrics._http.merged(lambda k: (k[0], k[1], status_class(k[2])))
+        requests = CounterMetricFamily(
+            "http_requests_total", _HTTP_REQUESTS_HELP, labels=["method", "route", "status"]
+        )
+        for labels, (count, _total, _buckets) in http.items():
+            requests.add_metric(list(labels), count)
+        yield requests
+        yield _histogram(
+            "http_request_duration_seconds",
+            _HTTP_DURATION_HELP,
+            ["method", "route", "status"],
+            LATENCY_BUCKETS,
+            http,
+        )
+        in_progress = GaugeMetricFamily(
+            "http_requests_in_progress", _IN_PROGRESS_HELP, labels=["method"]
+        )
+        for method, count in list(metrics._in_progress_counts.items()):
+            in_progress.add_metric([method], count)
+        yield in_progress
+        history = metrics._history.merged(lambda k: k)
+        served = CounterMetricFamily(
+            "history_requests_total", _HISTORY_REQUESTS_HELP, labels=["transport"]
+        )
+        for labels, (count, _total, _buckets) in history.items():
+            served.add_metric(list(labels), count)
+        yield served
+        yield _histogram(
+            "history_chunk_points",
+            _HISTORY_POINTS_HELP,
+            [],
+            CHUNK_POINT_BUCKETS,
+            metrics._history.merged(lambda k: ()),
+        )
 
 
 def store_totals(charts: Callable[[], Iterable[Any]]) -> StoreTotals:

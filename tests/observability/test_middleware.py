@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -33,20 +34,6 @@ async def any_app(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCl
     factory = development.create_app if request.param == "development" else production.create_app
     async for client in client_for(add_failing_routes(factory(settings()))):
         yield client
-
-
-@pytest.fixture
-async def prod_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for client in client_for(add_failing_routes(production.create_app(settings()))):
-        yield client
-
-
-@pytest.fixture
-def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRecord]]:
-    caplog.set_level(logging.INFO)
-    lines: list[logging.LogRecord] = []
-    yield lines
-    lines.extend(r for r in caplog.records if r.name == ACCESS_LOGGER)
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -107,12 +94,16 @@ async def test_the_500_reaches_browsers_with_cors_headers(any_app: httpx.AsyncCl
 
 
 async def test_one_access_line_per_request_with_template_and_ids(
-    prod_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    await prod_client.post("/api/charts/c1", headers={"X-Request-ID": "r-1"})
-    await prod_client.get("/api/charts/c1/boom", headers={"X-Request-ID": "r-2"})
-    await prod_client.get("/no/such/route", headers={"X-Request-ID": "r-3"})
+    app = add_failing_routes(production.create_app(settings()))
+    async for client in client_for(app):
+        await client.post("/api/charts/c1", headers={"X-Request-ID": "r-1"})
+        await client.get("/api/charts/c1/boom", headers={"X-Request-ID": "r-2"})
+        await client.get("/no/such/route", headers={"X-Request-ID": "r-3"})
+        assert access_records(caplog) == [], "access lines are written in batches"
+        app.state.access_log.flush()
     lines = access_records(caplog)
     assert [(r.request_id, r.status, r.route) for r in lines] == [  # type: ignore[attr-defined]
         ("r-1", 201, "/api/charts/{chart_id}"),
@@ -128,10 +119,12 @@ async def test_one_access_line_per_request_with_template_and_ids(
     assert errors[0].exc_info is not None and SECRET in str(errors[0].exc_info[1])
 
 
-async def test_the_development_app_writes_no_access_line(
-    any_app: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+@pytest.mark.parametrize(("factory", "lines"), [(development, 0), (production, 1)])
+async def test_only_the_production_app_writes_access_lines(
+    caplog: pytest.LogCaptureFixture, factory: Any, lines: int
 ) -> None:
     caplog.set_level(logging.INFO)
-    await any_app.get("/health")
-    expected = 0 if "development" in request.node.callspec.id else 1
-    assert len(access_records(caplog)) == expected
+    async for client in client_for(factory.create_app(settings())):
+        await client.get("/health")
+    # Leaving the app's lifespan flushes the batch.
+    assert len(access_records(caplog)) == lines
