@@ -33,8 +33,13 @@ _settings = Settings()
 
 wsgi_app = "lightweight_charts_pro_backend.app_production:create_app()"
 bind = [f"{_settings.host}:{_settings.port}"]
-# WEB_CONCURRENCY is gunicorn's own variable; the default is the guide's (2 x cores) + 1.
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * multiprocessing.cpu_count() + 1)
+# WEB_CONCURRENCY sets the number of workers. Without it: the guide's (2 x cores) + 1 when the
+# workers share their state (database and Redis), else one, since each worker would otherwise
+# hold charts and WebSocket clients the others never see.
+_shared = _settings.enable_persistence and bool(_settings.redis_url)
+workers = int(
+    os.environ.get("WEB_CONCURRENCY") or (2 * multiprocessing.cpu_count() + 1 if _shared else 1)
+)
 worker_class = "uvicorn_worker.UvicornWorker"
 timeout = 30
 graceful_timeout = 30
@@ -43,6 +48,9 @@ keepalive = 5
 # charts, so it is on only when the database holds them.
 max_requests = 1000 if _settings.enable_persistence else 0
 max_requests_jitter = 100 if _settings.enable_persistence else 0
+# gunicorn >= 25.1 opens a control socket under $HOME by default; the service does not use it,
+# and in the image $HOME is not writable.
+control_socket_disable = True
 loglevel = _settings.log_level.lower()
 logconfig_dict = log_config_dict(_settings)
 

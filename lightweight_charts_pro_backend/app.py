@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,17 +20,22 @@ from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
 from .apikeys import SettingsKeyStore
 from .auth import Authenticator
+from .charts.maintenance import run_maintenance
 from .charts.memory import tune_allocator
+from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
 from .config import Settings, get_settings
 from .cors import install_cors
+from .database import Database
 from .guards import check_production, docs_enabled, log_production_warnings
 from .logging_config import AccessLog, configure_logging
-from .metrics import Metrics, multiprocess_dir, store_totals
+from .metrics import Metrics, multiprocess_dir
 from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime.bus import InProcessEventBus
+
+logger = logging.getLogger(__name__)
 
 #: In multi-process mode a scrape reaches one worker, so each refreshes its store gauges itself.
 STORE_GAUGES_INTERVAL_SECONDS = 5.0
@@ -62,38 +68,59 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_allocator()
         log_production_warnings(settings)
-        bus = InProcessEventBus()
-        await bus.start()
-        charts = ChartsService(
-            bus,
-            default_chunk_size=settings.default_chunk_size,
-            chunk_size_threshold=settings.chunk_size_threshold,
-        )
-        app.state.bus = bus
-        app.state.charts = charts
-        app.state.keystore = SettingsKeyStore(settings.api_keys)
-        app.state.authenticator = Authenticator(settings, app.state.keystore)
-        metrics.track_store(store_totals(charts.charts))
-        refresher = None
-        if metrics.enabled and multiprocess_dir() is not None:
-            refresher = asyncio.create_task(_refresh_store_gauges(metrics))
+        async with AsyncExitStack() as stack:
+            database = None
+            repository = None
+            if settings.enable_persistence:
+                database = Database.from_settings(settings)
+                stack.push_async_callback(database.close)
+                await database.create_tables()
+                repository = ChartsRepository(database)
+                app.state.readiness_checks["database"] = database.ping
+                metrics.instrument_engine(database.engine)
+            app.state.database = database
 
-        async def store_check() -> dict[str, Any]:
-            return {"charts": sum(1 for _ in charts.charts())}
-
-        app.state.readiness_checks["store"] = store_check
-        try:
-            yield
-        finally:
-            if refresher is not None:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
-            await bus.close()
+            bus = InProcessEventBus()
+            await bus.start()
+            stack.push_async_callback(bus.close)
             if limiter is not None:
-                await limiter.close()
+                stack.push_async_callback(limiter.close)
+            charts = ChartsService(
+                bus,
+                repository=repository,
+                cache_bytes=int(settings.series_cache_mb * 2**20),
+                default_chunk_size=settings.default_chunk_size,
+                chunk_size_threshold=settings.chunk_size_threshold,
+            )
+            app.state.bus = bus
+            app.state.charts = charts
+            app.state.keystore = SettingsKeyStore(settings.api_keys)
+            app.state.authenticator = Authenticator(settings, app.state.keystore)
+            stack.push_async_callback(charts.close)
+            if repository is not None:
+                stack.push_async_callback(_flush_access, charts)
+
+            async def store_check() -> dict[str, Any]:
+                return {"chartsInMemory": charts.loaded_charts()}
+
+            app.state.readiness_checks["store"] = store_check
+
+            maintenance = asyncio.create_task(
+                run_maintenance(
+                    charts,
+                    ttl_seconds=settings.chart_ttl_hours * 3600,
+                    interval_seconds=settings.cleanup_interval_minutes * 60,
+                ),
+                name="chart-maintenance",
+            )
+            stack.push_async_callback(_cancel, maintenance)
+            metrics.track_store(charts.memory_totals)
+            if metrics.enabled and multiprocess_dir() is not None:
+                refresher = asyncio.create_task(_refresh_store_gauges(metrics))
+                stack.push_async_callback(_cancel, refresher)
             if access is not None:
-                access.flush()
+                stack.callback(access.flush)
+            yield
 
     app = FastAPI(
         title=settings.app_name,
@@ -128,6 +155,19 @@ def build_app(
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics)
     return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _flush_access(charts: ChartsService) -> None:
+    try:
+        await charts.flush_access()
+    except Exception as exc:
+        logger.warning("could not record the last read times at shutdown: %s", exc)
 
 
 async def _refresh_store_gauges(metrics: Metrics) -> None:

@@ -12,6 +12,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-secret-key-change-in-production"
 
+DATABASE_DRIVERS = frozenset(
+    {
+        "sqlite+aiosqlite",
+        "postgresql+asyncpg",
+        "mysql+aiomysql",
+        "mysql+asyncmy",
+        "mariadb+aiomysql",
+        "mariadb+asyncmy",
+    }
+)
+
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
@@ -110,6 +121,13 @@ class Settings(BaseSettings):
     enable_persistence: bool = False
     chart_ttl_hours: float = Field(default=24, ge=0)
     cleanup_interval_minutes: float = Field(default=60, gt=0)
+    database_pool_size: int = Field(default=20, ge=1, le=1000)
+    database_max_overflow: int = Field(default=40, ge=0, le=1000)
+    database_pool_pre_ping: bool = True
+    database_pool_recycle_seconds: int = Field(default=3600, ge=-1)
+    database_pool_timeout_seconds: float = Field(default=30, gt=0)
+    database_connect_timeout_seconds: float = Field(default=5, gt=0)
+    series_cache_mb: float = Field(default=256, ge=0)
 
     # WebSocket
     websocket_timeout_seconds: float = Field(default=300, gt=0)
@@ -177,6 +195,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_environment(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme not in DATABASE_DRIVERS:
+            raise ValueError(
+                f"DATABASE_URL must start with one of {', '.join(sorted(DATABASE_DRIVERS))}://; "
+                f"got {scheme or value!r}"
+            )
+        return value
 
     @property
     def is_production(self) -> bool:

@@ -114,3 +114,10 @@ class RateLimited(ChartsError):
         super().__init__(detail)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class DatabaseUnavailable(ChartsError):
+    """The database cannot be reached (down, restarting, out of connections); nothing changed."""
+
+    status_code = 503
+    error_code = "DATABASE_UNAVAILABLE"

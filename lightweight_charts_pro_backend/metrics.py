@@ -26,7 +26,7 @@ import importlib
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import accumulate
 from typing import Any, Final, Literal
@@ -437,20 +437,6 @@ class _HotPathCollector:
             CHUNK_POINT_BUCKETS,
             metrics._history.merged(lambda k: ()),
         )
-
-
-def store_totals(charts: Callable[[], Iterable[Any]]) -> StoreTotals:
-    """``(charts, points)`` of a charts service's ``charts()`` listing."""
-
-    def totals() -> tuple[int, int]:
-        count = points = 0
-        for chart in charts():
-            count += 1
-            for series in chart.series.values():
-                points += len(series.store)
-        return count, points
-
-    return totals
 
 
 def _method_label(method: str) -> str:

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite starts as real servers, when they are missing.
+# Installs the Debian packages the test suite and benchmarks need, when they are missing:
+# servers the tests start themselves (PostgreSQL, MariaDB, Redis) and a few tools.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# PostgreSQL's server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
+have_pg() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 
 have wrk /usr/bin/wrk || need+=(wrk)
 have redis-server /usr/bin/redis-server || need+=(redis-server)
+have_pg || need+=(postgresql)
+have mariadbd /usr/sbin/mariadbd || need+=(mariadb-server)
+have mariadb-install-db /usr/bin/mariadb-install-db || need+=(mariadb-server)
+# The image smoke test (tests/deploy) runs the server in its own network namespace...
+have ip /usr/sbin/ip || need+=(iproute2)
+{ have unshare /usr/bin/unshare && have setpriv /usr/bin/setpriv; } || need+=(util-linux)
+# ... with a system Python the unprivileged image user can run, in fresh virtual environments.
+installed python3-venv || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -16,16 +28,14 @@ echo "system-deps: installing ${need[*]}" >&2
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-# Tests start their own servers on free ports; keep package scripts from starting system services.
+# The packages' own services must not start: the tests run throwaway servers of their own.
 policy=/usr/sbin/policy-rc.d
-made_policy=0
+created_policy=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
   "${sudo_cmd[@]}" chmod +x "$policy"
-  made_policy=1
+  created_policy=1
 fi
+trap '[ "$created_policy" -eq 0 ] || "${sudo_cmd[@]}" rm -f "$policy"' EXIT
+"${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-if [ "$made_policy" -eq 1 ]; then
-  "${sudo_cmd[@]}" rm -f "$policy"
-fi

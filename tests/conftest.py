@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -8,6 +10,8 @@ from fastapi import FastAPI
 
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.config import Settings
+
+from .servers import MariaDBServer, PostgresServer
 
 
 @pytest.fixture
@@ -40,3 +44,56 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client() as c:  # type: ignore[attr-defined]
         yield c
+
+
+# ---------------------------------------------------------------- database servers
+#
+# One PostgreSQL and one MariaDB server per test session, started on first use; each test gets
+# a database of its own on them. Tests that stop or kill a server start a private one instead.
+
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    server = MariaDBServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def fresh_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """A new, empty database on ``backend``: a file for SQLite, a database on the servers."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / name}.db"
+    if backend == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server.create_database(name)
+    if backend in ("mariadb", "mariadb-asyncmy"):
+        maria: MariaDBServer = request.getfixturevalue("mariadb")
+        driver = "mysql+asyncmy" if backend == "mariadb-asyncmy" else "mysql+aiomysql"
+        return maria.create_database(name, driver)
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    return fresh_database_url(request, backend, tmp_path)

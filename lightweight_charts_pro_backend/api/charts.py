@@ -110,10 +110,10 @@ async def list_charts(charts: ChartsDep, caller: ChartReader) -> Response:
         ChartSummary(
             chart_id=chart.chart_id,
             options=chart.options,
-            series_count=len(chart.series),
+            series_count=chart.series_count,
             updated_at=datetime.fromtimestamp(chart.updated_at, UTC).isoformat(),
         ).model_dump(by_alias=True)
-        for chart in charts.charts()
+        for chart in await charts.charts()
         if caller.may_see(chart.chart_id)
     ]
     return Response(orjson.dumps({"charts": listing}), media_type=JSON)
@@ -170,7 +170,7 @@ async def replace_series(
     caller: ChartWriter,
 ) -> Response:
     series = await _replace(charts, settings, chart_id, series_id, request)
-    count = len(series.store)
+    count = series.count
     if count >= _LARGE_WRITE:
         release_freed_memory()  # the parsed body is garbage by now
     return Response(

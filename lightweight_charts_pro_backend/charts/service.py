@@ -1,29 +1,58 @@
 """The charts service: charts, panes and series, their versions, and the events they emit.
 
-Business rules live here; nothing in this module knows about HTTP. Each chart has its own
+Business rules live here; nothing in this module knows about HTTP or SQL. Each chart has its own
 ``asyncio.Lock`` serializing its writes, created and dropped with the chart, so writers of
 different charts never wait for each other. Validation and encoding of a batch happen before the
 lock is taken, and a batch is fully checked before anything is stored.
+
+Without a repository the charts live in memory only. With one (``ENABLE_PERSISTENCE=true``) the
+database is the source of truth: a write commits before the call returns, and only then the
+in-memory state changes and the event goes out. Charts are read from the database on first use;
+a series' points are loaded into a ``SeriesStore`` in the background once a read or write touches
+it, within the ``SeriesCache`` budget, and until then (or once evicted) reads are keyset queries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from ..errors import ChartNotFound, InvalidRequest, SeriesNotFound, SeriesTypeConflict
+from ..errors import (
+    ChartNotFound,
+    ChartsError,
+    DatabaseUnavailable,
+    InvalidRequest,
+    SeriesNotFound,
+    SeriesTypeConflict,
+)
 from ..realtime.bus import EventBus
+from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
 from .points import EncodedPoints, normalize_series_type, normalize_time, prepare_points
+from .repository import (
+    ChartRecord,
+    ChartsRepository,
+    ChartSummary,
+    SeriesRecord,
+    Versioned,
+)
 from .store import Chunk, SeriesStore
+
+logger = logging.getLogger(__name__)
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MAX_PANE: Final = 100
 MAX_CHUNK: Final = 10_000
+#: Charts removed per cleanup pass at most; the next pass takes the rest.
+EXPIRE_BATCH: Final = 1000
+
+Query = Literal["newest", "before", "after"]
 
 
 def check_id(value: str, what: str) -> str:
@@ -47,16 +76,37 @@ def check_count(count: object) -> int:
     return count
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Series:
+    """A series; ``store`` holds its points in memory, or is None while they are only in the
+    database (persistence on, not loaded yet or evicted). ``count`` is always the point count."""
+
     pane_id: int
     series_id: str
     series_type: str
     options: dict[str, Any]
-    store: SeriesStore
+    store: SeriesStore | None
+    count: int = 0
+    first_time: int | None = None
+    last_time: int | None = None
+    key: int = 0
+    samples: TimeSamples | None = None
+    loading: bool = False
+
+    def record(self) -> SeriesRecord:
+        return SeriesRecord(
+            self.key,
+            self.pane_id,
+            self.series_id,
+            self.series_type,
+            self.options,
+            self.count,
+            self.first_time,
+            self.last_time,
+        )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Chart:
     chart_id: str
     options: dict[str, Any]
@@ -65,6 +115,13 @@ class Chart:
     version: int = 0
     series: dict[tuple[int, str], Series] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    accessed_at: float = 0.0
+    # Odd while a write is between its database commit and its memory update; readers that
+    # query the database compare it before and after (see ChartsService._db_chunk).
+    generation: int = 0
+    # Memory may disagree with the database (a write failed mid-way, or another process wrote):
+    # reload before relying on it.
+    stale: bool = False
 
     def get_series_or_raise(self, pane_id: int, series_id: str) -> Series:
         try:
@@ -90,51 +147,239 @@ class UpsertResult:
     version: int
 
 
+class _KeyedLocks:
+    """One lock per key, existing only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class ChartsService:
-    """Charts held in memory, announced on ``bus``.
+    """Charts in memory, or in the database behind ``repository``, announced on ``bus``.
 
     Example::
 
         service = ChartsService(InProcessEventBus())
         await service.replace_series("demo", 0, "price", "line", [{"time": 1, "value": 2.5}])
         chunk = await service.history("demo", 0, "price", before_time=None, count=500)
+
+    ``cache_bytes`` bounds the memory of loaded series when a repository is given (the memory
+    store is the only copy otherwise and is not bounded).
     """
 
     def __init__(
         self,
         bus: EventBus,
         *,
+        repository: ChartsRepository | None = None,
+        cache_bytes: int = 256 << 20,
         default_chunk_size: int = 500,
         chunk_size_threshold: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bus = bus
+        self._repo = repository
+        self._cache = SeriesCache(cache_bytes) if repository is not None else None
         self._charts: dict[str, Chart] = {}
+        self._opening = _KeyedLocks()
+        self._accessed: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
         self.default_chunk_size = default_chunk_size
         self.chunk_size_threshold = chunk_size_threshold
 
-    def charts(self) -> Iterable[Chart]:
-        return self._charts.values()
+    @property
+    def persistent(self) -> bool:
+        return self._repo is not None
 
-    def get_chart_or_raise(self, chart_id: str) -> Chart:
-        try:
-            return self._charts[chart_id]
-        except KeyError:
-            check_id(chart_id, "chartId")
-            raise ChartNotFound(chart_id) from None
+    @property
+    def cache(self) -> SeriesCache | None:
+        return self._cache
 
-    def _get_or_create(self, chart_id: str) -> Chart:
+    async def close(self) -> None:
+        """Stop background loads; pending access times are flushed by the caller if wanted."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ charts
+
+    async def charts(self) -> list[ChartSummary]:
+        """Every chart, without points (from the database when persistence is on)."""
+        if self._repo is not None:
+            return await self._repo.list_charts()
+        return [
+            ChartSummary(
+                chart.chart_id,
+                chart.options,
+                len(chart.series),
+                chart.version,
+                chart.created_at,
+                chart.updated_at,
+            )
+            for chart in self._charts.values()
+        ]
+
+    def invalidate(self, chart_id: str) -> None:
+        """Forget what memory holds about the chart, because another process changed it (for
+        the cross-process event bus): the next access reloads it from the database."""
+        chart = self._charts.get(chart_id)
+        if chart is not None and self._repo is not None:
+            chart.stale = True
+
+    def loaded_charts(self) -> int:
+        """Charts currently held in memory."""
+        return len(self._charts)
+
+    def memory_totals(self) -> tuple[int, int]:
+        """Charts and points currently held in memory (the ``charts`` and ``series_points``
+        gauges)."""
+        points = sum(
+            len(series.store)
+            for chart in self._charts.values()
+            for series in chart.series.values()
+            if series.store is not None
+        )
+        return len(self._charts), points
+
+    async def get_chart_or_raise(self, chart_id: str) -> Chart:
         chart = self._charts.get(chart_id)
         if chart is None:
-            check_id(chart_id, "chartId")
-            now = self._clock()
-            chart = self._charts[chart_id] = Chart(chart_id, {}, now, now)
+            chart, _ = await self._open(chart_id, create=False)
+            if chart is None:
+                check_id(chart_id, "chartId")
+                raise ChartNotFound(chart_id)
+        if chart.stale:
+            await self._refresh_for_read(chart)
         return chart
 
-    async def _commit(self, chart: Chart, op: EventOp, **fields: Any) -> int:
-        chart.version += 1
-        chart.updated_at = self._clock()
+    async def _open(self, chart_id: str, *, create: bool) -> tuple[Chart | None, bool]:
+        """The chart from memory, else from the database; created when missing and asked to."""
+        chart = self._charts.get(chart_id)
+        if chart is not None:
+            return chart, False
+        check_id(chart_id, "chartId")
+        if self._repo is None:
+            if not create:
+                return None, False
+            now = self._clock()
+            chart = self._charts[chart_id] = Chart(chart_id, {}, now, now, accessed_at=now)
+            return chart, True
+        async with self._opening.hold(chart_id):
+            chart = self._charts.get(chart_id)
+            if chart is not None:
+                return chart, False
+            record = await self._repo.load_chart(chart_id)
+            created = False
+            if record is None and create:
+                record = await self._repo.insert_chart(chart_id, {}, self._clock())
+                created = record is not None
+                if record is None:  # another process created it just now
+                    record = await self._repo.load_chart(chart_id)
+            if record is None:
+                return None, False
+            chart = self._charts[chart_id] = _chart_from(record)
+            return chart, created
+
+    async def _refresh_for_read(self, chart: Chart) -> None:
+        async with chart.lock:
+            if not chart.stale:
+                return
+            try:
+                await self._refresh(chart)
+            except DatabaseUnavailable:
+                logger.warning("serving chart %s from memory: the database is down", chart.chart_id)
+
+    async def _refresh(self, chart: Chart) -> None:
+        """Reload the chart's metadata from the database (caller holds ``chart.lock``)."""
+        assert self._repo is not None
+        record = await self._repo.load_chart(chart.chart_id)
+        if record is None:
+            self._forget(chart)
+            raise ChartNotFound(chart.chart_id)
+        fresh = _chart_from(record)
+        chart.generation += 1
+        self._drop_series(chart)
+        chart.options = fresh.options
+        chart.version = fresh.version
+        chart.updated_at = fresh.updated_at
+        chart.series = fresh.series
+        chart.stale = False
+        chart.generation += 1
+
+    def _forget(self, chart: Chart) -> None:
+        if self._charts.get(chart.chart_id) is chart:
+            del self._charts[chart.chart_id]
+        self._accessed.pop(chart.chart_id, None)
+        self._drop_series(chart)
+
+    def _drop_series(self, chart: Chart) -> None:
+        if self._cache is not None:
+            for series in chart.series.values():
+                self._cache.discard(series)
+
+    def _touch(self, chart: Chart) -> None:
+        now = self._clock()
+        chart.accessed_at = now
+        if self._repo is not None:
+            self._accessed[chart.chart_id] = now
+
+    @asynccontextmanager
+    async def _writing(self, chart: Chart) -> AsyncIterator[None]:
+        """Hold the chart for a write: current, fresh, and marked as being written.
+
+        A write that fails after reaching the database may or may not have committed, so the
+        chart is then reloaded before it is trusted again.
+        """
+        async with chart.lock:
+            if self._charts.get(chart.chart_id) is not chart:
+                raise ChartNotFound(chart.chart_id)
+            if chart.stale:
+                await self._refresh(chart)
+            chart.generation += 1
+            try:
+                yield
+            except ChartNotFound:
+                self._forget(chart)
+                raise
+            except BaseException as exc:
+                if self._repo is not None and (
+                    isinstance(exc, DatabaseUnavailable) or not isinstance(exc, ChartsError)
+                ):
+                    chart.stale = True
+                raise
+            finally:
+                chart.generation += 1
+
+    async def _committed(
+        self, chart: Chart, versioned: Versioned | None, op: EventOp, **fields: Any
+    ) -> int:
+        """Record a committed change in memory and announce it. Returns the new version."""
+        now = self._clock()
+        if versioned is None:
+            chart.version += 1
+        else:
+            if versioned.previous != chart.version:
+                # another process wrote in between: this memory state is behind
+                chart.stale = True
+            chart.version = versioned.version
+        chart.updated_at = now
+        chart.accessed_at = now
         await self._bus.publish(ChartEvent(chart.chart_id, chart.version, op, **fields))
         return chart.version
 
@@ -143,21 +388,30 @@ class ChartsService:
     ) -> tuple[Chart, bool]:
         """Create the chart, or return it as it is; given ``options`` replace the stored ones."""
         check_id(chart_id, "chartId")
-        created = chart_id not in self._charts
-        chart = self._get_or_create(chart_id)
+        chart, created = await self._open(chart_id, create=True)
+        assert chart is not None
         if options is not None and options != chart.options:
-            async with chart.lock:
+            async with self._writing(chart):
+                versioned = None
+                if self._repo is not None:
+                    versioned = await self._repo.set_chart_options(chart_id, options, self._clock())
                 chart.options = options
-                await self._commit(chart, "options")
+                await self._committed(chart, versioned, "options")
         return chart, created
 
     async def delete_chart(self, chart_id: str) -> None:
-        chart = self.get_chart_or_raise(chart_id)
+        chart = await self.get_chart_or_raise(chart_id)
         async with chart.lock:
             if self._charts.get(chart_id) is not chart:
                 raise ChartNotFound(chart_id)
-            del self._charts[chart_id]
-            await self._commit(chart, "chart_deleted")
+            if self._repo is not None and not await self._repo.delete_chart(chart_id):
+                self._forget(chart)
+                raise ChartNotFound(chart_id)
+            self._forget(chart)
+            chart.version += 1
+            await self._bus.publish(ChartEvent(chart_id, chart.version, "chart_deleted"))
+
+    # ------------------------------------------------------------------ writes
 
     async def replace_series(
         self,
@@ -176,12 +430,40 @@ class ChartsService:
         check_pane(pane_id)
         series_type = normalize_series_type(series_type)
         points = await _prepare(data, series_type, from_json)
-        chart = self._get_or_create(chart_id)
-        async with chart.lock:
-            series = Series(pane_id, series_id, series_type, options or {}, SeriesStore(points))
+        chart, _ = await self._open(chart_id, create=True)
+        assert chart is not None
+        options = options or {}
+        async with self._writing(chart):
+            versioned = None
+            key = 0
+            if self._repo is not None:
+                written = await self._repo.replace_series(
+                    chart_id, pane_id, series_id, series_type, options, points, self._clock()
+                )
+                versioned, key = Versioned(written.previous, written.version), written.series.key
+            series = Series(
+                pane_id,
+                series_id,
+                series_type,
+                options,
+                None,
+                count=len(points),
+                first_time=points.times[0] if len(points) else None,
+                last_time=points.times[-1] if len(points) else None,
+                key=key,
+            )
+            old = chart.series.get((pane_id, series_id))
+            if self._cache is None:
+                series.store = SeriesStore(points)
+            else:
+                if old is not None:
+                    self._cache.discard(old)
+                series.samples = TimeSamples.of(points.times)
+                if self._cache.fits(len(points)):
+                    self._cache.add(series, SeriesStore(points))
             chart.series[(pane_id, series_id)] = series
-            await self._commit(
-                chart, "replace", pane_id=pane_id, series_id=series_id, count=len(points)
+            await self._committed(
+                chart, versioned, "replace", pane_id=pane_id, series_id=series_id, count=len(points)
             )
         return series
 
@@ -196,7 +478,7 @@ class ChartsService:
         from_json: bool = False,
     ) -> UpsertResult:
         """Append new points, replace points at stored times, insert corrections in order."""
-        chart = self.get_chart_or_raise(chart_id)
+        chart = await self.get_chart_or_raise(chart_id)
         series = chart.get_series_or_raise(check_pane(pane_id), series_id)
         if series_type is not None and normalize_series_type(series_type) != series.series_type:
             raise SeriesTypeConflict(
@@ -204,40 +486,101 @@ class ChartsService:
                 f"it to {series_type}. Replace the series with POST to change its type."
             )
         points = await _prepare(data, series.series_type, from_json)
-        async with chart.lock:
-            if chart.series.get((pane_id, series_id)) is not series:
+        async with self._writing(chart):
+            current = chart.series.get((pane_id, series_id))
+            if current is None:
                 raise SeriesNotFound(chart_id, pane_id, series_id)
-            series.store.upsert(points)
-            version = await self._commit(
+            if current.series_type != series.series_type:
+                raise SeriesTypeConflict(
+                    f"Series '{series_id}' was replaced by a {current.series_type} series while "
+                    "this update was being checked; send it again."
+                )
+            series = current
+            versioned = None
+            if self._repo is not None and len(points):
+                try:
+                    written = await self._repo.upsert_points(
+                        chart_id, series.record(), points, self._clock()
+                    )
+                except SeriesNotFound:
+                    chart.stale = True  # deleted by another process
+                    raise
+                versioned = Versioned(written.previous, written.version)
+                self._apply_upsert(series, points, written.series, written.added)
+            elif self._repo is not None:  # nothing to store, but a change of version all the same
+                versioned = await self._repo.bump_version(chart_id, self._clock())
+            elif len(points):
+                assert series.store is not None
+                series.store.upsert(points)
+                series.count = len(series.store)
+                series.first_time = series.store.first_time
+                series.last_time = series.store.last_time
+            version = await self._committed(
                 chart,
+                versioned,
                 "upsert",
                 pane_id=pane_id,
                 series_id=series_id,
                 count=len(points),
                 data=points.json_array(),
             )
-        return UpsertResult(len(points), len(series.store), version)
+            total = series.count
+        self._schedule_load(chart, series)
+        return UpsertResult(len(points), total, version)
+
+    def _apply_upsert(
+        self, series: Series, points: EncodedPoints, stored: SeriesRecord, added: int
+    ) -> None:
+        appended = series.last_time is None or points.times[0] > series.last_time
+        store = series.store
+        if store is not None:
+            store.upsert(points)
+            assert self._cache is not None
+            self._cache.resized(series)
+        samples = series.samples
+        if samples is not None:
+            if appended:
+                samples.extend(points.times)
+            elif added:
+                series.samples = None  # positions after the first new time moved
+        series.count = stored.count
+        series.first_time = stored.first_time
+        series.last_time = stored.last_time
 
     async def delete_series(self, chart_id: str, pane_id: int, series_id: str) -> None:
-        chart = self.get_chart_or_raise(chart_id)
-        async with chart.lock:
-            chart.get_series_or_raise(pane_id, series_id)
+        chart = await self.get_chart_or_raise(chart_id)
+        async with self._writing(chart):
+            series = chart.get_series_or_raise(pane_id, series_id)
+            versioned = None
+            if self._repo is not None:
+                versioned = await self._repo.delete_series(chart_id, series.key, self._clock())
             del chart.series[(pane_id, series_id)]
-            await self._commit(chart, "delete", pane_id=pane_id, series_id=series_id)
+            if self._cache is not None:
+                self._cache.discard(series)
+            await self._committed(chart, versioned, "delete", pane_id=pane_id, series_id=series_id)
+
+    # ------------------------------------------------------------------ reads
 
     async def get_series(self, chart_id: str, pane_id: int, series_id: str) -> SeriesView:
-        series = self.get_chart_or_raise(chart_id).get_series_or_raise(pane_id, series_id)
-        return self._view(series)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        self._touch(chart)
+        return await self._view(chart, series)
 
     async def get_chart(self, chart_id: str) -> tuple[Chart, list[SeriesView]]:
-        chart = self.get_chart_or_raise(chart_id)
-        return chart, [self._view(s) for s in chart.series.values()]
+        chart = await self.get_chart_or_raise(chart_id)
+        self._touch(chart)
+        return chart, [await self._view(chart, s) for s in list(chart.series.values())]
 
-    def _view(self, series: Series) -> SeriesView:
+    async def _view(self, chart: Chart, series: Series) -> SeriesView:
+        chunked = series.count >= self.chunk_size_threshold
+        count = self.default_chunk_size if chunked else max(series.count, 1)
         store = series.store
-        if len(store) >= self.chunk_size_threshold:
-            return SeriesView(series, store.newest(self.default_chunk_size), True)
-        return SeriesView(series, store.newest(max(len(store), 1)), False)
+        if store is not None:
+            if self._cache is not None:
+                self._cache.touch(series)
+            return SeriesView(series, store.newest(count), chunked)
+        return SeriesView(series, await self._db_chunk(chart, series, "newest", 0, count), chunked)
 
     async def history(
         self,
@@ -252,14 +595,201 @@ class ChartsService:
         """Up to ``count`` points strictly before ``before_time`` or strictly after
         ``after_time``; with neither, the newest points."""
         count = self.default_chunk_size if count is None else check_count(count)
-        store = self.get_chart_or_raise(chart_id).get_series_or_raise(pane_id, series_id).store
+        chart = self._charts.get(chart_id)
+        if chart is None or chart.stale:
+            chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
         if before_time is not None and after_time is not None:
             raise InvalidRequest("Give beforeTime or afterTime, not both.")
+        query: Query = "newest"
+        at = 0
         if before_time is not None:
-            return store.chunk_before(_query_time(before_time, "beforeTime"), count)
-        if after_time is not None:
-            return store.chunk_after(_query_time(after_time, "afterTime"), count)
+            query, at = "before", _query_time(before_time, "beforeTime")
+        elif after_time is not None:
+            query, at = "after", _query_time(after_time, "afterTime")
+        self._touch(chart)
+        store = series.store
+        if store is None:
+            return await self._db_chunk(chart, series, query, at, count)
+        if self._cache is not None:
+            self._cache.touch(series)
+        if query == "before":
+            return store.chunk_before(at, count)
+        if query == "after":
+            return store.chunk_after(at, count)
         return store.newest(count)
+
+    async def _db_chunk(
+        self, chart: Chart, series: Series, query: Query, at: int, count: int
+    ) -> Chunk:
+        """A chunk of a series that is not in memory, by keyset queries.
+
+        Without taking the lock when no write is in progress: if the chart's generation moved
+        while the queries ran, a write overlapped and the answer is recomputed under the lock.
+        """
+        generation = chart.generation
+        if generation % 2 == 0:
+            chunk = await self._query_chunk(chart, series, query, at, count, generation)
+            if chart.generation == generation:
+                self._schedule_load(chart, series)
+                return chunk
+        async with chart.lock:
+            current = chart.get_series_or_raise(series.pane_id, series.series_id)
+            store = current.store
+            if store is not None:
+                if query == "before":
+                    return store.chunk_before(at, count)
+                if query == "after":
+                    return store.chunk_after(at, count)
+                return store.newest(count)
+            return await self._query_chunk(chart, current, query, at, count, chart.generation)
+
+    async def _query_chunk(
+        self, chart: Chart, series: Series, query: Query, at: int, count: int, generation: int
+    ) -> Chunk:
+        assert self._repo is not None
+        total = series.count
+        known, anchor = 0, None
+        if query != "newest":
+            samples = series.samples
+            if samples is None:
+                times, sampled = await self._repo.sample_times(series.key, SAMPLE_STEP)
+                samples = TimeSamples(times, sampled)
+                if chart.generation == generation:
+                    series.samples = samples
+            known, anchor = samples.below(at) if query == "before" else samples.up_to(at)
+        rows = await self._repo.chunk(series.key, query, at, count, anchor)
+        if query == "after":
+            start = known + rows.counted if rows.count else total
+            end = start + rows.count
+        else:
+            end = total if query == "newest" else (known + rows.counted if rows.count else 0)
+            start = end - rows.count
+        return Chunk(
+            data=rows.data,
+            start=start,
+            end=end,
+            start_time=rows.first_time,
+            end_time=rows.last_time,
+            total=total,
+            direction="after" if query == "after" else "before",
+        )
+
+    # ------------------------------------------------------------------ loading
+
+    def _schedule_load(self, chart: Chart, series: Series) -> None:
+        """Load the series into memory in the background, when it fits the budget."""
+        cache = self._cache
+        if cache is None or series.store is not None or series.loading:
+            return
+        if not cache.fits(series.count):
+            return
+        series.loading = True
+        task = asyncio.create_task(self._load(chart, series))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _load(self, chart: Chart, series: Series) -> None:
+        assert self._repo is not None and self._cache is not None
+        try:
+            async with chart.lock:
+                if chart.series.get((series.pane_id, series.series_id)) is not series:
+                    return
+                if series.store is not None:
+                    return
+                store = SeriesStore()
+                async for page in self._repo.load_points(series.key):
+                    store.upsert(page)  # appends: pages come in ascending time
+                if len(store) != series.count:
+                    chart.stale = True  # the database moved on behind this process's back
+                    return
+                if self._cache.add(series, store) and series.samples is None:
+                    series.samples = TimeSamples.of(store.times())
+        except DatabaseUnavailable as exc:
+            logger.warning("could not load series %s/%s: %s", chart.chart_id, series.series_id, exc)
+        except Exception:
+            logger.exception("loading series %s/%s failed", chart.chart_id, series.series_id)
+        finally:
+            series.loading = False
+
+    async def wait_loaded(self) -> None:
+        """Wait for the background loads started so far (tests and benchmarks use this)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ expiry
+
+    async def flush_access(self) -> int:
+        """Write the read times gathered since the last flush, in one batch. Returns how many
+        charts were recorded; on failure they are kept for the next flush."""
+        if self._repo is None or not self._accessed:
+            return 0
+        accessed, self._accessed = self._accessed, {}
+        try:
+            await self._repo.record_access(accessed)
+        except Exception:
+            for chart_id, at in accessed.items():
+                self._accessed[chart_id] = max(at, self._accessed.get(chart_id, at))
+            raise
+        return len(accessed)
+
+    async def expire_idle(self, ttl_seconds: float) -> list[str]:
+        """Delete charts neither read nor written for ``ttl_seconds``, announcing each deletion.
+        Returns their ids."""
+        cutoff = self._clock() - ttl_seconds
+        if self._repo is not None:
+            await self.flush_access()
+            candidates = await self._repo.idle_charts(cutoff, EXPIRE_BATCH)
+        else:
+            candidates = [c.chart_id for c in self._charts.values() if c.accessed_at < cutoff]
+        expired = []
+        for chart_id in candidates:
+            chart = self._charts.get(chart_id)
+            if chart is None:
+                if self._repo is not None and await self._repo.delete_chart(
+                    chart_id, idle_before=cutoff
+                ):
+                    expired.append(chart_id)
+                    await self._bus.publish(ChartEvent(chart_id, 0, "chart_deleted"))
+                continue
+            async with chart.lock:
+                if self._charts.get(chart_id) is not chart or chart.accessed_at >= cutoff:
+                    continue
+                if self._repo is not None and not await self._repo.delete_chart(
+                    chart_id, idle_before=cutoff
+                ):
+                    continue
+                self._forget(chart)
+                chart.version += 1
+                expired.append(chart_id)
+                await self._bus.publish(ChartEvent(chart_id, chart.version, "chart_deleted"))
+        if expired:
+            logger.info("removed %d idle chart(s)", len(expired))
+        return expired
+
+
+def _chart_from(record: ChartRecord) -> Chart:
+    chart = Chart(
+        record.chart_id,
+        record.options,
+        record.created_at,
+        record.updated_at,
+        version=record.version,
+        accessed_at=record.accessed_at,
+    )
+    for s in record.series:
+        chart.series[(s.pane_id, s.series_id)] = Series(
+            s.pane_id,
+            s.series_id,
+            s.series_type,
+            s.options,
+            None,
+            count=s.count,
+            first_time=s.first_time,
+            last_time=s.last_time,
+            key=s.key,
+        )
+    return chart
 
 
 def _query_time(value: object, name: str) -> int:

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import request
+from .conftest import ServerProcess, request
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,21 @@ def requests_for_route(scrape: str, route: str) -> float:
     )
 
 
+def wait_for_workers(server: ServerProcess, count: int, timeout: float = 60) -> None:
+    """Until ``count`` workers have started their app (the first one answers /health alone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = {
+            line["pid"]
+            for line in server.json_lines()
+            if line["message"] == "Application startup complete."
+        }
+        if len(started) >= count:
+            return
+        assert time.monotonic() < deadline, f"only {len(started)} of {count} workers started"
+        time.sleep(0.1)
+
+
 def spread(port: int, count: int) -> None:
     def one(i: int) -> int:
         return request(port, "GET", f"/api/charts/spread-{i}").status
@@ -54,6 +69,7 @@ def test_one_scrape_sums_all_workers(gunicorn_server, tmp_path: Path) -> None:
     stale.write_bytes(b"left over from an earlier run")
     server = gunicorn_server(4, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, GUIDE_ARGS)
     assert not stale.exists(), "the metrics directory is emptied at start"
+    wait_for_workers(server, 4)
 
     spread(server.port, 200)
     scrape = request(server.port, "GET", "/metrics").body.decode()
@@ -72,6 +88,7 @@ def test_a_dead_worker_keeps_its_counts_and_leaves_the_live_gauges(
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     server = gunicorn_server(2, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, GUIDE_ARGS)
+    wait_for_workers(server, 2)
     spread(server.port, 40)
     before = requests_for_route(request(server.port, "GET", "/metrics").body.decode(), ROUTE)
     assert before >= 40

@@ -1,0 +1,384 @@
+"""The database: SQLAlchemy 2 async models and the engine the app builds in its lifespan.
+
+Three tables hold the charts. ``charts`` (one row per chart, with its options, version and the
+times it was created, changed and last read), ``series`` (one row per series, with a surrogate
+key and the count and time range of its points) and ``points`` (one row per point, primary key
+``(series_pk, time)``, the point's fields as the JSON the client sent, times normalized).
+
+Nothing connects at import time: ``Database.from_settings`` builds the engine, and the app does
+that in its lifespan. Queries live in ``charts/repository.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import asyncmy.errors
+import asyncpg
+import pymysql
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from .config import Settings
+from .errors import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The Alembic revision the models correspond to; tables created at startup are stamped with it
+#: so that ``alembic upgrade head`` afterwards has nothing to do.
+SCHEMA_REVISION: Final = "0001"
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+}
+
+# Ids are ASCII (see charts.service.ID_PATTERN) and compared case-sensitively, which MySQL's
+# default collations do not do.
+Identifier = String(128).with_variant(
+    mysql.VARCHAR(128, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class PointJSON(TypeDecorator[str]):
+    """A point's JSON text, kept in the dialect's JSON column type and passed through as text.
+
+    The store holds points as encoded JSON, so neither side of the database parses it. On
+    PostgreSQL the driver codec would still decode ``json`` values; the repository selects them
+    cast to text.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+_MYSQL_TABLE: Final = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+class ChartModel(Base):
+    __tablename__ = "charts"
+    __table_args__ = (Index(None, "accessed_at"), _MYSQL_TABLE)
+
+    id: Mapped[str] = mapped_column(Identifier, primary_key=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+    accessed_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class SeriesModel(Base):
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("chart_id", "pane_id", "series_id"), _MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    chart_id: Mapped[str] = mapped_column(
+        Identifier, ForeignKey("charts.id", ondelete="CASCADE"), nullable=False
+    )
+    pane_id: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    series_id: Mapped[str] = mapped_column(Identifier, nullable=False)
+    series_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    point_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    first_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class PointModel(Base):
+    """One point. No foreign key to ``series``: checking one per row would slow bulk loads
+    (COPY of a million points) noticeably, and the repository deletes points with their series.
+    """
+
+    __tablename__ = "points"
+    __table_args__ = ({"sqlite_with_rowid": False, **_MYSQL_TABLE},)
+
+    series_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[str] = mapped_column(PointJSON, nullable=False)
+
+
+charts_table: Final[Table] = ChartModel.__table__  # type: ignore[assignment]
+series_table: Final[Table] = SeriesModel.__table__  # type: ignore[assignment]
+points_table: Final[Table] = PointModel.__table__  # type: ignore[assignment]
+
+
+# MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error
+# (2000-2999: cannot connect, server gone away, lost connection), too many connections, shutdown
+# in progress, connection killed, lock wait timeout, deadlock.
+_MYSQL_UNAVAILABLE: Final = frozenset({1040, 1053, 1205, 1213, 1927, 4031})
+_ASYNCPG_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+_MYSQL_ERRORS: Final = (pymysql.err.MySQLError, asyncmy.errors.MySQLError)
+
+
+def _driver_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, *_ASYNCPG_UNAVAILABLE)):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, cannot open
+        return True
+    if isinstance(exc, _MYSQL_ERRORS):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        return 2000 <= code < 3000 or code in _MYSQL_UNAVAILABLE
+    return False
+
+
+def _driver_lost(exc: BaseException) -> bool:
+    """A connection-level error raised by a driver directly, not through SQLAlchemy."""
+    return not isinstance(exc, sa_exc.SQLAlchemyError) and _driver_unavailable(exc)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (as opposed to refusing a
+    statement). Looks through SQLAlchemy's wrapper and the driver adapters' causes."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _driver_unavailable(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return DatabaseUnavailable(
+        "The database is unavailable, so nothing was changed "
+        f"({type(exc).__name__}: {reason[0][:200] if reason else 'no detail'}). "
+        "Retry in a moment; the service reconnects by itself."
+    )
+
+
+class Database:
+    """The engine and its connections; one per app, built in the lifespan.
+
+    Example::
+
+        database = Database.from_settings(settings)
+        await database.create_tables()
+        async with database.transaction(write=True) as conn:
+            await conn.execute(...)
+        await database.close()
+    """
+
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
+        self.engine = engine
+        self.dialect: str = "mysql" if engine.dialect.name == "mariadb" else engine.dialect.name
+        self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        self._reader = reader or engine.execution_options(sqlite_begin=None)
+        self._own_reader = reader is not None
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        url = make_url(settings.database_url)
+        options: dict[str, Any] = {"echo": settings.database_echo}
+        connect_args: dict[str, Any] = {}
+        timeout = settings.database_connect_timeout_seconds
+        if url.get_backend_name() == "sqlite":
+            if url.database in (None, "", ":memory:"):
+                options["poolclass"] = StaticPool
+            connect_args["timeout"] = timeout
+        else:
+            options.update(
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_pre_ping=settings.database_pool_pre_ping,
+                pool_recycle=settings.database_pool_recycle_seconds,
+                pool_timeout=settings.database_pool_timeout_seconds,
+            )
+            if url.get_driver_name() == "asyncpg":
+                connect_args["timeout"] = timeout
+            else:
+                connect_args["connect_timeout"] = max(1, round(timeout))
+                if "charset" not in url.query:
+                    connect_args["charset"] = "utf8mb4"
+                # history chunks are joined with GROUP_CONCAT, cut at 1 KB by default on MySQL
+                connect_args["init_command"] = "SET SESSION group_concat_max_len = 1073741824"
+        engine = create_async_engine(url, connect_args=connect_args, **options)
+        if url.get_backend_name() == "sqlite":
+            _configure_sqlite(engine)
+            return cls(engine)
+        # Single-statement reads (history chunks) need no transaction and no ping before each
+        # checkout: in autocommit mode they cost one round trip, and a connection found dead is
+        # replaced and the read retried once (see ``read``).
+        reader_options = {**options, "pool_pre_ping": False}
+        reader = create_async_engine(
+            url, connect_args=connect_args, isolation_level="AUTOCOMMIT", **reader_options
+        )
+        return cls(engine, reader)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, committed when the block exits normally.
+
+        ``write=True`` takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so two writers
+        never deadlock upgrading their locks. Losing the database, here or in the block, raises
+        ``DatabaseUnavailable``.
+        """
+        try:
+            async with (self._writer if write else self.engine).begin() as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
+
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` (one read statement, or several that need not agree) outside a
+        transaction. A connection that turns out dead is dropped and ``work`` retried once on a
+        new one; losing the database raises ``DatabaseUnavailable``."""
+        for attempt in (1, 2):
+            try:
+                async with self._reader.connect() as conn:
+                    try:
+                        return await work(conn)
+                    except Exception as exc:
+                        # an error of the driver itself (``work`` used the driver connection)
+                        # does not tell the pool that the connection is dead
+                        if _driver_lost(exc) and not conn.invalidated:
+                            await conn.invalidate()
+                        raise
+            except Exception as exc:
+                lost = _driver_lost(exc) or (
+                    isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+                )
+                if attempt == 1 and lost:
+                    continue
+                if is_unavailable(exc):
+                    raise unavailable(exc) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> dict[str, Any]:
+        """One round trip (``SELECT 1``); raises ``DatabaseUnavailable`` when there is none."""
+
+        async def select_one(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT 1"))
+
+        await self.read(select_one)
+        return {"dialect": self.dialect}
+
+    async def create_tables(self) -> bool:
+        """Create the tables when ``charts`` is missing and stamp the Alembic revision.
+
+        Returns whether they were created. Several workers may start at once: a worker that
+        loses the race to create them finds them there.
+        """
+        async with self.transaction(write=True) as conn:
+            present = await conn.run_sync(lambda sync: inspect(sync).has_table("charts"))
+        if present:
+            return False
+        try:
+            async with self.transaction(write=True) as conn:
+                await conn.run_sync(Base.metadata.create_all)
+                await conn.run_sync(_stamp_revision)
+        except sa_exc.DatabaseError:
+            async with self.transaction() as conn:
+                if not await conn.run_sync(lambda sync: inspect(sync).has_table("charts")):
+                    raise
+            return False
+        logger.info("created the database tables at revision %s", SCHEMA_REVISION)
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self._own_reader:
+            await self._reader.dispose()
+
+
+def _stamp_revision(sync_conn: Any) -> None:
+    version = Table(
+        "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
+    )
+    version.create(sync_conn, checkfirst=True)
+    if sync_conn.execute(version.select()).first() is None:
+        sync_conn.execute(version.insert().values(version_num=SCHEMA_REVISION))
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL (readers never wait for the writer), foreign keys, a busy timeout, and BEGIN issued by
+    us rather than guessed by the sqlite3 module, so every transaction is a real one."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            # With WAL, NORMAL survives a crash of the process (a 2xx is on disk in the WAL);
+            # only an operating system crash can lose the last commits. SQLite is the
+            # development store; PostgreSQL and MariaDB are for durability.
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=10000",
+            "temp_store=MEMORY",
+            "cache_size=-65536",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+        if begin:  # None: reads, each statement atomic on its own
+            conn.exec_driver_sql(begin)
