@@ -169,3 +169,15 @@ async def test_rate_limit_refusals_are_counted() -> None:
         text = await scrape(client)
     assert total(text, "rate_limited_total", scope="api") == 2
     assert total(text, "http_requests_total", status="4xx") == 2
+
+
+async def test_database_statements_are_timed_with_persistence_on(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'charts.db'}"
+    app = production.create_app(settings(enable_persistence=True, database_url=url))
+    async for client in client_for(app):
+        body = {"paneId": 0, "seriesType": "line", "data": CANDLES}
+        assert (await client.post("/api/charts/c1/data/s1", json=body)).status_code == 200
+        assert (await client.get("/health/ready")).json()["checks"]["database"]["status"] == "ok"
+        text = await scrape(client)
+    assert total(text, "database_query_duration_seconds_count", operation="insert") >= 1
+    assert total(text, "database_query_duration_seconds_count", operation="select") >= 1
