@@ -151,8 +151,10 @@ def configure_logging(settings: Settings, *, access_log: bool = False) -> None:
     """Route every log line of the process through one handler in ``settings``' format.
 
     ``access_log``: the service writes its own access line per request (with route template,
-    request id and duration), so uvicorn's shorter access line is silenced to avoid two lines
-    per request. Safe to call again (a later call replaces the handler of an earlier one).
+    request id and duration), so uvicorn's shorter access line is switched off to avoid two
+    lines per request; without it, uvicorn's line is kept unless uvicorn was started with
+    ``--no-access-log``. Safe to call again (a later call replaces the handler of an earlier
+    one).
     """
     # Neither format shows thread or process names; not collecting them makes every record
     # cheaper (the access line is written once per request).
@@ -168,11 +170,19 @@ def configure_logging(settings: Settings, *, access_log: bool = False) -> None:
     root.setLevel(settings.log_level)
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
+        if name == "uvicorn.access" and (access_log or _switched_off(server_logger)):
+            # uvicorn writes access lines only while this logger has somewhere to send them:
+            # no handler and no propagation is its own ``--no-access-log``.
+            server_logger.handlers.clear()
+            server_logger.propagate = False
+            continue
         server_logger.handlers.clear()
         server_logger.propagate = True
         server_logger.setLevel(logging.NOTSET)
-    if access_log:
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _switched_off(logger: logging.Logger) -> bool:
+    return not logger.handlers and not logger.propagate
 
 
 def log_config_dict(settings: Settings) -> dict[str, Any]:

@@ -121,11 +121,19 @@ def test_configure_replaces_its_handler_and_honours_the_level(
     assert [(line["logger"], line["message"]) for line in lines] == [("uvicorn.error", "shown")]
 
 
-def test_access_log_silences_uvicorns_access_logger(restore_logging: None) -> None:
-    configure_logging(Settings(_env_file=None), access_log=True)
-    assert not logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
+def test_uvicorns_access_line_is_off_with_ours_or_with_no_access_log(
+    restore_logging: None,
+) -> None:
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.addHandler(logging.NullHandler())  # as uvicorn's default configuration does
     configure_logging(Settings(_env_file=None), access_log=False)
-    assert logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
+    assert uvicorn_access.hasHandlers(), "kept, in the service's format"
+    configure_logging(Settings(_env_file=None), access_log=True)
+    assert not uvicorn_access.hasHandlers(), "the service writes its own access line"
+    # uvicorn --no-access-log leaves the logger without handler and propagation: it stays off.
+    configure_logging(Settings(_env_file=None), access_log=False)
+    assert not uvicorn_access.hasHandlers()
+    uvicorn_access.propagate = True
 
 
 def test_dict_config_for_the_server_processes(
