@@ -119,8 +119,20 @@ def client_pinned(plan: CpuPlan) -> Iterator[None]:
     try:
         yield
     finally:
-        if can and ALL_CPUS:
-            os.sched_setaffinity(0, ALL_CPUS)
+        if can:
+            unpin_self()
+
+
+def pin_self(plan: CpuPlan) -> None:
+    """Pin this process to the client CPU without restoring it (prefer ``client_pinned``)."""
+    if plan.client_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, plan.client_cpus)
+
+
+def unpin_self() -> None:
+    """Give this process back every CPU it had at import."""
+    if ALL_CPUS and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, ALL_CPUS)
 
 
 _QUIET_BUDGET = [60.0]

@@ -11,6 +11,8 @@ implements only what the benchmarks call:
 - ``PATCH /api/charts/{chart_id}/data/{series_id}`` upsert -> ``{seriesId, count, totalCount}``
 - ``DELETE /api/charts/{chart_id}/data/{pane_id}/{series_id}``
 - ``GET /api/charts/{chart_id}/history/{pane_id}/{series_id}?before_time=&after_time=&count=``
+- ``/ws/charts/{chart_id}``: a list of sockets per chart; an upsert awaits ``send_json`` of its
+  update to each of them in turn, inside the request
 
 Run: ``uvicorn bench.naive_app:app``
 """
@@ -20,13 +22,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 app = FastAPI(title="naive reference")
 
 # chart id -> series id -> {"paneId", "seriesType", "data": [point, ...] sorted by time}
 CHARTS: dict[str, dict[str, dict[str, Any]]] = {}
+SOCKETS: dict[str, list[WebSocket]] = {}
 
 
 class ReplaceRequest(BaseModel):
@@ -112,6 +115,20 @@ async def upsert_series(chart_id: str, series_id: str, body: UpsertRequest) -> d
             data[i] = point
     if appended:
         data.sort(key=lambda p: p["time"])
+    update = {
+        "type": "data_update",
+        "chartId": chart_id,
+        "op": "upsert",
+        "paneId": body.pane_id,
+        "seriesId": series_id,
+        "count": len(body.data),
+        "data": body.data,
+    }
+    for ws in list(SOCKETS.get(chart_id, ())):
+        try:
+            await ws.send_json(update)
+        except Exception:
+            SOCKETS[chart_id].remove(ws)
     return {"seriesId": series_id, "count": len(body.data), "totalCount": len(data)}
 
 
@@ -121,6 +138,18 @@ async def delete_series(chart_id: str, pane_id: int, series_id: str) -> None:
     if series is None or series["paneId"] != pane_id:
         raise HTTPException(404, f"series {series_id} not found")
     del CHARTS[chart_id][series_id]
+
+
+@app.websocket("/ws/charts/{chart_id}")
+async def chart_socket(websocket: WebSocket, chart_id: str) -> None:
+    await websocket.accept()
+    SOCKETS.setdefault(chart_id, []).append(websocket)
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        if websocket in SOCKETS[chart_id]:
+            SOCKETS[chart_id].remove(websocket)
 
 
 @app.get("/api/charts/{chart_id}/history/{pane_id}/{series_id}")

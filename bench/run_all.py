@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,production`` to choose. Exit status 1 when a
-benchmark could not run, and also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,persistence,fanout,production`` to choose. Exit status 1
+when a benchmark could not run, and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    bench_fanout,
     bench_history,
     bench_ingest,
     bench_memory,
     bench_persistence,
     bench_production,
 )
-from bench._common import BenchError, log, verdict
+from bench._common import BenchError, log, unpin_self, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
 
@@ -39,6 +40,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     "memory": (bench_memory.main, [], []),
     "ingest": (bench_ingest.main, [], []),
     "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
+    "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
     "production": (bench_production.main, [], ["--duration", "3", "--rounds", "3"]),
 }
 
@@ -70,6 +72,8 @@ TARGETS = [
         3.0,
         False,
     ),
+    ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
+    ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
     ("production", "production_over_development", "req/s production/development", 0.85, True),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
@@ -91,6 +95,10 @@ REFERENCE = [
     ("ingest", "naive_candles_per_s", "ingest candles/s (naive)"),
     ("ingest", "product_over_naive", "ingest product/naive"),
     ("persistence", "memory_candles_per_s", "ingest candles/s in memory (same run)"),
+    ("fanout", "bare_p99_ms", "fan-out p99 ms (bare websockets)"),
+    ("fanout", "naive_p99_ms", "fan-out p99 ms (naive)"),
+    ("fanout", "product_worst_p99_ms", "fan-out worst update p99 ms (product)"),
+    ("fanout", "product_over_naive", "fan-out rate product/naive"),
     ("production", "production_over_development_worst_round", "production/development worst"),
     ("production", "production_over_development_cpu", "production/development by CPU"),
 ]
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # keep going: one broken benchmark must not hide the others
             failures[name] = f"{type(exc).__name__}: {exc}"
             log(f"\n{name}: CRASHED:\n{traceback.format_exc()}")
+        finally:
+            unpin_self()  # a benchmark may have pinned this process to the client CPU
 
     log("")
     log("=" * 78)

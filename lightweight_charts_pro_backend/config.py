@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # WebSocket
     websocket_timeout_seconds: float = Field(default=300, gt=0)
     websocket_ping_interval_seconds: float = Field(default=30, gt=0)
+    websocket_max_message_bytes: int = Field(default=65_536, ge=256, le=16 * 2**20)
+    websocket_send_queue_size: int = Field(default=1024, ge=1, le=1_000_000)
+    websocket_resume_events: int = Field(default=500, ge=0, le=1_000_000)
+    websocket_resume_max_bytes: int = Field(default=16 * 2**20, ge=0)
+    websocket_resume_window_seconds: float = Field(default=60, ge=0)
 
     # Monitoring
     enable_metrics: bool = True
@@ -206,6 +211,15 @@ class Settings(BaseSettings):
                 f"got {scheme or value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _ping_before_timeout(self) -> Settings:
+        if self.websocket_ping_interval_seconds >= self.websocket_timeout_seconds:
+            raise ValueError(
+                "WEBSOCKET_PING_INTERVAL_SECONDS must be smaller than WEBSOCKET_TIMEOUT_SECONDS, "
+                "or clients that only answer the server's pings are closed as idle."
+            )
+        return self
 
     @property
     def is_production(self) -> bool:

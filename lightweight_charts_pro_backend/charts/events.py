@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 EventOp = Literal["replace", "upsert", "delete", "options", "chart_deleted"]
 
@@ -13,7 +13,8 @@ class ChartEvent:
     """One change of one chart; ``version`` is the chart's version after the change.
 
     ``data`` holds the JSON array of the points an ``upsert`` wrote, encoded once so that every
-    listener can forward the bytes without re-encoding.
+    listener can forward the bytes without re-encoding. ``options`` holds the chart's new options
+    on an ``options`` event.
     """
 
     chart_id: str
@@ -23,3 +24,4 @@ class ChartEvent:
     series_id: str | None = None
     count: int = 0
     data: bytes | None = None
+    options: dict[str, Any] | None = None

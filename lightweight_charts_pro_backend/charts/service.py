@@ -396,7 +396,7 @@ class ChartsService:
                 if self._repo is not None:
                     versioned = await self._repo.set_chart_options(chart_id, options, self._clock())
                 chart.options = options
-                await self._committed(chart, versioned, "options")
+                await self._committed(chart, versioned, "options", options=options)
         return chart, created
 
     async def delete_chart(self, chart_id: str) -> None:

@@ -147,3 +147,32 @@ def test_websocket_lines_carry_a_connection_id_and_metrics_count(uvicorn_server)
     assert total(scrape, "websocket_messages_sent_total") == 4
     assert total(scrape, "websocket_disconnects_total", reason="done") == 1
     assert total(scrape, "websocket_disconnects_total", reason="client") == 1
+
+
+def test_the_chart_socket_counts_history_and_connections(uvicorn_server) -> None:
+    import json
+
+    server = uvicorn_server(APP)
+    points = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(30)]
+    body = json.dumps({"paneId": 0, "seriesType": "line", "data": points}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/api/charts/live/data/s1", body, {"Content-Type": "application/json"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    with connect(f"ws://127.0.0.1:{server.port}/ws/charts/live") as ws:
+        assert json.loads(ws.recv())["type"] == "connected"
+        scrape = request(server.port, "GET", "/metrics").body.decode()
+        assert total(scrape, "websocket_connections") == 1
+        ws.send(json.dumps({"type": "request_history", "seriesId": "s1", "count": 7}))
+        reply = json.loads(ws.recv())
+        assert reply["type"] == "history_response" and len(reply["data"]) == 7
+    closed = server.wait_for_line(
+        lambda line: line.get("route") == "/ws/charts/{chart_id}" and "reason" in line
+    )
+    assert closed["reason"] == "client" and closed["chart_id"] == "live"
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    assert total(scrape, "history_requests_total", transport="websocket") == 1
+    assert total(scrape, "history_chunk_points_sum") == 7
+    assert total(scrape, "websocket_connections") == 0
+    assert total(scrape, "websocket_messages_sent_total") >= 2
+    assert total(scrape, "websocket_disconnects_total", reason="client") == 1

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.datastructures import Headers, QueryParams
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -25,75 +25,22 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from lightweight_charts_pro_backend import app_production
 from lightweight_charts_pro_backend.apikeys import ApiKey
 from lightweight_charts_pro_backend.auth import (
-    Authenticator,
-    close_at_expiry,
     create_access_token,
-    refuse_websocket,
     websocket_credentials,
 )
 from lightweight_charts_pro_backend.config import Settings
-from lightweight_charts_pro_backend.errors import ChartsError, InvalidToken
-from lightweight_charts_pro_backend.ratelimit import RateLimiter
+from lightweight_charts_pro_backend.errors import InvalidToken
 
 from ..servers import uvicorn_thread
-from .conftest import SECRET, key_settings, make_settings, token
+from .conftest import SECRET, bearer, key_settings, make_settings, token
 
 TIMEOUT = 10.0
 Keys = dict[str, tuple[str, ApiKey]]
 
 
-async def chart_socket(websocket: WebSocket) -> None:
-    """What ``/ws/charts/{chart_id}`` must do around its protocol."""
-    chart_id = websocket.path_params["chart_id"]
-    authenticator: Authenticator = websocket.app.state.authenticator
-    try:
-        grant = await authenticator.websocket_grant(
-            websocket.headers, websocket.query_params, chart_id
-        )
-    except ChartsError as refusal:
-        await refuse_websocket(websocket, refusal)
-        return
-    await websocket.accept(subprotocol=grant.subprotocol)
-    expiry = asyncio.create_task(close_at_expiry(websocket, grant.principal))
-    limiter: RateLimiter | None = websocket.app.state.rate_limiter
-    try:
-        await websocket.send_json({"type": "connected", "chartId": chart_id})
-        while True:
-            frame = await websocket.receive_json()
-            if frame.get("type") == "request_history":
-                if limiter is not None:
-                    client = limiter.client_address(websocket.scope)
-                    decision = await limiter.hit_history(client)
-                    if not decision.allowed:
-                        await websocket.send_json(
-                            {
-                                "type": "error",
-                                "error": decision.message("history requests"),
-                                "errorCode": "RATE_LIMITED",
-                                "requestId": frame.get("requestId"),
-                            }
-                        )
-                        continue
-                await websocket.send_json(
-                    {"type": "history_response", "requestId": frame.get("requestId")}
-                )
-            else:
-                await websocket.send_json({"type": "pong"})
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        expiry.cancel()
-
-
-def build(settings: Settings) -> FastAPI:
-    app = app_production.create_app(settings)
-    app.add_api_websocket_route("/ws/charts/{chart_id}", chart_socket)
-    return app
-
-
 @contextlib.contextmanager
 def serve(settings: Settings) -> Iterator[str]:
-    with uvicorn_thread(build(settings)) as address:
+    with uvicorn_thread(app_production.create_app(settings)) as address:
         yield f"ws://{address}/ws/charts"
 
 
@@ -202,11 +149,22 @@ async def test_token_expiring_ends_the_socket(settings: Settings) -> None:
 
 async def test_history_rate_limit_answers_with_error_frame(settings: Settings) -> None:
     with serve(settings) as base:
+        http = base.replace("ws://", "http://").removesuffix("/ws/charts")
+        async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
+            body = {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "value": 1.0}]}
+            created = await client.post("/api/charts/a/data/s", json=body)
+            assert created.status_code == 200, created.text
         async with connect(f"{base}/a", subprotocols=["bearer", token(settings)]) as ws:
             await receive(ws)
             answers = []
             for number in range(5):
-                frame = {"type": "request_history", "requestId": str(number)}
+                frame = {
+                    "type": "request_history",
+                    "requestId": str(number),
+                    "paneId": 0,
+                    "seriesId": "s",
+                    "count": 10,
+                }
                 await ws.send(orjson.dumps(frame).decode())
                 answers.append(await receive(ws))
             assert [a["type"] for a in answers] == ["history_response"] * 3 + ["error"] * 2

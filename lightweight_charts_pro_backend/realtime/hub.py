@@ -1,0 +1,335 @@
+"""The sockets of each chart, the chart's recent events, and the fan-out between them.
+
+One bus subscription per chart with sockets (not one per socket), so an event is encoded once and
+each socket receives it exactly once. Each socket has a bounded outbox drained by its own task; a
+socket whose outbox is full is closed, and the event goes on to the others without waiting.
+A chart's recent events are kept, bounded in count and bytes, so a client that reconnects can
+``resume`` from the version it last saw; they outlive the chart's last socket by the resume window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Final
+
+from ..charts.events import ChartEvent
+from .bus import EventBus, Unsubscribe
+from .protocol import Message, event_message, ping_message
+
+logger = logging.getLogger(__name__)
+
+#: Close codes (RFC 6455 section 7.4.1) with the reasons sent beside them.
+CLOSE_IDLE: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_SLOW_CONSUMER: Final = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    send_queue_size: int = 1024
+    resume_events: int = 500
+    resume_max_bytes: int = 16 * 2**20
+    resume_window_seconds: float = 60.0
+    ping_interval_seconds: float = 30.0
+    timeout_seconds: float = 300.0
+
+
+class Outbox:
+    """A bounded FIFO of ASGI messages with one consumer."""
+
+    __slots__ = ("_items", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Message] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def free(self) -> int:
+        return self._limit - len(self._items)
+
+    def put(self, message: Message) -> bool:
+        """Queue ``message``; False, and nothing queued, when the outbox is full."""
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    async def get(self) -> Message:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
+class Connection:
+    """One socket as the hub sees it: its chart, outbox, liveness and close request.
+
+    ``baseline`` is the chart's version when the socket joined: every later event reaches the
+    socket live, earlier ones only through ``resume``; ``epoch`` tells which life of the chart
+    that version belongs to.
+    """
+
+    __slots__ = (
+        "_hub",
+        "baseline",
+        "chart_id",
+        "close_request",
+        "closing",
+        "epoch",
+        "last_seen",
+        "outbox",
+    )
+
+    def __init__(self, hub: Hub, chart_id: str, baseline: int, epoch: int, queue_size: int) -> None:
+        self._hub = hub
+        self.chart_id = chart_id
+        self.baseline = baseline
+        self.epoch = epoch
+        self.outbox = Outbox(queue_size)
+        self.last_seen = asyncio.get_running_loop().time()
+        self.close_request: tuple[int, str] | None = None
+        self.closing = asyncio.Event()
+
+    def send(self, message: Message) -> bool:
+        """Queue ``message``; a full outbox closes the socket as a slow consumer (False)."""
+        if self.close_request is not None:
+            return False
+        if self.outbox.put(message):
+            return True
+        self.close(
+            CLOSE_SLOW_CONSUMER,
+            f"slow consumer: {len(self.outbox)} messages waiting to be sent",
+        )
+        return False
+
+    def touch(self) -> None:
+        self.last_seen = asyncio.get_running_loop().time()
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the socket's handler to close with ``code``; the socket leaves the hub now and
+        whatever it had not sent yet is dropped."""
+        if self.close_request is not None:
+            return
+        self.close_request = (code, reason)
+        self.outbox.clear()
+        self._hub.leave(self)
+        self.closing.set()
+
+
+class ChartChannel:
+    """The sockets of one chart and the chart's recent events."""
+
+    __slots__ = (
+        "chart_id",
+        "connections",
+        "epoch",
+        "history",
+        "history_bytes",
+        "linger",
+        "unsubscribe",
+        "version",
+    )
+
+    def __init__(self, chart_id: str, version: int) -> None:
+        self.chart_id = chart_id
+        #: The version of the latest event fanned out (the chart's version when it was created).
+        self.version = version
+        self.connections: dict[Connection, None] = {}
+        # Entries have consecutive versions, so a range is held when both of its ends are.
+        self.history: deque[tuple[int, Message]] = deque()
+        self.history_bytes = 0
+        # Deleting a chart restarts its versions; the epoch tells the two lives apart.
+        self.epoch = 0
+        self.linger: asyncio.TimerHandle | None = None
+        self.unsubscribe: Unsubscribe | None = None
+
+
+class Hub:
+    """Registry of the process's sockets, per chart, subscribed to ``bus`` while needed.
+
+    Example::
+
+        hub = Hub(bus, HubLimits())
+        await hub.start()
+        conn = hub.join("demo", baseline=charts_version)  # then drain conn.outbox
+        ...
+        await hub.close()  # every socket is asked to close with 1001
+    """
+
+    def __init__(self, bus: EventBus, limits: HubLimits) -> None:
+        self._bus = bus
+        self.limits = limits
+        self._channels: dict[str, ChartChannel] = {}
+        self._liveness: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Future[None]] = set()
+        self.closed = False
+
+    async def start(self) -> None:
+        self._liveness = asyncio.create_task(self._keep_alive(), name="websocket-liveness")
+
+    def connections(self) -> Iterator[Connection]:
+        for channel in tuple(self._channels.values()):
+            yield from tuple(channel.connections)
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(channel.connections) for channel in self._channels.values())
+
+    @property
+    def chart_count(self) -> int:
+        return sum(1 for channel in self._channels.values() if channel.connections)
+
+    def join(self, chart_id: str, baseline: int) -> Connection:
+        """Add a socket to ``chart_id``. Must run in the same step of the event loop as reading
+        ``baseline`` from the service, so that no event falls between the two."""
+        channel = self._channels.get(chart_id)
+        if channel is None:
+            channel = self._channels[chart_id] = ChartChannel(chart_id, baseline)
+            channel.unsubscribe = self._bus.subscribe(
+                chart_id, lambda event: self._fan_out(channel, event)
+            )
+        if channel.linger is not None:
+            channel.linger.cancel()
+            channel.linger = None
+        conn = Connection(self, chart_id, baseline, channel.epoch, self.limits.send_queue_size)
+        channel.connections[conn] = None
+        return conn
+
+    def leave(self, conn: Connection) -> None:
+        channel = self._channels.get(conn.chart_id)
+        if channel is None or conn not in channel.connections:
+            return
+        del channel.connections[conn]
+        if channel.connections:
+            return
+        # Stay subscribed for a while: a client that reconnects then resumes needs the events
+        # published while it was away.
+        window = self.limits.resume_window_seconds
+        if window > 0 and not self.closed:
+            loop = asyncio.get_running_loop()
+            channel.linger = loop.call_later(window, self._drop, channel)
+        else:
+            self._drop(channel)
+
+    def _drop(self, channel: ChartChannel) -> None:
+        if channel.connections or self._channels.get(channel.chart_id) is not channel:
+            return
+        del self._channels[channel.chart_id]
+        if channel.linger is not None:
+            channel.linger.cancel()
+        if channel.unsubscribe is not None:
+            channel.unsubscribe()
+
+    def _fan_out(self, channel: ChartChannel, event: ChartEvent) -> None:
+        message = event_message(event)
+        for conn in tuple(channel.connections):
+            conn.send(message)
+        self._remember(channel, event, message)
+
+    def _remember(self, channel: ChartChannel, event: ChartEvent, message: Message) -> None:
+        history = channel.history
+        if event.op == "chart_deleted":
+            history.clear()
+            channel.history_bytes = 0
+            channel.epoch += 1
+            channel.version = 0
+            return
+        channel.version = event.version
+        size = len(message["text"])
+        limits = self.limits
+        if history and history[-1][0] + 1 != event.version:
+            history.clear()
+            channel.history_bytes = 0
+        if size > limits.resume_max_bytes or limits.resume_events == 0:
+            history.clear()
+            channel.history_bytes = 0
+            return
+        history.append((event.version, message))
+        channel.history_bytes += size
+        while (
+            len(history) > limits.resume_events or channel.history_bytes > limits.resume_max_bytes
+        ):
+            channel.history_bytes -= len(history.popleft()[1]["text"])
+
+    def missed(self, conn: Connection, since: int) -> list[Message] | None:
+        """Every event of the socket's chart after version ``since``, in order, including those
+        already sent live since the socket joined; None when they are no longer all held, or
+        when ``since`` is not a version of the chart as the socket knows it (refetch)."""
+        channel = self._channels.get(conn.chart_id)
+        if channel is None or channel.epoch != conn.epoch or since > channel.version:
+            return None
+        if since == channel.version:
+            return []
+        history = channel.history
+        if not history or history[0][0] > since + 1 or history[-1][0] != channel.version:
+            return None
+        return [message for _, message in islice(history, since + 1 - history[0][0], None)]
+
+    def track(self, handler: asyncio.Future[None]) -> None:
+        """Count a socket handler as running until it completes (``close`` waits for them)."""
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
+
+    async def close_sockets(
+        self,
+        code: int = CLOSE_GOING_AWAY,
+        reason: str = "server shutting down",
+        grace_seconds: float = 5.0,
+    ) -> None:
+        """Stop taking sockets, ask every open one to close with ``code`` and wait (up to
+        ``grace_seconds``) for their handlers to finish."""
+        self.closed = True
+        for conn in self.connections():
+            conn.close(code, reason)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=grace_seconds)
+
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Close every socket with 1001, stop the pings and drop every subscription."""
+        await self.close_sockets(grace_seconds=grace_seconds)
+        if self._liveness is not None:
+            self._liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._liveness
+        for channel in tuple(self._channels.values()):
+            self._drop(channel)
+
+    async def _keep_alive(self) -> None:
+        """Ping every socket each ping interval; close those silent for the timeout."""
+        limits = self.limits
+        loop = asyncio.get_running_loop()
+        tick = min(limits.ping_interval_seconds, limits.timeout_seconds / 4)
+        next_ping = loop.time() + limits.ping_interval_seconds
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            silent_since = now - limits.timeout_seconds
+            ping = None
+            if now >= next_ping:
+                ping = ping_message()
+                next_ping = now + limits.ping_interval_seconds
+            idle = f"idle timeout: nothing received for {limits.timeout_seconds:g} s"
+            for conn in self.connections():
+                if conn.last_seen < silent_since:
+                    conn.close(CLOSE_IDLE, idle)
+                elif ping is not None:
+                    conn.send(ping)

@@ -1,0 +1,343 @@
+"""`/ws/charts/{chart_id}`: live updates of one chart, history and snapshots over the socket.
+
+Besides the server's task running the handler, each socket has two of its own: the receiver
+answers client frames, the pump is the socket's only writer, draining its outbox. The handler
+waits for the first of: the client going away, the hub asking for a close, the pump failing.
+Everything the server sends goes through the outbox, so a snapshot and the updates after it
+leave in the order they were taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from fastapi import APIRouter, WebSocket
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+from ..api import render
+from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
+from ..charts.service import ChartsService, check_id, check_pane
+from ..errors import ChartNotFound, ChartsError, InvalidRequest, RateLimited
+from ..metrics import Metrics, close_reason
+from ..ratelimit import RateLimiter
+from .hub import CLOSE_GOING_AWAY, CLOSE_IDLE, Connection, Hub
+from .protocol import (
+    decode_frame,
+    error_message,
+    frame_message,
+    message_fields,
+    pong_message,
+    prefixed_message,
+    request_id_of,
+    text_message,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Path of the chart socket; its handler is a plain ASGI app (``ChartSocketApp``).
+PATH: Final = "/ws/charts/{chart_id}"
+#: How long a closing handshake may wait for a client that does not read.
+CLOSE_TIMEOUT_SECONDS: Final = 5.0
+CLOSE_POLICY_VIOLATION: Final = 1008
+TOKEN_EXPIRED: Final = "The token has expired."
+_MAX_REASON_BYTES: Final = 123
+
+
+class ChartSocketApp:
+    """The ASGI app of ``/ws/charts/{chart_id}``.
+
+    An ASGI app rather than a FastAPI route (Starlette routes an object that is not a function
+    as plain ASGI): every update to every socket goes through ``send``, and here that is the
+    server's own, without the per-message wrappers a route adds.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI records the matched route for its own route classes only; the access log and
+        # the metrics name the socket by this one's template.
+        scope["route"] = ROUTE
+        websocket = WebSocket(scope, receive, send)
+        state = websocket.app.state
+        hub: Hub = state.hub
+        chart_id: str = scope["path_params"]["chart_id"]
+        principal = await open_socket(websocket, chart_id, hub)
+        if principal is None:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            hub.track(task)
+        max_bytes = state.settings.websocket_max_message_bytes
+        # Reading the version and joining in one step: no event can fall between them.
+        conn = hub.join(chart_id, await chart_version(state.charts, chart_id))
+        session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
+        session.limiter = state.rate_limiter
+        session.metrics = state.metrics
+        await session.run(principal)
+
+
+router = APIRouter()
+ROUTE: Final = WebSocketRoute(PATH, ChartSocketApp(), name="chart_socket")
+router.routes.append(ROUTE)
+
+
+async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> Principal | None:
+    """The handshake: the caller when the socket is accepted and may follow ``chart_id``.
+
+    Credentials are checked before anything is sent (``Authenticator.websocket_grant``); a refused
+    socket is closed with 1008 and the reason. Other refusals after ``accept`` carry an ``error``
+    frame and a close reason a browser can read.
+    """
+    authenticator: Authenticator = websocket.app.state.authenticator
+    try:
+        grant = await authenticator.websocket_grant(
+            websocket.headers, websocket.query_params, chart_id
+        )
+    except ChartsError as refusal:
+        await refuse_websocket(websocket, refusal)
+        return None
+    await websocket.accept(subprotocol=grant.subprotocol)
+    if hub.closed:
+        await close_socket(websocket, CLOSE_GOING_AWAY, "server shutting down")
+        return None
+    try:
+        check_id(chart_id, "chartId")
+    except InvalidRequest as exc:
+        await websocket.send(error_message(exc.detail, exc.error_code))
+        await close_socket(websocket, CLOSE_POLICY_VIOLATION, "invalid chartId")
+        return None
+    return grant.principal
+
+
+def _disconnect_reason(code: int, reason: str) -> str:
+    if reason.startswith("slow consumer"):
+        return "slow_consumer"
+    if code == CLOSE_IDLE:
+        return "idle_timeout"
+    if reason == TOKEN_EXPIRED:
+        return "token_expired"
+    return close_reason(code)
+
+
+async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
+    """Send the close frame unless the client is gone; bounded for clients that do not read."""
+    encoded = reason.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await websocket.close(code, encoded)
+
+
+async def chart_version(charts: ChartsService, chart_id: str) -> int:
+    """The chart's version now; 0 for a chart that does not exist (yet).
+
+    The last step reads the loaded chart without awaiting, so a caller that joins the hub right
+    after the return sees every later event and none before.
+    """
+    try:
+        chart = await charts.get_chart_or_raise(chart_id)
+    except ChartNotFound:
+        return 0
+    return chart.version
+
+
+Handler = Callable[["ChartSession", dict[str, Any], object], Awaitable[None]]
+
+
+class ChartSession:
+    """The protocol of one accepted socket."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        send: Send,
+        chart_id: str,
+        charts: ChartsService,
+        hub: Hub,
+        conn: Connection,
+        max_message_bytes: int,
+    ) -> None:
+        self.websocket = websocket
+        self.send = send
+        self.chart_id = chart_id
+        self.charts = charts
+        self.hub = hub
+        self.max_message_bytes = max_message_bytes
+        self.conn = conn
+        self.limiter: RateLimiter | None = None
+        self.metrics = Metrics(enabled=False)
+
+    async def run(self, principal: Principal = ANONYMOUS) -> None:
+        """Serve the socket until it ends; a token's expiry ends it with 1008."""
+        conn = self.conn
+        left = principal.seconds_left()
+        expiry = (
+            None
+            if left is None
+            else asyncio.get_running_loop().call_later(
+                max(left, 0.0), conn.close, CLOSE_POLICY_VIOLATION, TOKEN_EXPIRED
+            )
+        )
+        conn.send(
+            frame_message(
+                {
+                    "type": "connected",
+                    "chartId": self.chart_id,
+                    "version": conn.baseline,
+                    "timeoutSeconds": self.hub.limits.timeout_seconds,
+                }
+            )
+        )
+        pump = asyncio.create_task(self._pump())
+        receiver = asyncio.create_task(self._receive())
+        closing = asyncio.create_task(conn.closing.wait())
+        tasks = (pump, receiver, closing)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.hub.leave(conn)
+        if pump.done() and not pump.cancelled():
+            error = pump.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
+                logger.error(
+                    "sending to a socket of chart %s failed", self.chart_id, exc_info=error
+                )
+        if conn.close_request is not None:
+            code, reason = conn.close_request
+            # The label of websocket_disconnects_total (the middleware counts the close).
+            self.websocket.state.disconnect_reason = _disconnect_reason(code, reason)
+            if code != CLOSE_GOING_AWAY:
+                logger.info("closing a socket of chart %s: %s (%d)", self.chart_id, reason, code)
+            await close_socket(self.websocket, code, reason)
+
+    async def _pump(self) -> None:
+        outbox = self.conn.outbox
+        send = self.send  # the server's own send: no state checks per message
+        while True:
+            await send(await outbox.get())
+
+    async def _receive(self) -> None:
+        receive = self.websocket.receive
+        conn = self.conn
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            conn.touch()
+            await self.handle(message.get("text"), message.get("bytes"))
+
+    async def handle(self, text: str | None, data: bytes | None) -> None:
+        """Answer one client frame. Never raises for anything the client sent."""
+        request_id = None
+        try:
+            message = decode_frame(text, data, self.max_message_bytes)
+            request_id = request_id_of(message)
+            kind, fields = message_fields(message)
+            await _HANDLERS[kind](self, fields, request_id)
+        except ChartsError as exc:
+            self.conn.send(error_message(exc.detail, exc.error_code, request_id))
+        except Exception:
+            logger.exception("a message on a socket of chart %s failed", self.chart_id)
+            self.conn.send(
+                error_message("The server failed to handle this message.", "INTERNAL_ERROR")
+            )
+
+    async def _ping(self, fields: dict[str, Any], request_id: object) -> None:
+        self.conn.send(pong_message(request_id))
+
+    async def _pong(self, fields: dict[str, Any], request_id: object) -> None:
+        return None  # receiving it was the point: the socket is alive
+
+    async def _request_history(self, fields: dict[str, Any], request_id: object) -> None:
+        if self.limiter is not None:
+            limiter = self.limiter
+            decision = await limiter.hit_history(limiter.client_address(self.websocket.scope))
+            if not decision.allowed:
+                self.metrics.rate_limited("history")
+                raise RateLimited(decision.message("history requests"), decision.retry_after)
+        pane_id = check_pane(fields.get("pane_id", 0))
+        series_id = _series_id(fields.get("series_id"))
+        chunk = await self.charts.history(
+            self.chart_id,
+            pane_id,
+            series_id,
+            before_time=fields.get("before_time"),
+            after_time=fields.get("after_time"),
+            count=fields.get("count"),
+        )
+        head: dict[str, object] = {
+            "type": "history_response",
+            "chartId": self.chart_id,
+            "paneId": pane_id,
+        }
+        if request_id is not None:
+            head["requestId"] = request_id
+        self.metrics.history_served("websocket", chunk.count)
+        self.conn.send(text_message(render.history_json(series_id, chunk, head)))
+
+    async def _get_initial_data(self, fields: dict[str, Any], request_id: object) -> None:
+        head: dict[str, object] = {"type": "initial_data_response"}
+        if request_id is not None:
+            head["requestId"] = request_id
+        if "series_id" not in fields:
+            if "pane_id" in fields:
+                raise InvalidRequest("paneId needs a seriesId; omit both for the whole chart.")
+            chart, views = await self.charts.get_chart(self.chart_id)
+            head["version"] = chart.version
+            self.conn.send(prefixed_message(head, render.chart_json(chart, views)))
+            return
+        pane_id = check_pane(fields.get("pane_id", 0))
+        series_id = _series_id(fields["series_id"])
+        view = await self.charts.get_series(self.chart_id, pane_id, series_id)
+        head |= {
+            "chartId": self.chart_id,
+            "paneId": pane_id,
+            "version": await chart_version(self.charts, self.chart_id),
+        }
+        self.conn.send(prefixed_message(head, render.series_json(view)))
+
+    async def _resume(self, fields: dict[str, Any], request_id: object) -> None:
+        since = fields.get("since_version")
+        if type(since) is not int or since < 0:
+            raise InvalidRequest(f"sinceVersion must be an integer >= 0; got {since!r:.40}.")
+        conn = self.conn
+        head: dict[str, object] = {"chartId": self.chart_id, "sinceVersion": since}
+        if request_id is not None:
+            head["requestId"] = request_id
+        missed = self.hub.missed(conn, since)
+        if missed is None or len(missed) >= conn.outbox.free:
+            head["version"] = await chart_version(self.charts, self.chart_id)
+            head["reason"] = "the updates after that version cannot be replayed; fetch the chart"
+            conn.send(frame_message({"type": "resync_required", **head}))
+            return
+        for message in missed:
+            conn.send(message)
+        version = since + len(missed)
+        conn.send(
+            frame_message({"type": "resumed", **head, "version": version, "replayed": len(missed)})
+        )
+
+
+def _series_id(value: object) -> str:
+    if value is None:
+        raise InvalidRequest("Field seriesId is required.")
+    if not isinstance(value, str):
+        raise InvalidRequest(f"seriesId must be a string; got {value!r:.40}.")
+    return check_id(value, "seriesId")
+
+
+_HANDLERS: Final[dict[str, Handler]] = {
+    "ping": ChartSession._ping,
+    "pong": ChartSession._pong,
+    "request_history": ChartSession._request_history,
+    "get_initial_data": ChartSession._get_initial_data,
+    "resume": ChartSession._resume,
+}

@@ -1,0 +1,151 @@
+"""The hub on its own: fan-out, outboxes, resume history, liveness (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from lightweight_charts_pro_backend.charts.events import ChartEvent
+from lightweight_charts_pro_backend.realtime.bus import InProcessEventBus
+from lightweight_charts_pro_backend.realtime.hub import Connection, Hub, HubLimits, Outbox
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InProcessEventBus]:
+    bus = InProcessEventBus()
+    yield bus
+    await bus.close()
+
+
+def make_hub(bus: InProcessEventBus, **limits: float) -> Hub:
+    return Hub(bus, HubLimits(**limits))  # type: ignore[arg-type]
+
+
+def upsert(version: int, chart: str = "c", pad: int = 0) -> ChartEvent:
+    data = orjson.dumps([{"time": version, "value": 1.5, "pad": "x" * pad}])
+    return ChartEvent(chart, version, "upsert", pane_id=0, series_id="s", count=1, data=data)
+
+
+def drain(conn: Connection) -> list[dict[str, object]]:
+    messages = []
+    while len(conn.outbox):
+        messages.append(orjson.loads(conn.outbox._items.popleft()["text"]))
+    return messages
+
+
+async def test_each_socket_gets_each_event_once_from_one_subscription(
+    bus: InProcessEventBus,
+) -> None:
+    hub = make_hub(bus)
+    conns = [hub.join("c", 0) for _ in range(3)]
+    other = hub.join("d", 0)
+    assert bus.listener_count("c") == 1
+    for version in (1, 2):
+        await bus.publish(upsert(version))
+    firsts = [conn.outbox._items[0] for conn in conns]
+    assert all(message is firsts[0] for message in firsts)  # encoded once, shared
+    for conn in conns:
+        assert [m["version"] for m in drain(conn)] == [1, 2]
+    assert len(other.outbox) == 0
+
+
+async def test_a_full_outbox_closes_only_that_socket(bus: InProcessEventBus) -> None:
+    hub = make_hub(bus, send_queue_size=2)
+    slow, fast = hub.join("c", 0), hub.join("c", 0)
+    for version in (1, 2, 3):
+        await bus.publish(upsert(version))
+        drain(fast)
+    assert slow.close_request is not None
+    assert slow.close_request[0] == 1008 and "slow consumer" in slow.close_request[1]
+    assert slow.closing.is_set() and len(slow.outbox) == 0
+    assert hub.connection_count == 1
+    await bus.publish(upsert(4))
+    assert [m["version"] for m in drain(fast)] == [4]
+    assert not slow.send({"type": "websocket.send", "text": "{}"})
+
+
+async def test_last_socket_leaving_unsubscribes_after_the_resume_window(
+    bus: InProcessEventBus,
+) -> None:
+    hub = make_hub(bus, resume_window_seconds=0.05)
+    conn = hub.join("c", 0)
+    hub.leave(conn)
+    await bus.publish(upsert(1))  # still recorded for a client coming back
+    assert bus.listener_count("c") == 1
+    back = hub.join("c", 1)
+    assert hub.missed(back, 0) is not None
+    hub.leave(back)
+    await asyncio.sleep(0.15)
+    assert bus.listener_count("c") == 0 and hub.chart_count == 0
+
+    gone = make_hub(bus, resume_window_seconds=0)
+    gone.leave(gone.join("e", 0))
+    assert bus.listener_count("e") == 0
+
+
+async def test_missed_events_come_from_the_bounded_history(bus: InProcessEventBus) -> None:
+    hub = make_hub(bus, resume_events=3)
+    conn = hub.join("c", 0)
+    for version in range(1, 6):
+        await bus.publish(upsert(version))
+    replay = hub.missed(conn, 2)
+    assert replay is not None
+    assert [orjson.loads(m["text"])["version"] for m in replay] == [3, 4, 5]
+    assert hub.missed(conn, 5) == []
+    assert hub.missed(conn, 1) is None  # version 2 is no longer held
+    assert hub.missed(conn, 6) is None  # a version the chart never had
+
+
+async def test_history_is_bounded_in_bytes_too(bus: InProcessEventBus) -> None:
+    hub = make_hub(bus, resume_events=100, resume_max_bytes=1_000)
+    conn = hub.join("c", 0)
+    for version in range(1, 6):
+        await bus.publish(upsert(version, pad=300))  # ~400 bytes each: two fit
+    assert hub.missed(conn, 3) is not None
+    assert hub.missed(conn, 2) is None
+    await bus.publish(upsert(6, pad=5_000))  # larger than the whole budget: nothing held
+    assert hub.missed(conn, 5) is None
+    assert hub.missed(conn, 6) == []
+
+
+async def test_deleting_the_chart_ends_its_history(bus: InProcessEventBus) -> None:
+    hub = make_hub(bus)
+    before = hub.join("c", 0)
+    await bus.publish(upsert(1))
+    await bus.publish(ChartEvent("c", 2, "chart_deleted"))
+    await bus.publish(upsert(1))  # the chart was created again
+    after = hub.join("c", 1)
+    assert hub.missed(before, 1) is None  # that chart is gone: refetch
+    replay = hub.missed(after, 0)
+    assert replay is not None and [orjson.loads(m["text"])["version"] for m in replay] == [1]
+    assert hub.missed(after, 1) == []
+
+
+async def test_outbox_is_bounded_and_wakes_its_reader() -> None:
+    box = Outbox(2)
+    message = {"type": "websocket.send", "text": "{}"}
+    reader = asyncio.create_task(box.get())
+    await asyncio.sleep(0)
+    assert box.put(message)
+    assert await reader is message
+    assert box.put(message) and box.put(message)
+    assert not box.put(message)
+    assert box.free == 0
+
+
+async def test_silent_sockets_are_closed_and_others_pinged(bus: InProcessEventBus) -> None:
+    hub = make_hub(bus, ping_interval_seconds=0.02, timeout_seconds=0.2)
+    await hub.start()
+    silent, lively = hub.join("c", 0), hub.join("c", 0)
+    for _ in range(20):
+        await asyncio.sleep(0.02)
+        lively.touch()
+    assert silent.close_request is not None and silent.close_request[0] == 1000
+    assert lively.close_request is None
+    assert any(m["type"] == "ping" for m in drain(lively))
+    await hub.close(grace_seconds=0.1)
+    assert lively.close_request == (1001, "server shutting down")
+    assert hub.closed and bus.listener_count("c") == 0
