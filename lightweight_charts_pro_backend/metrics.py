@@ -100,6 +100,7 @@ _IN_PROGRESS_HELP = (
 )
 _HISTORY_REQUESTS_HELP = "History chunks served, by transport (rest, websocket)."
 _HISTORY_POINTS_HELP = "Points per served history chunk."
+_MESSAGES_SENT_HELP = "Messages sent to WebSocket clients."
 
 
 def multiprocess_dir() -> str | None:
@@ -132,6 +133,7 @@ class Metrics:
         self._in_progress_children: dict[str, Any] = {}
         self._history_children: dict[str, Any] = {}
         self._in_progress_counts: dict[str, int] = {}
+        self._messages_sent = 0
         self._http = Observations(LATENCY_BUCKETS)
         self._history = Observations(CHUNK_POINT_BUCKETS)
         self._local = True
@@ -183,11 +185,10 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
-        self.websocket_messages_sent = Counter(
-            "websocket_messages_sent_total",
-            "Messages sent to WebSocket clients.",
-            registry=registry,
-        )
+        if not self._local:
+            self.websocket_messages_sent = Counter(
+                "websocket_messages_sent_total", _MESSAGES_SENT_HELP, registry=registry
+            )
         self.websocket_disconnects = Counter(
             "websocket_disconnects_total",
             "Closed WebSocket connections, by reason (client, normal, going_away, ...).",
@@ -270,7 +271,11 @@ class Metrics:
             self.websocket_disconnects.labels(reason).inc()
 
     def websocket_message_sent(self, count: int = 1) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self._local:
+            self._messages_sent += count
+        else:
             self.websocket_messages_sent.inc(count)
 
     # Feature hooks
@@ -396,7 +401,8 @@ def _histogram(
 
 
 class _HotPathCollector:
-    """Exposes the plain-Python HTTP and history observations of a one-process ``Metrics``."""
+    """Exposes the plain-Python counts of a one-process ``Metrics``: HTTP requests, WebSocket
+    messages and history chunks."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -423,6 +429,9 @@ class _HotPathCollector:
         for method, count in list(metrics._in_progress_counts.items()):
             in_progress.add_metric([method], count)
         yield in_progress
+        sent = CounterMetricFamily("websocket_messages_sent_total", _MESSAGES_SENT_HELP)
+        sent.add_metric([], metrics._messages_sent)
+        yield sent
         history = metrics._history.merged(lambda k: k)
         served = CounterMetricFamily(
             "history_requests_total", _HISTORY_REQUESTS_HELP, labels=["transport"]
