@@ -56,9 +56,23 @@ logconfig_dict = log_config_dict(_settings)
 
 
 def on_starting(server: Any) -> None:
-    """Empty the metrics directory: values of a previous run must not be added to this one."""
+    """Empty the metrics directory: values of a previous run must not be added to this one.
+
+    Also call the factory when the app is named without parentheses, as in the deployment
+    guide's ``gunicorn lightweight_charts_pro_backend.app_production:create_app ...``:
+    gunicorn would otherwise serve the factory function itself as the application.
+    """
     for path in Path(_metrics_dir).glob("*.db"):
         path.unlink(missing_ok=True)
+    uri = getattr(server.app, "app_uri", None)
+    if isinstance(uri, str) and uri.endswith(_FACTORIES):
+        server.app.app_uri = uri + "()"
+
+
+_FACTORIES = (
+    "lightweight_charts_pro_backend.app_production:create_app",
+    "lightweight_charts_pro_backend.app:create_app",
+)
 
 
 def child_exit(server: Any, worker: Any) -> None:

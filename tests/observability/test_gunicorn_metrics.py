@@ -17,7 +17,7 @@ from .conftest import ServerProcess, request
 pytestmark = pytest.mark.slow
 
 ROUTE = "/api/charts/{chart_id}"
-# The guide's command line, with the factory called as gunicorn expects (``create_app()``).
+# The deployment guide's command line as written (gunicorn.conf.py calls the factory).
 GUIDE_ARGS = (
     "--worker-class",
     "uvicorn.workers.UvicornWorker",
@@ -25,6 +25,12 @@ GUIDE_ARGS = (
     "-",
     "--error-logfile",
     "-",
+    "lightweight_charts_pro_backend.app_production:create_app",
+)
+# The form gunicorn itself understands, with the newer worker package.
+FACTORY_ARGS = (
+    "--worker-class",
+    "uvicorn_worker.UvicornWorker",
     "lightweight_charts_pro_backend.app_production:create_app()",
 )
 
@@ -72,6 +78,7 @@ def test_one_scrape_sums_all_workers(gunicorn_server, tmp_path: Path) -> None:
     wait_for_workers(server, 4)
 
     spread(server.port, 200)
+    assert request(server.port, "POST", "/api/charts/created").status == 201
     scrape = request(server.port, "GET", "/metrics").body.decode()
     assert requests_for_route(scrape, ROUTE) >= 200
     assert "spread-1" not in scrape, "labels use route templates, never raw paths"
@@ -87,7 +94,7 @@ def test_a_dead_worker_keeps_its_counts_and_leaves_the_live_gauges(
 ) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    server = gunicorn_server(2, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, GUIDE_ARGS)
+    server = gunicorn_server(2, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, FACTORY_ARGS)
     wait_for_workers(server, 2)
     spread(server.port, 40)
     before = requests_for_route(request(server.port, "GET", "/metrics").body.decode(), ROUTE)
