@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -35,6 +37,7 @@ from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime import websocket as websocket_api
 from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
+from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
 
 logger = logging.getLogger(__name__)
@@ -84,7 +87,24 @@ def build_app(
                 app.state.readiness_checks["database"] = database.ping
             app.state.database = database
 
-            bus = InProcessEventBus()
+            bus: InProcessEventBus
+            redis_bus = None
+            if settings.redis_url:
+                bus = redis_bus = RedisEventBus(
+                    settings.redis_url,
+                    recent_events=settings.websocket_resume_events,
+                    recent_max_bytes=settings.websocket_resume_max_bytes,
+                    recent_seconds=max(settings.websocket_resume_window_seconds, 60.0),
+                )
+                app.state.readiness_checks["redis"] = redis_bus.ping
+            else:
+                bus = InProcessEventBus()
+                if repository is not None and several_workers():
+                    logger.warning(
+                        "several workers with ENABLE_PERSISTENCE and no REDIS_URL: REST reads "
+                        "stay correct (checked against the database), but live updates only "
+                        "reach sockets of the worker that made the change; set REDIS_URL"
+                    )
             await bus.start()
             stack.push_async_callback(bus.close)
             if limiter is not None:
@@ -95,6 +115,8 @@ def build_app(
                 cache_bytes=int(settings.series_cache_mb * 2**20),
                 default_chunk_size=settings.default_chunk_size,
                 chunk_size_threshold=settings.chunk_size_threshold,
+                # other workers may write the same database: validate cached charts
+                validate_reads=redis_bus is not None or several_workers(),
             )
             hub = Hub(
                 bus,
@@ -106,7 +128,12 @@ def build_app(
                     ping_interval_seconds=settings.websocket_ping_interval_seconds,
                     timeout_seconds=settings.websocket_timeout_seconds,
                 ),
+                recent=redis_bus.recent if redis_bus is not None else None,
             )
+            if redis_bus is not None:
+                redis_bus.on_remote(charts.observe)
+                redis_bus.on_reset(charts.invalidate_all)
+                redis_bus.on_reset(hub.resync_all)
             await hub.start()
             stack.push_async_callback(hub.close)
             app.state.bus = bus
@@ -134,6 +161,7 @@ def build_app(
                     charts,
                     ttl_seconds=settings.chart_ttl_hours * 3600,
                     interval_seconds=settings.cleanup_interval_minutes * 60,
+                    claim=_cleanup_claim(redis_bus),
                 ),
                 name="chart-maintenance",
             )
@@ -166,6 +194,29 @@ def build_app(
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def several_workers() -> bool:
+    """Whether this process is probably one of several serving the app: gunicorn or uvicorn
+    started with more than one worker (``WEB_CONCURRENCY``, ``-w``/``--workers``)."""
+    counts = [os.environ.get("WEB_CONCURRENCY", "")]
+    args = sys.argv[1:] + os.environ.get("GUNICORN_CMD_ARGS", "").split()
+    for i, arg in enumerate(args):
+        if arg in ("-w", "--workers") and i + 1 < len(args):
+            counts.append(args[i + 1])
+        elif arg.startswith("--workers="):
+            counts.append(arg.partition("=")[2])
+    return any(count.isdigit() and int(count) > 1 for count in counts)
+
+
+def _cleanup_claim(bus: RedisEventBus | None) -> Callable[[float], Awaitable[bool]] | None:
+    if bus is None:
+        return None
+
+    async def claim(seconds: float) -> bool:
+        return await bus.claim("ttl-cleanup", seconds)
+
+    return claim
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

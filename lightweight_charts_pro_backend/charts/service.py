@@ -190,8 +190,12 @@ class ChartsService:
         default_chunk_size: int = 500,
         chunk_size_threshold: int = 1000,
         clock: Callable[[], float] = time.time,
+        validate_reads: bool = False,
     ) -> None:
         self._bus = bus
+        # Other processes write the same database: check a cached chart's version before
+        # serving it (read-your-writes across workers and replicas).
+        self._validate = validate_reads and repository is not None
         self._repo = repository
         self._cache = SeriesCache(cache_bytes) if repository is not None else None
         self._charts: dict[str, Chart] = {}
@@ -242,6 +246,21 @@ class ChartsService:
         if chart is not None and self._repo is not None:
             chart.stale = True
 
+    def invalidate_all(self) -> None:
+        """Mark every chart in memory as possibly behind the database (changes were missed)."""
+        if self._repo is not None:
+            for chart in self._charts.values():
+                chart.stale = True
+
+    def observe(self, event: ChartEvent) -> None:
+        """Take note of a change committed by another process: a cached chart older than it is
+        reloaded from the database on next use, never patched out of order."""
+        chart = self._charts.get(event.chart_id)
+        if chart is None or self._repo is None:
+            return
+        if event.op == "chart_deleted" or event.version > chart.version:
+            chart.stale = True
+
     def loaded_charts(self) -> int:
         """Charts currently held in memory."""
         return len(self._charts)
@@ -253,9 +272,22 @@ class ChartsService:
             if chart is None:
                 check_id(chart_id, "chartId")
                 raise ChartNotFound(chart_id)
+        elif self._validate and not chart.stale:
+            await self._check_version(chart)
         if chart.stale:
             await self._refresh_for_read(chart)
         return chart
+
+    async def _check_version(self, chart: Chart) -> None:
+        """Mark the chart stale when the database holds a newer version (another process wrote
+        it); a write of this process in flight is left to finish (its commit is ahead)."""
+        assert self._repo is not None
+        try:
+            version = await self._repo.chart_version(chart.chart_id)
+        except DatabaseUnavailable:
+            return  # served from memory, as when a reload fails
+        if (version is None or version > chart.version) and chart.generation % 2 == 0:
+            chart.stale = True
 
     async def _open(self, chart_id: str, *, create: bool) -> tuple[Chart | None, bool]:
         """The chart from memory, else from the database; created when missing and asked to."""
@@ -585,7 +617,7 @@ class ChartsService:
         ``after_time``; with neither, the newest points."""
         count = self.default_chunk_size if count is None else check_count(count)
         chart = self._charts.get(chart_id)
-        if chart is None or chart.stale:
+        if chart is None or chart.stale or self._validate:
             chart = await self.get_chart_or_raise(chart_id)
         series = chart.get_series_or_raise(pane_id, series_id)
         if before_time is not None and after_time is not None:
