@@ -28,10 +28,6 @@ logger = logging.getLogger(__name__)
 CLOSE_IDLE: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_SLOW_CONSUMER: Final = 1008
-#: How long an event that arrived ahead of its predecessor (from another process, through a
-#: shared bus) waits for it before the chart's sockets are told to resync.
-GAP_WAIT_SECONDS: Final = 2.0
-
 #: The frames of versions ``since + 1 .. upto`` of a chart from a store shared by processes,
 #: or None when it does not hold them all (``RedisEventBus.recent``).
 RecentEvents = Callable[[str, int, int], Awaitable[list[str] | None]]
@@ -45,6 +41,9 @@ class HubLimits:
     resume_window_seconds: float = 60.0
     ping_interval_seconds: float = 30.0
     timeout_seconds: float = 300.0
+    #: How long an event that arrived ahead of its predecessor (from another process, through
+    #: a shared bus) waits for it before the chart's sockets are told to resync.
+    gap_wait_seconds: float = 2.0
 
 
 class Outbox:
@@ -268,7 +267,9 @@ class Hub:
                 channel.pending[event.version] = event
                 if channel.gap is None:
                     loop = asyncio.get_running_loop()
-                    channel.gap = loop.call_later(GAP_WAIT_SECONDS, self._give_up, channel)
+                    channel.gap = loop.call_later(
+                        self.limits.gap_wait_seconds, self._give_up, channel
+                    )
                 return
         pending = channel.pending
         if event.op == "chart_deleted":
