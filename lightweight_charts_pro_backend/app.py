@@ -89,7 +89,9 @@ def build_app(
 
             bus: InProcessEventBus
             redis_bus = None
-            if settings.redis_url:
+            # Without persistence each process holds charts of its own, with versions of its
+            # own: sharing their events would mix unrelated histories.
+            if settings.redis_url and repository is not None:
                 bus = redis_bus = RedisEventBus(
                     settings.redis_url,
                     recent_events=settings.websocket_resume_events,
