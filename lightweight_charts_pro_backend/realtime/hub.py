@@ -265,7 +265,9 @@ class Hub:
                 return
             if event.version > channel.version + 1:
                 channel.pending[event.version] = event
-                if channel.gap is None:
+                if len(channel.pending) > max(self.limits.resume_events, 100):
+                    self._give_up(channel)  # waiting longer would only hold more memory
+                elif channel.gap is None:
                     loop = asyncio.get_running_loop()
                     channel.gap = loop.call_later(
                         self.limits.gap_wait_seconds, self._give_up, channel
@@ -296,7 +298,9 @@ class Hub:
     def _give_up(self, channel: ChartChannel) -> None:
         """The missing event never came: skip to the newest one held and have every socket of
         the chart refetch it."""
-        channel.gap = None
+        if channel.gap is not None:
+            channel.gap.cancel()
+            channel.gap = None
         if not channel.pending:
             return
         version = max(channel.pending)
