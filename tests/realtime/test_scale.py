@@ -5,6 +5,7 @@ one server: every socket hears every change once and in order, reads see writes 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import subprocess
@@ -141,6 +142,9 @@ async def test_every_socket_on_every_worker_gets_each_update_once_in_order(
 
     ready = (await fresh_get(cluster.url(1) + "/health/ready")).json()
     assert ready["checks"]["redis"]["status"] == "ok", ready
+    subscribers = set(re.findall(r"name=charts-bus-(\d+)", cluster.redis.command("CLIENT", "LIST")))
+    workers = {str(pid) for replica in cluster.replicas for pid in replica.worker_pids()}
+    assert subscribers == workers and len(workers) == 4, (subscribers, workers)
 
 
 async def test_a_write_on_one_replica_is_read_back_on_the_other(cluster: Cluster) -> None:
