@@ -18,10 +18,13 @@ import asyncio
 import logging
 import re
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import orjson
 
 from ..errors import (
     ChartNotFound,
@@ -41,6 +44,7 @@ from .repository import (
     ChartSummary,
     SeriesRecord,
     Versioned,
+    encoded_from_rows,
 )
 from .store import Chunk, SeriesStore
 
@@ -253,13 +257,56 @@ class ChartsService:
                 chart.stale = True
 
     def observe(self, event: ChartEvent) -> None:
-        """Take note of a change committed by another process: a cached chart older than it is
-        reloaded from the database on next use, never patched out of order."""
+        """Take note of a change committed by another process.
+
+        The next version's upsert of a series held in memory is applied to it; anything else
+        newer than the cached chart (a gap, another kind of change, a write of this process in
+        progress) marks the chart stale, reloaded from the database on next use, so nothing is
+        ever applied out of order.
+        """
         chart = self._charts.get(event.chart_id)
         if chart is None or self._repo is None:
             return
-        if event.op == "chart_deleted" or event.version > chart.version:
-            chart.stale = True
+        if event.op != "chart_deleted" and event.version <= chart.version:
+            return  # already known: this process read or wrote it
+        if (
+            event.op == "upsert"
+            and event.version == chart.version + 1
+            and not chart.stale
+            and not chart.lock.locked()
+            and self._apply_remote_upsert(chart, event)
+        ):
+            return
+        chart.stale = True
+
+    def _apply_remote_upsert(self, chart: Chart, event: ChartEvent) -> bool:
+        """Apply another process's upsert to the series in memory; False when it cannot be
+        (series not loaded, or points that do not decode)."""
+        series = chart.series.get((event.pane_id or 0, event.series_id or ""))
+        if series is None or series.store is None or series.loading or event.data is None:
+            return False
+        try:
+            points = _decode_points(event.data)
+        except (ValueError, TypeError, KeyError):
+            return False
+        store = series.store
+        if len(points):
+            before = len(store)
+            appended = series.last_time is None or points.times[0] > series.last_time
+            store.upsert(points)
+            assert self._cache is not None
+            self._cache.resized(series)
+            if series.samples is not None:
+                if appended:
+                    series.samples.extend(points.times)
+                elif len(store) != before:
+                    series.samples = None  # positions after the first new time moved
+            series.count = len(store)
+            series.first_time = store.first_time
+            series.last_time = store.last_time
+        chart.version = event.version
+        chart.updated_at = self._clock()
+        return True
 
     def loaded_charts(self) -> int:
         """Charts currently held in memory."""
@@ -811,6 +858,14 @@ def _chart_from(record: ChartRecord) -> Chart:
             key=s.key,
         )
     return chart
+
+
+def _decode_points(data: bytes) -> EncodedPoints:
+    """The points of an upsert event as the store holds them (``data`` is their JSON array as
+    the writing process encoded it, with normalized times)."""
+    values = orjson.loads(data)
+    times = array("q", (int(point["time"]) for point in values))
+    return encoded_from_rows(times, [orjson.dumps(point).decode() for point in values])
 
 
 def _query_time(value: object, name: str) -> int:
