@@ -23,7 +23,7 @@ from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
 from .apikeys import SettingsKeyStore
 from .auth import Authenticator
-from .charts.maintenance import run_maintenance
+from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
 from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
@@ -158,12 +158,19 @@ def build_app(
             stack.callback(close_sockets_on_signal(hub))
             tune_garbage_collector()
 
+            claim: Callable[[float], Awaitable[bool]] | None = None
+            if redis_bus is not None:
+                claim = _redis_claim(redis_bus)
+            elif database is not None:
+                database_claim = DatabaseClaim(database)
+                stack.push_async_callback(database_claim.close)
+                claim = database_claim
             maintenance = asyncio.create_task(
                 run_maintenance(
                     charts,
                     ttl_seconds=settings.chart_ttl_hours * 3600,
                     interval_seconds=settings.cleanup_interval_minutes * 60,
-                    claim=_cleanup_claim(redis_bus),
+                    claim=claim,
                 ),
                 name="chart-maintenance",
             )
@@ -211,10 +218,7 @@ def several_workers() -> bool:
     return any(count.isdigit() and int(count) > 1 for count in counts)
 
 
-def _cleanup_claim(bus: RedisEventBus | None) -> Callable[[float], Awaitable[bool]] | None:
-    if bus is None:
-        return None
-
+def _redis_claim(bus: RedisEventBus) -> Callable[[float], Awaitable[bool]]:
     async def claim(seconds: float) -> bool:
         return await bus.claim("ttl-cleanup", seconds)
 

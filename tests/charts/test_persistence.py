@@ -21,6 +21,7 @@ from sqlalchemy import event, text
 
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.charts.events import ChartEvent
+from lightweight_charts_pro_backend.charts.maintenance import DatabaseClaim
 from lightweight_charts_pro_backend.charts.repository import ChartsRepository
 from lightweight_charts_pro_backend.charts.service import ChartsService
 from lightweight_charts_pro_backend.charts.store import SeriesStore
@@ -579,3 +580,23 @@ async def test_changes_of_another_process_apply_in_order_or_invalidate(
         assert got.total == 14 and orjson.loads(got.data)[-1] == {"time": 760, "value": 2}
         second.observe(heard[-2])  # the late one changes nothing any more
         assert (await second.get_chart_or_raise("shared")).version == 5
+
+
+async def test_one_process_at_a_time_holds_the_cleanup_lock(database_url: str) -> None:
+    databases = [Database.from_settings(persistent_settings(database_url)) for _ in range(2)]
+    first, second = (DatabaseClaim(database) for database in databases)
+    try:
+        assert await first(60.0)
+        if databases[0].dialect == "sqlite":
+            assert await second(60.0)  # no locks to share: every process runs the pass
+            return
+        assert not await second(60.0)
+        assert await first(60.0)  # still the holder
+        await first.close()  # a worker that exits hands the pass over
+        assert await second(60.0)
+        assert not await first(60.0)
+    finally:
+        await first.close()
+        await second.close()
+        for database in databases:
+            await database.close()
