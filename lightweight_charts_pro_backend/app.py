@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -22,7 +24,7 @@ from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
 from .apikeys import SettingsKeyStore
 from .auth import Authenticator
-from .charts.maintenance import run_maintenance
+from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
 from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
@@ -38,6 +40,7 @@ from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime import websocket as websocket_api
 from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
+from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
 
 logger = logging.getLogger(__name__)
@@ -100,7 +103,26 @@ def build_app(
                 metrics.instrument_engine(database.engine)
             app.state.database = database
 
-            bus = InProcessEventBus()
+            bus: InProcessEventBus
+            redis_bus = None
+            # Without persistence each process holds charts of its own, with versions of its
+            # own: sharing their events would mix unrelated histories.
+            if settings.redis_url and repository is not None:
+                bus = redis_bus = RedisEventBus(
+                    settings.redis_url,
+                    recent_events=settings.websocket_resume_events,
+                    recent_max_bytes=settings.websocket_resume_max_bytes,
+                    recent_seconds=max(settings.websocket_resume_window_seconds, 60.0),
+                )
+                app.state.readiness_checks["redis"] = redis_bus.ping
+            else:
+                bus = InProcessEventBus()
+                if repository is not None and several_workers():
+                    logger.warning(
+                        "several workers with ENABLE_PERSISTENCE and no REDIS_URL: REST reads "
+                        "stay correct (checked against the database), but live updates only "
+                        "reach sockets of the worker that made the change; set REDIS_URL"
+                    )
             await bus.start()
             stack.push_async_callback(bus.close)
             if limiter is not None:
@@ -111,6 +133,8 @@ def build_app(
                 cache_bytes=int(settings.series_cache_mb * 2**20),
                 default_chunk_size=settings.default_chunk_size,
                 chunk_size_threshold=settings.chunk_size_threshold,
+                # other workers may write the same database: validate cached charts
+                validate_reads=redis_bus is not None or several_workers(),
             )
             hub = Hub(
                 bus,
@@ -122,7 +146,12 @@ def build_app(
                     ping_interval_seconds=settings.websocket_ping_interval_seconds,
                     timeout_seconds=settings.websocket_timeout_seconds,
                 ),
+                recent=redis_bus.recent if redis_bus is not None else None,
             )
+            if redis_bus is not None:
+                redis_bus.on_remote(charts.observe)
+                redis_bus.on_reset(charts.invalidate_all)
+                redis_bus.on_reset(hub.resync_all)
             await hub.start()
             stack.push_async_callback(hub.close)
             app.state.bus = bus
@@ -145,11 +174,19 @@ def build_app(
             stack.callback(close_sockets_on_signal(hub))
             tune_garbage_collector()
 
+            claim: Callable[[float], Awaitable[bool]] | None = None
+            if redis_bus is not None:
+                claim = _redis_claim(redis_bus)
+            elif database is not None:
+                database_claim = DatabaseClaim(database)
+                stack.push_async_callback(database_claim.close)
+                claim = database_claim
             maintenance = asyncio.create_task(
                 run_maintenance(
                     charts,
                     ttl_seconds=settings.chart_ttl_hours * 3600,
                     interval_seconds=settings.cleanup_interval_minutes * 60,
+                    claim=claim,
                 ),
                 name="chart-maintenance",
             )
@@ -196,6 +233,26 @@ def build_app(
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics)
     return app
+
+
+def several_workers() -> bool:
+    """Whether this process is probably one of several serving the app: gunicorn or uvicorn
+    started with more than one worker (``WEB_CONCURRENCY``, ``-w``/``--workers``)."""
+    counts = [os.environ.get("WEB_CONCURRENCY", "")]
+    args = sys.argv[1:] + os.environ.get("GUNICORN_CMD_ARGS", "").split()
+    for i, arg in enumerate(args):
+        if arg in ("-w", "--workers") and i + 1 < len(args):
+            counts.append(args[i + 1])
+        elif arg.startswith("--workers="):
+            counts.append(arg.partition("=")[2])
+    return any(count.isdigit() and int(count) > 1 for count in counts)
+
+
+def _redis_claim(bus: RedisEventBus) -> Callable[[float], Awaitable[bool]]:
+    async def claim(seconds: float) -> bool:
+        return await bus.claim("ttl-cleanup", seconds)
+
+    return claim
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

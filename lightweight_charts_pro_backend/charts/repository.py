@@ -178,6 +178,12 @@ class ChartsRepository:
                 series=[_series_record(r) for r in rows],
             )
 
+    async def chart_version(self, chart_id: str) -> int | None:
+        """The chart's committed version, None when it does not exist: one indexed read, for
+        checking a cached copy against the database."""
+        rows = await self._all(select(charts.c.version).where(charts.c.id == chart_id))
+        return int(rows[0][0]) if rows else None
+
     async def list_charts(self) -> list[ChartSummary]:
         counts = (
             select(func.count())

@@ -312,7 +312,7 @@ class ChartSession:
         head: dict[str, object] = {"chartId": self.chart_id, "sinceVersion": since}
         if request_id is not None:
             head["requestId"] = request_id
-        missed = self.hub.missed(conn, since)
+        missed = await self.hub.recall(conn, since)
         if missed is None or len(missed) >= conn.outbox.free:
             head["version"] = await chart_version(self.charts, self.chart_id)
             head["reason"] = "the updates after that version cannot be replayed; fetch the chart"
