@@ -562,6 +562,14 @@ class ChartsRepository:
                 joined, first, last, n, counted = row
                 body = b"[" + joined.encode() + b"]" if joined else b"[]"
                 return ChunkRows(body, first, last, int(n), int(counted or 0))
+            if self._dialect == "sqlite":
+                # likewise: one hop to aiosqlite's thread, no SQLAlchemy result processing
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                rows = await driver.execute_fetchall(statement.text, params)
+                joined, first, last, n, counted = rows[0]
+                body = b"[" + joined.encode() + b"]" if joined else b"[]"
+                return ChunkRows(body, first, last, int(n), int(counted or 0))
             row = (await conn.execute(statement, params)).one()
             joined, first, last, n, counted = row
             body = b"[" + joined.encode() + b"]" if joined else b"[]"
