@@ -36,7 +36,7 @@ RUN --mount=type=bind,from=builder,source=/build/wheels,target=/tmp/wheels \
 WORKDIR /app
 # Files that live beside the package rather than in it are copied here, owned by root and so
 # read-only for the service (tests/deploy checks that each one present in the repo is listed):
-# COPY gunicorn.conf.py ./
+COPY gunicorn.conf.py ./
 COPY alembic.ini ./
 COPY migrations ./migrations
 
@@ -48,4 +48,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --start-interval=1s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
 
-CMD ["uvicorn", "lightweight_charts_pro_backend.app_production:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# gunicorn with the repository's gunicorn.conf.py: several workers, their metrics summed, JSON
+# logs from the master too. WEB_CONCURRENCY sets the number of workers.
+CMD ["gunicorn", "-c", "/app/gunicorn.conf.py", "lightweight_charts_pro_backend.app_production:create_app()"]

@@ -1,8 +1,8 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,fanout`` to choose. Exit status 1 when a benchmark
-could not run, and also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,persistence,fanout,production`` to choose. Exit status 1
+when a benchmark could not run, and also when a target is missed if ``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_fanout, bench_history, bench_ingest, bench_memory, bench_persistence
+from bench import (
+    bench_fanout,
+    bench_history,
+    bench_ingest,
+    bench_memory,
+    bench_persistence,
+    bench_production,
+)
 from bench._common import BenchError, log, unpin_self, verdict
 
 Main = Callable[[list[str] | None], dict[str, float]]
@@ -34,6 +41,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     "ingest": (bench_ingest.main, [], []),
     "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
     "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
+    "production": (bench_production.main, [], ["--duration", "3", "--rounds", "3"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -66,6 +74,7 @@ TARGETS = [
     ),
     ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
     ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
+    ("production", "production_over_development", "req/s production/development", 0.85, True),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {
@@ -90,6 +99,8 @@ REFERENCE = [
     ("fanout", "naive_p99_ms", "fan-out p99 ms (naive)"),
     ("fanout", "product_worst_p99_ms", "fan-out worst update p99 ms (product)"),
     ("fanout", "product_over_naive", "fan-out rate product/naive"),
+    ("production", "production_over_development_worst_round", "production/development worst"),
+    ("production", "production_over_development_cpu", "production/development by CPU"),
 ]
 
 

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -17,11 +19,12 @@ from . import __version__
 from .api import auth as auth_api
 from .api import charts as charts_api
 from .api import health as health_api
+from .api import metrics as metrics_api
 from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
 from .apikeys import SettingsKeyStore
 from .auth import Authenticator
-from .charts.maintenance import run_maintenance
+from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
 from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
@@ -30,15 +33,21 @@ from .cors import install_cors
 from .database import Database
 from .demo import page as demo_page
 from .guards import check_production, docs_enabled, log_production_warnings
-from .middleware import RequestIdMiddleware
+from .logging_config import AccessLog, configure_logging
+from .metrics import Metrics, multiprocess_dir
+from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .realtime import websocket as websocket_api
 from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
+from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
 
 logger = logging.getLogger(__name__)
+
+#: In multi-process mode a scrape reaches one worker, so each refreshes its store gauges itself.
+STORE_GAUGES_INTERVAL_SECONDS = 5.0
 
 
 def tune_garbage_collector() -> None:
@@ -57,15 +66,24 @@ def tune_garbage_collector() -> None:
 
 
 def build_app(
-    settings: Settings, *, docs: bool | None = None, rate_limits: bool = False
+    settings: Settings,
+    *,
+    docs: bool | None = None,
+    rate_limits: bool = False,
+    metrics: Metrics | None = None,
+    access_log: bool = False,
 ) -> FastAPI:
     """The app shared by both factories; the production factory adds its features on top.
 
-    Authentication (``ENABLE_AUTH``), request limits, CORS and the production guards apply to
-    both; per-client rate limits only when ``rate_limits`` (the production app) and
-    ``ENABLE_RATE_LIMITING``. Raises ``UnsafeConfiguration`` in production with unsafe settings.
+    Authentication (``ENABLE_AUTH``), request limits, CORS, request ids, the 500 envelope and
+    the production guards apply to both; per-client rate limits only when ``rate_limits`` (the
+    production app) and ``ENABLE_RATE_LIMITING``; an enabled ``metrics`` serves
+    ``METRICS_PATH`` and counts requests; ``access_log`` writes one line per request. Raises
+    ``UnsafeConfiguration`` in production with unsafe settings.
     """
     check_production(settings)
+    metrics = metrics or Metrics(enabled=False)
+    access = AccessLog() if access_log else None
     if docs is None:
         docs = docs_enabled(settings)
     limiter = RateLimiter(settings) if rate_limits and settings.enable_rate_limiting else None
@@ -83,9 +101,29 @@ def build_app(
                 await database.create_tables()
                 repository = ChartsRepository(database)
                 app.state.readiness_checks["database"] = database.ping
+                metrics.instrument_engine(database.engine)
             app.state.database = database
 
-            bus = InProcessEventBus()
+            bus: InProcessEventBus
+            redis_bus = None
+            # Without persistence each process holds charts of its own, with versions of its
+            # own: sharing their events would mix unrelated histories.
+            if settings.redis_url and repository is not None:
+                bus = redis_bus = RedisEventBus(
+                    settings.redis_url,
+                    recent_events=settings.websocket_resume_events,
+                    recent_max_bytes=settings.websocket_resume_max_bytes,
+                    recent_seconds=max(settings.websocket_resume_window_seconds, 60.0),
+                )
+                app.state.readiness_checks["redis"] = redis_bus.ping
+            else:
+                bus = InProcessEventBus()
+                if repository is not None and several_workers():
+                    logger.warning(
+                        "several workers with ENABLE_PERSISTENCE and no REDIS_URL: REST reads "
+                        "stay correct (checked against the database), but live updates only "
+                        "reach sockets of the worker that made the change; set REDIS_URL"
+                    )
             await bus.start()
             stack.push_async_callback(bus.close)
             if limiter is not None:
@@ -96,6 +134,8 @@ def build_app(
                 cache_bytes=int(settings.series_cache_mb * 2**20),
                 default_chunk_size=settings.default_chunk_size,
                 chunk_size_threshold=settings.chunk_size_threshold,
+                # other workers may write the same database: validate cached charts
+                validate_reads=redis_bus is not None or several_workers(),
             )
             hub = Hub(
                 bus,
@@ -107,7 +147,12 @@ def build_app(
                     ping_interval_seconds=settings.websocket_ping_interval_seconds,
                     timeout_seconds=settings.websocket_timeout_seconds,
                 ),
+                recent=redis_bus.recent if redis_bus is not None else None,
             )
+            if redis_bus is not None:
+                redis_bus.on_remote(charts.observe)
+                redis_bus.on_reset(charts.invalidate_all)
+                redis_bus.on_reset(hub.resync_all)
             await hub.start()
             stack.push_async_callback(hub.close)
             app.state.bus = bus
@@ -130,15 +175,29 @@ def build_app(
             stack.callback(close_sockets_on_signal(hub))
             tune_garbage_collector()
 
+            claim: Callable[[float], Awaitable[bool]] | None = None
+            if redis_bus is not None:
+                claim = _redis_claim(redis_bus)
+            elif database is not None:
+                database_claim = DatabaseClaim(database)
+                stack.push_async_callback(database_claim.close)
+                claim = database_claim
             maintenance = asyncio.create_task(
                 run_maintenance(
                     charts,
                     ttl_seconds=settings.chart_ttl_hours * 3600,
                     interval_seconds=settings.cleanup_interval_minutes * 60,
+                    claim=claim,
                 ),
                 name="chart-maintenance",
             )
             stack.push_async_callback(_cancel, maintenance)
+            metrics.track_store(charts.memory_totals)
+            if metrics.enabled and multiprocess_dir() is not None:
+                refresher = asyncio.create_task(_refresh_store_gauges(metrics))
+                stack.push_async_callback(_cancel, refresher)
+            if access is not None:
+                stack.callback(access.flush)
             yield
 
     app = FastAPI(
@@ -153,6 +212,8 @@ def build_app(
     app.state.settings = settings
     app.state.readiness_checks = {}
     app.state.rate_limiter = limiter
+    app.state.metrics = metrics
+    app.state.access_log = access
     install_error_handlers(app)
     app.include_router(health_api.router)
     app.include_router(auth_api.router)
@@ -160,15 +221,41 @@ def build_app(
     app.include_router(websocket_api.router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
+    if metrics.enabled:
+        app.add_api_route(
+            settings.metrics_path, metrics_api.scrape, methods=["GET"], include_in_schema=False
+        )
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
     install_openapi(app, settings)
     if limiter is not None:
         app.add_middleware(
             RateLimitMiddleware, limiter=limiter, exempt=frozenset({settings.metrics_path})
         )
+    # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
+    app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)
     install_cors(app, settings)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics)
     return app
+
+
+def several_workers() -> bool:
+    """Whether this process is probably one of several serving the app: gunicorn or uvicorn
+    started with more than one worker (``WEB_CONCURRENCY``, ``-w``/``--workers``)."""
+    counts = [os.environ.get("WEB_CONCURRENCY", "")]
+    args = sys.argv[1:] + os.environ.get("GUNICORN_CMD_ARGS", "").split()
+    for i, arg in enumerate(args):
+        if arg in ("-w", "--workers") and i + 1 < len(args):
+            counts.append(args[i + 1])
+        elif arg.startswith("--workers="):
+            counts.append(arg.partition("=")[2])
+    return any(count.isdigit() and int(count) > 1 for count in counts)
+
+
+def _redis_claim(bus: RedisEventBus) -> Callable[[float], Awaitable[bool]]:
+    async def claim(seconds: float) -> bool:
+        return await bus.claim("ttl-cleanup", seconds)
+
+    return claim
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -184,11 +271,19 @@ async def _flush_access(charts: ChartsService) -> None:
         logger.warning("could not record the last read times at shutdown: %s", exc)
 
 
+async def _refresh_store_gauges(metrics: Metrics) -> None:
+    while True:
+        metrics.refresh_store_gauges()
+        await asyncio.sleep(STORE_GAUGES_INTERVAL_SECONDS)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the development app.
+    """Build the development app (readable text logs unless ``LOG_FORMAT=json``).
 
     Example::
 
         uvicorn lightweight_charts_pro_backend.app:create_app --factory --reload
     """
-    return build_app(settings or get_settings())
+    settings = settings or get_settings()
+    configure_logging(settings)
+    return build_app(settings)

@@ -215,7 +215,7 @@ def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
     print(f"API key {record.id} ({record.name}), shown only now; store it safely:")
     print(secret)
     if in_settings is not None:
-        print("\nPersistence is off: keys are read from API_KEYS. Put this line in .env")
+        print("\nThe server reads keys from the API_KEYS setting. Put this line in .env")
         print("(it keeps the keys already there) and restart the server:\n")
         print(in_settings.setting_line())
 
@@ -259,7 +259,7 @@ def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> None:
     in_settings = asyncio.run(revoke())
     print(f"API key {args.id} revoked.")
     if in_settings is not None:
-        print("\nPersistence is off: put this line in .env and restart the server:\n")
+        print("\nThe server reads keys from API_KEYS: put this line in .env and restart it:\n")
         print(in_settings.setting_line())
 
 

@@ -25,6 +25,7 @@ DATABASE_DRIVERS = frozenset(
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
 
 
 class ApiKeySetting(BaseModel):
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     environment: Environment = "development"
     debug: bool = False
     log_level: LogLevel = "INFO"
+    # None: JSON when ENVIRONMENT=production, readable text otherwise (see ``resolved_log_format``).
+    log_format: LogFormat | None = None
 
     # Server
     host: str = "0.0.0.0"
@@ -139,6 +142,8 @@ class Settings(BaseSettings):
     # Monitoring
     enable_metrics: bool = True
     metrics_path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9_/-]*$")
+    # Traces go to this OTLP/HTTP collector when set and the OpenTelemetry packages are installed.
+    otel_exporter_otlp_endpoint: str | None = None
 
     # Data delivery
     chunk_size_threshold: int = Field(default=1000, ge=1, le=10_000_000)
@@ -178,6 +183,20 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @field_validator("environment", mode="before")
     @classmethod
     def _lower_environment(cls, value: object) -> object:
@@ -206,6 +225,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def resolved_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "text"
 
 
 @lru_cache

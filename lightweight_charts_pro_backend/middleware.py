@@ -1,30 +1,112 @@
-"""Pure ASGI middleware shared by both apps."""
+"""Pure ASGI middleware shared by both apps.
+
+Order, outermost first, as ``app.build_app`` installs it::
+
+    RequestIdMiddleware      request id, log context, access line, HTTP/WebSocket metrics
+      CORSMiddleware
+        ErrorEnvelopeMiddleware  any exception -> 500 envelope (inside CORS: browsers can read it)
+          FastAPI's exception handlers and routes
+
+so a 500 produced by the envelope still passes through CORS and gets its ``X-Request-ID``
+header, its access line and its metrics on the way out.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
+import traceback
+from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .request_context import request_id_var
+from .logging_config import AccessLog
+from .metrics import UNMATCHED_ROUTE, Metrics, close_reason
+from .request_context import log_fields_var, request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+logger = logging.getLogger(__name__)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that handled ``scope`` (``/api/charts/{chart_id}``).
+
+    Read after the inner app ran: the router sets ``scope["route"]`` when it matches.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _bind_path_fields(scope: Scope, fields: dict[str, Any]) -> None:
+    params = scope.get("path_params")
+    if params and "chart_id" in params:
+        fields.setdefault("chart_id", params["chart_id"])
+
+
+def error_envelope(request_id: str | None, exc: BaseException | None, debug: bool) -> bytes:
+    """The body of a 500: no exception text, no traceback, unless the app runs with DEBUG."""
+    body: dict[str, Any] = {
+        "detail": "Internal server error; the request id identifies it in the server logs.",
+        "errorCode": "INTERNAL_ERROR",
+        "requestId": request_id,
+    }
+    if debug and exc is not None:
+        body["exception"] = f"{type(exc).__name__}: {exc}"
+        body["traceback"] = traceback.format_exception(exc)
+    return orjson.dumps(body)
+
+
+async def send_error_envelope(send: Send, exc: BaseException | None, debug: bool) -> None:
+    body = error_envelope(request_id_var.get(), exc, debug)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestIdMiddleware:
     """Accept a well-formed ``X-Request-ID`` or make one; echo it on every HTTP response.
 
-    The id is available as ``scope["state"]["request_id"]`` and through
-    ``request_context.current_request_id()`` for logs and error bodies.
+    The id is available as ``scope["state"]["request_id"]``, through
+    ``request_context.current_request_id()`` and on every log line written while the request
+    runs. A WebSocket connection also gets ``scope["state"]["connection_id"]`` for its lines.
+
+    ``access_log``: one line per request on the ``lightweight_charts_pro_backend.access``
+    logger (method, route template, status, duration_ms, client), and an opened and a closed
+    line per WebSocket connection, written in batches by ``AccessLog``. ``metrics``: the
+    ``http_*`` and ``websocket_*`` metrics. Both off (the development app) leaves only the id.
+    An exception that escapes the inner app is logged and answered with the 500 envelope here,
+    as a last resort.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, access_log: AccessLog | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
+        self.access_log = access_log
+        self.metrics = metrics if metrics is not None and metrics.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         request_id = None
@@ -35,17 +117,224 @@ class RequestIdMiddleware:
                 break
         if request_id is None:
             request_id = os.urandom(16).hex()
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        fields: dict[str, Any] = {"request_id": request_id}
+        id_token = request_id_var.set(request_id)
+        fields_token = log_fields_var.set(fields)
+        try:
+            if kind == "http":
+                await self._http(scope, receive, send, request_id, fields)
+            else:
+                connection_id = os.urandom(8).hex()
+                state["connection_id"] = fields["connection_id"] = connection_id
+                await self._websocket(scope, receive, send, fields)
+        finally:
+            log_fields_var.reset(fields_token)
+            request_id_var.reset(id_token)
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, fields: dict[str, Any]
+    ) -> None:
         header = (REQUEST_ID_HEADER, request_id.encode())
+        observe = self.access_log is not None or self.metrics is not None
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), header]
+                status = message["status"]
+            await send(message)
+
+        if not observe:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                await self._last_resort(scope, send_with_id, exc, fields, responded=status != 0)
+            return
+
+        method = scope["method"]
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.request_started(method)
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            await self._last_resort(scope, send_with_id, exc, fields, responded=status != 0)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            # A client that went away before the response started counts as 499, the de-facto
+            # code for "client closed request".
+            status = status or 499
+            if metrics is not None:
+                metrics.request_finished(method, route, status, seconds)
+            access_log = self.access_log
+            if access_log is not None and access_log.enabled():
+                _bind_path_fields(scope, fields)
+                path = scope["path"]
+                duration_ms = round(seconds * 1000, 3)
+                access_log.write(
+                    f"{method} {path} {status} {duration_ms:.2f}ms",
+                    {
+                        "method": method,
+                        "route": route,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": duration_ms,
+                        "client": _client(scope),
+                    },
+                )
+
+    async def _last_resort(
+        self,
+        scope: Scope,
+        send: Send,
+        exc: Exception,
+        fields: dict[str, Any],
+        *,
+        responded: bool,
+    ) -> None:
+        _bind_path_fields(scope, fields)
+        logger.error(
+            "Unhandled %s in %s %s",
+            type(exc).__name__,
+            scope.get("method", "WS"),
+            route_template(scope),
+            exc_info=exc,
+        )
+        if not responded:
+            await send_error_envelope(send, exc, debug=False)
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
+    ) -> None:
+        access_log = self.access_log
+        if access_log is not None and not access_log.enabled():
+            access_log = None
+        metrics = self.metrics
+        if access_log is None and metrics is None:
+            await self._run_websocket(scope, receive, send, fields)
+            return
+        accepted = False
+        server_close: int | None = None
+        client_close: int | None = None
+        started = time.perf_counter()
+
+        async def observing_send(message: Message) -> None:
+            nonlocal accepted, server_close
+            kind = message["type"]
+            if kind == "websocket.send":
+                if metrics is not None:
+                    metrics.websocket_message_sent()
+            elif kind == "websocket.accept":
+                accepted = True
+                if metrics is not None:
+                    metrics.websocket_opened()
+                if access_log is not None:
+                    _bind_path_fields(scope, fields)
+                    route = route_template(scope)
+                    where = {"route": route, "client": _client(scope)}
+                    access_log.write(f"WebSocket {route} accepted", where)
+            elif kind == "websocket.close" and server_close is None:
+                server_close = int(message.get("code", 1000))
+            await send(message)
+
+        async def observing_receive() -> Message:
+            nonlocal client_close
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and client_close is None:
+                client_close = int(message.get("code", 1005))
+            return message
+
+        failed = False
+        try:
+            await self._run_websocket(scope, observing_receive, observing_send, fields)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            state = scope.get("state", {})
+            if server_close is None and client_close is not None:
+                reason, code = "client", client_close
+            elif server_close is not None:
+                code = server_close
+                reason = state.get("disconnect_reason") or close_reason(code)
+            else:
+                reason, code = ("error" if failed else "abnormal"), 1006
+            route = route_template(scope)
+            if accepted and metrics is not None:
+                metrics.websocket_closed(str(reason))
+            if access_log is not None:
+                if accepted:
+                    access_log.write(
+                        f"WebSocket {route} closed {code} ({reason})",
+                        {
+                            "route": route,
+                            "close_code": code,
+                            "reason": reason,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                            "client": _client(scope),
+                        },
+                    )
+                else:
+                    where = {"route": route, "client": _client(scope)}
+                    access_log.write(f"WebSocket {route} rejected", where)
+
+    async def _run_websocket(
+        self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
+    ) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            _bind_path_fields(scope, fields)
+            logger.error(
+                "Unhandled %s in WebSocket %s",
+                type(exc).__name__,
+                route_template(scope),
+                exc_info=exc,
+            )
+
+
+class ErrorEnvelopeMiddleware:
+    """Turns any exception a route lets escape into the 500 error envelope.
+
+    The exception and its traceback go to the log (``ERROR``, with the request id); the body
+    says only that something failed and which request id to look for, unless ``debug``.
+    """
+
+    def __init__(self, app: ASGIApp, *, debug: bool = False) -> None:
+        self.app = app
+        self.debug = debug
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        responded = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal responded
+            if message["type"] == "http.response.start":
+                responded = True
             await send(message)
 
         try:
-            # A WebSocket sends many messages and no HTTP response: its sends go straight through.
-            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
-        finally:
-            request_id_var.reset(token)
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            if responded:
+                # Too late for an envelope: the outer middleware logs it and ends the request.
+                raise
+            fields = log_fields_var.get()
+            if fields is not None:
+                _bind_path_fields(scope, fields)
+            logger.error(
+                "Unhandled %s in %s %s",
+                type(exc).__name__,
+                scope["method"],
+                route_template(scope),
+                exc_info=exc,
+            )
+            await send_error_envelope(send, exc, self.debug)

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api.errors import error_response
 from .config import Settings
+from .metrics import RateLimitScope
 
 logger = logging.getLogger(__name__)
 
@@ -242,17 +243,26 @@ class RateLimitMiddleware:
             if decision.allowed:
                 await self.app(scope, receive, _with_headers(send, decision.headers()))
             else:
+                _count_refusal(scope, "history" if is_history_path(path) else "api")
                 await _refuse(decision, scope, receive, send)
         elif kind == "websocket" and path.startswith("/ws/"):
             decision = await self.limiter.hit(self.limiter.client_address(scope))
             if decision.allowed:
                 await self.app(scope, receive, send)
-            elif "websocket.http.response" in scope.get("extensions", {}):
+                return
+            _count_refusal(scope, "websocket")
+            if "websocket.http.response" in scope.get("extensions", {}):
                 await _refuse(decision, scope, receive, send, prefix="websocket.")
             else:
                 await send({"type": "websocket.close", "code": 1008})
         else:
             await self.app(scope, receive, send)
+
+
+def _count_refusal(scope: Scope, limit: RateLimitScope) -> None:
+    metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
+    if metrics is not None:
+        metrics.rate_limited(limit)
 
 
 def _key(item: RateLimitItem, kind: str, client: str) -> str:

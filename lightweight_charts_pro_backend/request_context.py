@@ -1,11 +1,36 @@
-"""Per-request context shared by middleware, logging and error rendering."""
+"""Per-request context shared by middleware, logging and error rendering.
+
+The middleware opens a context for every HTTP request and WebSocket connection; anything running
+inside it (routes, services, tasks they create) can read the request id and add log fields::
+
+    bind_log_fields(chart_id="btc", user="alice")   # appears on every later log line of it
+"""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# One dict per request, mutated in place by ``bind_log_fields``: code that runs in a copied
+# context (threads, tasks) still shares it, so fields bound there reach the access line too.
+log_fields_var: ContextVar[dict[str, Any] | None] = ContextVar("log_fields", default=None)
 
 
 def current_request_id() -> str | None:
     return request_id_var.get()
+
+
+def current_log_fields() -> dict[str, Any] | None:
+    """The fields bound to the current request or connection (``request_id`` among them)."""
+    return log_fields_var.get()
+
+
+def bind_log_fields(**fields: Any) -> None:
+    """Add fields (``chart_id``, ``user``, ...) to every later log line of this request.
+
+    Outside a request this does nothing: there is no request to attach them to.
+    """
+    current = log_fields_var.get()
+    if current is not None:
+        current.update(fields)

@@ -11,6 +11,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 have_pg() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 
 have wrk /usr/bin/wrk || need+=(wrk)
+# The deployment guide's walkthrough (tests/test_deployment_guide.py) runs curl and openssl.
+have curl /usr/bin/curl || need+=(curl)
+have openssl /usr/bin/openssl || need+=(openssl)
 have redis-server /usr/bin/redis-server || need+=(redis-server)
 have_pg || need+=(postgresql)
 have mariadbd /usr/sbin/mariadbd || need+=(mariadb-server)

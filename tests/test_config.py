@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -64,3 +67,14 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_every_setting_is_in_env_example_and_the_deployment_guide() -> None:
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    example_names = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    guide = (root / "docs" / "deployment.md").read_text()
+    names = {name.upper() for name in Settings.model_fields}
+    assert names - example_names == set(), ".env.example misses these settings"
+    assert {n for n in names if f"`{n}`" not in guide} == set(), "the guide misses these"
+    assert example_names - names == set(), ".env.example names settings that do not exist"

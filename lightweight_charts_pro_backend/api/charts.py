@@ -22,6 +22,7 @@ from ..charts.memory import release_freed_memory
 from ..charts.service import ChartsService, Series, UpsertResult, check_id
 from ..config import Settings
 from ..errors import InvalidRequest
+from ..metrics import Metrics
 from . import render
 from .body import check_point_count, read_json_object
 from .deps import ChartReader, ChartsDep, ChartWriter, SettingsDep, authorize
@@ -312,14 +313,15 @@ _HISTORY_PARAMETERS = [
 )
 async def history(request: Request) -> Response:
     await authorize(request, READ)
+    state = request.app.state
     body = await history_chunk_json(
-        request.app.state.charts, request.path_params, request.query_params
+        state.charts, request.path_params, request.query_params, state.metrics
     )
     return Response(body, media_type=JSON)
 
 
 async def history_chunk_json(
-    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str]
+    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str], metrics: Metrics
 ) -> bytes:
     """The history chunk for the route's path and query parameters (shared with the lane)."""
     pane = path["pane_id"]
@@ -332,6 +334,7 @@ async def history_chunk_json(
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
+    metrics.history_served("rest", chunk.count)
     return render.history_json(series_id, chunk)
 
 
@@ -360,4 +363,5 @@ async def history_by_body(
         after_time=body.get("after_time"),
         count=count,
     )
+    request.app.state.metrics.history_served("rest", chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)

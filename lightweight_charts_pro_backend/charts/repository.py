@@ -178,6 +178,12 @@ class ChartsRepository:
                 series=[_series_record(r) for r in rows],
             )
 
+    async def chart_version(self, chart_id: str) -> int | None:
+        """The chart's committed version, None when it does not exist: one indexed read, for
+        checking a cached copy against the database."""
+        rows = await self._all(select(charts.c.version).where(charts.c.id == chart_id))
+        return int(rows[0][0]) if rows else None
+
     async def list_charts(self) -> list[ChartSummary]:
         counts = (
             select(func.count())
@@ -554,6 +560,14 @@ class ChartsRepository:
                 sql, names = self._pg_chunk_sql[(query, counted_from is not None)]
                 row = await driver.fetchrow(sql, *(params[name] for name in names))
                 joined, first, last, n, counted = row
+                body = b"[" + joined.encode() + b"]" if joined else b"[]"
+                return ChunkRows(body, first, last, int(n), int(counted or 0))
+            if self._dialect == "sqlite":
+                # likewise: one hop to aiosqlite's thread, no SQLAlchemy result processing
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                rows = await driver.execute_fetchall(statement.text, params)
+                joined, first, last, n, counted = rows[0]
                 body = b"[" + joined.encode() + b"]" if joined else b"[]"
                 return ChunkRows(body, first, last, int(n), int(counted or 0))
             row = (await conn.execute(statement, params)).one()

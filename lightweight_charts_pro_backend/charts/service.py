@@ -18,10 +18,13 @@ import asyncio
 import logging
 import re
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import orjson
 
 from ..errors import (
     ChartNotFound,
@@ -41,6 +44,7 @@ from .repository import (
     ChartSummary,
     SeriesRecord,
     Versioned,
+    encoded_from_rows,
 )
 from .store import Chunk, SeriesStore
 
@@ -190,8 +194,12 @@ class ChartsService:
         default_chunk_size: int = 500,
         chunk_size_threshold: int = 1000,
         clock: Callable[[], float] = time.time,
+        validate_reads: bool = False,
     ) -> None:
         self._bus = bus
+        # Other processes write the same database: check a cached chart's version before
+        # serving it (read-your-writes across workers and replicas).
+        self._validate = validate_reads and repository is not None
         self._repo = repository
         self._cache = SeriesCache(cache_bytes) if repository is not None else None
         self._charts: dict[str, Chart] = {}
@@ -242,9 +250,78 @@ class ChartsService:
         if chart is not None and self._repo is not None:
             chart.stale = True
 
+    def invalidate_all(self) -> None:
+        """Mark every chart in memory as possibly behind the database (changes were missed)."""
+        if self._repo is not None:
+            for chart in self._charts.values():
+                chart.stale = True
+
+    def observe(self, event: ChartEvent) -> None:
+        """Take note of a change committed by another process.
+
+        The next version's upsert of a series held in memory is applied to it; anything else
+        newer than the cached chart (a gap, another kind of change, a write of this process in
+        progress) marks the chart stale, reloaded from the database on next use, so nothing is
+        ever applied out of order.
+        """
+        chart = self._charts.get(event.chart_id)
+        if chart is None or self._repo is None:
+            return
+        if event.op != "chart_deleted" and event.version <= chart.version:
+            return  # already known: this process read or wrote it
+        if (
+            event.op == "upsert"
+            and event.version == chart.version + 1
+            and not chart.stale
+            and not chart.lock.locked()
+            and self._apply_remote_upsert(chart, event)
+        ):
+            return
+        chart.stale = True
+
+    def _apply_remote_upsert(self, chart: Chart, event: ChartEvent) -> bool:
+        """Apply another process's upsert to the series in memory; False when it cannot be
+        (series not loaded, or points that do not decode)."""
+        series = chart.series.get((event.pane_id or 0, event.series_id or ""))
+        if series is None or series.store is None or series.loading or event.data is None:
+            return False
+        try:
+            points = _decode_points(event.data)
+        except (ValueError, TypeError, KeyError):
+            return False
+        store = series.store
+        if len(points):
+            before = len(store)
+            appended = series.last_time is None or points.times[0] > series.last_time
+            store.upsert(points)
+            assert self._cache is not None
+            self._cache.resized(series)
+            if series.samples is not None:
+                if appended:
+                    series.samples.extend(points.times)
+                elif len(store) != before:
+                    series.samples = None  # positions after the first new time moved
+            series.count = len(store)
+            series.first_time = store.first_time
+            series.last_time = store.last_time
+        chart.version = event.version
+        chart.updated_at = self._clock()
+        return True
+
     def loaded_charts(self) -> int:
         """Charts currently held in memory."""
         return len(self._charts)
+
+    def memory_totals(self) -> tuple[int, int]:
+        """Charts and points currently held in memory (the ``charts`` and ``series_points``
+        gauges)."""
+        points = sum(
+            len(series.store)
+            for chart in self._charts.values()
+            for series in chart.series.values()
+            if series.store is not None
+        )
+        return len(self._charts), points
 
     async def get_chart_or_raise(self, chart_id: str) -> Chart:
         chart = self._charts.get(chart_id)
@@ -253,9 +330,22 @@ class ChartsService:
             if chart is None:
                 check_id(chart_id, "chartId")
                 raise ChartNotFound(chart_id)
+        elif self._validate and not chart.stale:
+            await self._check_version(chart)
         if chart.stale:
             await self._refresh_for_read(chart)
         return chart
+
+    async def _check_version(self, chart: Chart) -> None:
+        """Mark the chart stale when the database holds a newer version (another process wrote
+        it); a write of this process in flight is left to finish (its commit is ahead)."""
+        assert self._repo is not None
+        try:
+            version = await self._repo.chart_version(chart.chart_id)
+        except DatabaseUnavailable:
+            return  # served from memory, as when a reload fails
+        if (version is None or version > chart.version) and chart.generation % 2 == 0:
+            chart.stale = True
 
     async def _open(self, chart_id: str, *, create: bool) -> tuple[Chart | None, bool]:
         """The chart from memory, else from the database; created when missing and asked to."""
@@ -585,7 +675,7 @@ class ChartsService:
         ``after_time``; with neither, the newest points."""
         count = self.default_chunk_size if count is None else check_count(count)
         chart = self._charts.get(chart_id)
-        if chart is None or chart.stale:
+        if chart is None or chart.stale or self._validate:
             chart = await self.get_chart_or_raise(chart_id)
         series = chart.get_series_or_raise(pane_id, series_id)
         if before_time is not None and after_time is not None:
@@ -779,6 +869,14 @@ def _chart_from(record: ChartRecord) -> Chart:
             key=s.key,
         )
     return chart
+
+
+def _decode_points(data: bytes) -> EncodedPoints:
+    """The points of an upsert event as the store holds them (``data`` is their JSON array as
+    the writing process encoded it, with normalized times)."""
+    values = orjson.loads(data)
+    times = array("q", (int(point["time"]) for point in values))
+    return encoded_from_rows(times, [orjson.dumps(point).decode() for point in values])
 
 
 def _query_time(value: object, name: str) -> int:

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Final
 
 from ..charts.events import ChartEvent
 from .bus import EventBus, Unsubscribe
-from .protocol import Message, event_message, ping_message
+from .protocol import Message, event_message, frame_message, ping_message
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 CLOSE_IDLE: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_SLOW_CONSUMER: Final = 1008
+#: The frames of versions ``since + 1 .. upto`` of a chart from a store shared by processes,
+#: or None when it does not hold them all (``RedisEventBus.recent``).
+RecentEvents = Callable[[str, int, int], Awaitable[list[str] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ class HubLimits:
     resume_window_seconds: float = 60.0
     ping_interval_seconds: float = 30.0
     timeout_seconds: float = 300.0
+    #: How long an event that arrived ahead of its predecessor (from another process, through
+    #: a shared bus) waits for it before the chart's sockets are told to resync.
+    gap_wait_seconds: float = 2.0
 
 
 class Outbox:
@@ -142,17 +148,24 @@ class ChartChannel:
         "chart_id",
         "connections",
         "epoch",
+        "gap",
         "history",
         "history_bytes",
         "linger",
+        "pending",
         "unsubscribe",
         "version",
     )
 
     def __init__(self, chart_id: str, version: int) -> None:
         self.chart_id = chart_id
-        #: The version of the latest event fanned out (the chart's version when it was created).
+        #: The version of the latest event fanned out (the chart's version when it was created);
+        #: -1 after the bus lost events: the next one is taken as it comes.
         self.version = version
+        #: Events that arrived ahead of their predecessor, by version, and the timer that stops
+        #: waiting for it.
+        self.pending: dict[int, ChartEvent] = {}
+        self.gap: asyncio.TimerHandle | None = None
         self.connections: dict[Connection, None] = {}
         # Entries have consecutive versions, so a range is held when both of its ends are.
         self.history: deque[tuple[int, Message]] = deque()
@@ -175,9 +188,12 @@ class Hub:
         await hub.close()  # every socket is asked to close with 1001
     """
 
-    def __init__(self, bus: EventBus, limits: HubLimits) -> None:
+    def __init__(
+        self, bus: EventBus, limits: HubLimits, *, recent: RecentEvents | None = None
+    ) -> None:
         self._bus = bus
         self.limits = limits
+        self._recent = recent
         self._channels: dict[str, ChartChannel] = {}
         self._liveness: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Future[None]] = set()
@@ -236,14 +252,82 @@ class Hub:
         del self._channels[channel.chart_id]
         if channel.linger is not None:
             channel.linger.cancel()
+        if channel.gap is not None:
+            channel.gap.cancel()
         if channel.unsubscribe is not None:
             channel.unsubscribe()
 
     def _fan_out(self, channel: ChartChannel, event: ChartEvent) -> None:
+        """Send each event once, in version order: events from other processes can arrive
+        late, twice (already in a snapshot) or ahead of their predecessor."""
+        if event.op != "chart_deleted" and channel.version >= 0:
+            if event.version <= channel.version:
+                return
+            if event.version > channel.version + 1:
+                channel.pending[event.version] = event
+                if len(channel.pending) > max(self.limits.resume_events, 100):
+                    self._give_up(channel)  # waiting longer would only hold more memory
+                elif channel.gap is None:
+                    loop = asyncio.get_running_loop()
+                    channel.gap = loop.call_later(
+                        self.limits.gap_wait_seconds, self._give_up, channel
+                    )
+                return
+        pending = channel.pending
+        if event.op == "chart_deleted":
+            pending.clear()
+        self._send_event(channel, event)
+        while pending and channel.version >= 0:
+            following = pending.pop(channel.version + 1, None)
+            if following is None:
+                break
+            self._send_event(channel, following)
+        if not pending and channel.gap is not None:
+            channel.gap.cancel()
+            channel.gap = None
+
+    def _send_event(self, channel: ChartChannel, event: ChartEvent) -> None:
         message = event_message(event)
+        version, epoch = event.version, channel.epoch
+        for conn in tuple(channel.connections):
+            # a socket that joined after this change got it in its snapshot
+            if conn.baseline < version or conn.epoch != epoch or event.op == "chart_deleted":
+                conn.send(message)
+        self._remember(channel, event, message)
+
+    def _give_up(self, channel: ChartChannel) -> None:
+        """The missing event never came: skip to the newest one held and have every socket of
+        the chart refetch it."""
+        if channel.gap is not None:
+            channel.gap.cancel()
+            channel.gap = None
+        if not channel.pending:
+            return
+        version = max(channel.pending)
+        channel.pending.clear()
+        self._resync(channel, version, "updates were lost between servers; fetch the chart")
+
+    def resync_all(self) -> None:
+        """Events may have been lost (the shared bus was down): every socket is told to refetch
+        its chart, and the next event of each chart is taken as it comes."""
+        for channel in tuple(self._channels.values()):
+            channel.pending.clear()
+            if channel.gap is not None:
+                channel.gap.cancel()
+                channel.gap = None
+            self._resync(channel, -1, "the event bus was interrupted; fetch the chart")
+
+    def _resync(self, channel: ChartChannel, version: int, reason: str) -> None:
+        channel.version = version
+        channel.history.clear()
+        channel.history_bytes = 0
+        fields: dict[str, object] = {"type": "resync_required", "chartId": channel.chart_id}
+        if version >= 0:
+            fields["version"] = version
+        fields["reason"] = reason
+        message = frame_message(fields)
         for conn in tuple(channel.connections):
             conn.send(message)
-        self._remember(channel, event, message)
 
     def _remember(self, channel: ChartChannel, event: ChartEvent, message: Message) -> None:
         history = channel.history
@@ -283,6 +367,24 @@ class Hub:
         if not history or history[0][0] > since + 1 or history[-1][0] != channel.version:
             return None
         return [message for _, message in islice(history, since + 1 - history[0][0], None)]
+
+    async def recall(self, conn: Connection, since: int) -> list[Message] | None:
+        """``missed``, completed from the store shared by processes when this process does not
+        hold the events (the client was connected to another worker)."""
+        local = self.missed(conn, since)
+        if local is not None or self._recent is None:
+            return local
+        for _ in range(3):
+            channel = self._channels.get(conn.chart_id)
+            if channel is None or channel.epoch != conn.epoch or not 0 <= since <= channel.version:
+                return None
+            upto = channel.version
+            frames = await self._recent(conn.chart_id, since, upto)
+            if frames is None:
+                return None
+            if self._channels.get(conn.chart_id) is channel and channel.version == upto:
+                return [{"type": "websocket.send", "text": frame} for frame in frames]
+        return None
 
     def track(self, handler: asyncio.Future[None]) -> None:
         """Count a socket handler as running until it completes (``close`` waits for them)."""

@@ -24,8 +24,9 @@ from ..api import render
 from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
 from ..charts.service import ChartsService, check_id, check_pane
 from ..errors import ChartNotFound, ChartsError, InvalidRequest, RateLimited
+from ..metrics import Metrics, close_reason
 from ..ratelimit import RateLimiter
-from .hub import CLOSE_GOING_AWAY, Connection, Hub
+from .hub import CLOSE_GOING_AWAY, CLOSE_IDLE, Connection, Hub
 from .protocol import (
     decode_frame,
     error_message,
@@ -44,6 +45,7 @@ PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
+TOKEN_EXPIRED: Final = "The token has expired."
 _MAX_REASON_BYTES: Final = 123
 
 
@@ -56,6 +58,9 @@ class ChartSocketApp:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI records the matched route for its own route classes only; the access log and
+        # the metrics name the socket by this one's template.
+        scope["route"] = ROUTE
         websocket = WebSocket(scope, receive, send)
         state = websocket.app.state
         hub: Hub = state.hub
@@ -71,11 +76,13 @@ class ChartSocketApp:
         conn = hub.join(chart_id, await chart_version(state.charts, chart_id))
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
+        session.metrics = state.metrics
         await session.run(principal)
 
 
 router = APIRouter()
-router.routes.append(WebSocketRoute(PATH, ChartSocketApp(), name="chart_socket"))
+ROUTE: Final = WebSocketRoute(PATH, ChartSocketApp(), name="chart_socket")
+router.routes.append(ROUTE)
 
 
 async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> Principal | None:
@@ -104,6 +111,16 @@ async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> Principa
         await close_socket(websocket, CLOSE_POLICY_VIOLATION, "invalid chartId")
         return None
     return grant.principal
+
+
+def _disconnect_reason(code: int, reason: str) -> str:
+    if reason.startswith("slow consumer"):
+        return "slow_consumer"
+    if code == CLOSE_IDLE:
+        return "idle_timeout"
+    if reason == TOKEN_EXPIRED:
+        return "token_expired"
+    return close_reason(code)
 
 
 async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
@@ -151,6 +168,7 @@ class ChartSession:
         self.max_message_bytes = max_message_bytes
         self.conn = conn
         self.limiter: RateLimiter | None = None
+        self.metrics = Metrics(enabled=False)
 
     async def run(self, principal: Principal = ANONYMOUS) -> None:
         """Serve the socket until it ends; a token's expiry ends it with 1008."""
@@ -160,7 +178,7 @@ class ChartSession:
             None
             if left is None
             else asyncio.get_running_loop().call_later(
-                max(left, 0.0), conn.close, CLOSE_POLICY_VIOLATION, "The token has expired."
+                max(left, 0.0), conn.close, CLOSE_POLICY_VIOLATION, TOKEN_EXPIRED
             )
         )
         conn.send(
@@ -194,6 +212,8 @@ class ChartSession:
                 )
         if conn.close_request is not None:
             code, reason = conn.close_request
+            # The label of websocket_disconnects_total (the middleware counts the close).
+            self.websocket.state.disconnect_reason = _disconnect_reason(code, reason)
             if code != CLOSE_GOING_AWAY:
                 logger.info("closing a socket of chart %s: %s (%d)", self.chart_id, reason, code)
             await close_socket(self.websocket, code, reason)
@@ -241,6 +261,7 @@ class ChartSession:
             limiter = self.limiter
             decision = await limiter.hit_history(limiter.client_address(self.websocket.scope))
             if not decision.allowed:
+                self.metrics.rate_limited("history")
                 raise RateLimited(decision.message("history requests"), decision.retry_after)
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields.get("series_id"))
@@ -259,6 +280,7 @@ class ChartSession:
         }
         if request_id is not None:
             head["requestId"] = request_id
+        self.metrics.history_served("websocket", chunk.count)
         self.conn.send(text_message(render.history_json(series_id, chunk, head)))
 
     async def _get_initial_data(self, fields: dict[str, Any], request_id: object) -> None:
@@ -290,7 +312,7 @@ class ChartSession:
         head: dict[str, object] = {"chartId": self.chart_id, "sinceVersion": since}
         if request_id is not None:
             head["requestId"] = request_id
-        missed = self.hub.missed(conn, since)
+        missed = await self.hub.recall(conn, since)
         if missed is None or len(missed) >= conn.outbox.free:
             head["version"] = await chart_version(self.charts, self.chart_id)
             head["reason"] = "the updates after that version cannot be replayed; fetch the chart"

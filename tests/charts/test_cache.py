@@ -124,3 +124,40 @@ async def test_a_ttl_of_zero_keeps_charts_forever() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [c.chart_id for c in await service.charts()] == ["kept"]
+
+
+async def test_only_the_process_that_wins_the_claim_expires_charts() -> None:
+    service = ChartsService(InProcessEventBus())
+    await service.create_chart("brief")
+    claims: list[float] = []
+    present: list[list[str]] = []
+    won = asyncio.Event()
+
+    async def claim(seconds: float) -> bool:
+        claims.append(seconds)
+        if len(claims) < 3:
+            # another worker holds the lock for these passes; the refused ones removed nothing
+            present.append([c.chart_id for c in await service.charts()])
+            return False
+        won.set()
+        return True
+
+    task = asyncio.create_task(
+        run_maintenance(
+            service, ttl_seconds=0.01, interval_seconds=0.02, flush_seconds=0.02, claim=claim
+        )
+    )
+    try:
+        async with asyncio.timeout(5):
+            await won.wait()
+            for _ in range(100):  # bounded: the pass that won runs right after its claim
+                if not await service.charts():
+                    break
+                await asyncio.sleep(0.01)
+        assert await service.charts() == []
+        assert len(claims) >= 3
+        assert present == [["brief"], ["brief"]]
+        assert all(0 < seconds < 0.02 for seconds in claims)  # held for less than an interval
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -21,6 +21,7 @@ from sqlalchemy import event, text
 
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.charts.events import ChartEvent
+from lightweight_charts_pro_backend.charts.maintenance import DatabaseClaim
 from lightweight_charts_pro_backend.charts.repository import ChartsRepository
 from lightweight_charts_pro_backend.charts.service import ChartsService
 from lightweight_charts_pro_backend.charts.store import SeriesStore
@@ -54,11 +55,16 @@ async def serve(
 
 
 @asynccontextmanager
-async def service_on(url: str, cache_bytes: int = 256 << 20) -> AsyncIterator[ChartsService]:
+async def service_on(
+    url: str, cache_bytes: int = 256 << 20, validate_reads: bool = False
+) -> AsyncIterator[ChartsService]:
     database = Database.from_settings(persistent_settings(url))
     await database.create_tables()
     service = ChartsService(
-        InProcessEventBus(), repository=ChartsRepository(database), cache_bytes=cache_bytes
+        InProcessEventBus(),
+        repository=ChartsRepository(database),
+        cache_bytes=cache_bytes,
+        validate_reads=validate_reads,
     )
     try:
         yield service
@@ -531,3 +537,66 @@ async def test_a_write_from_another_process_is_noticed_at_the_next_write(
         second.invalidate("shared")
         assert (await second.history("shared", 0, "s")).total == 3
         assert (await second.get_chart_or_raise("shared")).version == 4
+
+
+async def test_changes_of_another_process_apply_in_order_or_invalidate(
+    database_url: str,
+) -> None:
+    async with (
+        service_on(database_url) as first,
+        service_on(database_url, validate_reads=True) as second,
+    ):
+        heard: list[ChartEvent] = []
+        first._bus.subscribe("shared", heard.append)
+        points = [{"time": t, "value": t / 2} for t in range(0, 600, 60)]
+        await first.replace_series("shared", 0, "s", "line", points)
+        await second.get_series("shared", 0, "s")
+        await second.wait_loaded()
+        chart = await second.get_chart_or_raise("shared")
+        store = chart.series[(0, "s")].store
+        assert store is not None and chart.version == 1
+
+        # the next versions, in order: applied to the series in memory, nothing reloaded
+        await first.upsert_points("shared", 0, "s", [{"time": "1970-01-01T00:10:00Z", "value": 9}])
+        await first.upsert_points("shared", 0, "s", [{"time": 30, "value": 0.25}])
+        for event in heard[1:]:
+            second.observe(event)
+        assert not chart.stale and chart.version == 3
+        assert chart.series[(0, "s")].store is store
+        expected = await first.history("shared", 0, "s", count=100)
+        got = await second.history("shared", 0, "s", count=100)
+        assert got.data == expected.data and got.total == expected.total == 12
+        before = await second.history("shared", 0, "s", before_time=60, count=5)
+        assert orjson.loads(before.data) == [{"time": 0, "value": 0.0}, {"time": 30, "value": 0.25}]
+        assert (before.start, before.end) == (0, 2)
+        assert chart.series[(0, "s")].store is store  # checked against the database, kept
+
+        # a gap (version 5 before 4) is not applied: the chart is reloaded, as the database has it
+        await first.upsert_points("shared", 0, "s", [{"time": 700, "value": 1}])
+        await first.upsert_points("shared", 0, "s", [{"time": 760, "value": 2}])
+        second.observe(heard[-1])
+        assert chart.stale
+        got = await second.history("shared", 0, "s", count=100)
+        assert got.total == 14 and orjson.loads(got.data)[-1] == {"time": 760, "value": 2}
+        second.observe(heard[-2])  # the late one changes nothing any more
+        assert (await second.get_chart_or_raise("shared")).version == 5
+
+
+async def test_one_process_at_a_time_holds_the_cleanup_lock(database_url: str) -> None:
+    databases = [Database.from_settings(persistent_settings(database_url)) for _ in range(2)]
+    first, second = (DatabaseClaim(database) for database in databases)
+    try:
+        assert await first(60.0)
+        if databases[0].dialect == "sqlite":
+            assert await second(60.0)  # no locks to share: every process runs the pass
+            return
+        assert not await second(60.0)
+        assert await first(60.0)  # still the holder
+        await first.close()  # a worker that exits hands the pass over
+        assert await second(60.0)
+        assert not await first(60.0)
+    finally:
+        await first.close()
+        await second.close()
+        for database in databases:
+            await database.close()

@@ -149,3 +149,54 @@ async def test_silent_sockets_are_closed_and_others_pinged(bus: InProcessEventBu
     await hub.close(grace_seconds=0.1)
     assert lively.close_request == (1001, "server shutting down")
     assert hub.closed and bus.listener_count("c") == 0
+
+
+async def test_events_are_sent_in_version_order_whatever_order_they_arrive_in(
+    bus: InProcessEventBus,
+) -> None:
+    hub = make_hub(bus)
+    early, late = hub.join("c", 0), hub.join("c", 0)
+    await bus.publish(upsert(1))
+    for version in (3, 4, 2, 2, 1):  # ahead, ahead, the missing one, then duplicates
+        await bus.publish(upsert(version))
+    assert [m["version"] for m in drain(early)] == [1, 2, 3, 4]
+    joined = hub.join("c", 6)  # its snapshot already holds versions 5 and 6
+    for version in (5, 6, 7):
+        await bus.publish(upsert(version))
+    assert [m["version"] for m in drain(joined)] == [7]
+    assert [m["version"] for m in drain(late)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [m["type"] for m in hub.missed(early, 4) or []] == ["websocket.send"] * 3
+
+
+async def test_a_gap_that_never_fills_asks_every_socket_to_resync(
+    bus: InProcessEventBus,
+) -> None:
+    hub = make_hub(bus, gap_wait_seconds=0.05)
+    conn = hub.join("c", 0)
+    await bus.publish(upsert(1))
+    await bus.publish(upsert(3))
+    assert [m["version"] for m in drain(conn)] == [1]
+    await asyncio.sleep(0.2)
+    assert drain(conn) == [
+        {
+            "type": "resync_required",
+            "chartId": "c",
+            "version": 3,
+            "reason": "updates were lost between servers; fetch the chart",
+        }
+    ]
+    assert hub.missed(conn, 1) is None  # the history has a hole: refetch
+    await bus.publish(upsert(4))
+    assert [m["version"] for m in drain(conn)] == [4]
+
+
+async def test_after_the_bus_was_interrupted_every_socket_resyncs(
+    bus: InProcessEventBus,
+) -> None:
+    hub = make_hub(bus)
+    conns = [hub.join("c", 0), hub.join("d", 0)]
+    await bus.publish(upsert(1))
+    hub.resync_all()
+    await bus.publish(upsert(9))  # whatever comes next is taken as it comes
+    assert [m["type"] for m in drain(conns[0])] == ["data_update", "resync_required", "data_update"]
+    assert [m["type"] for m in drain(conns[1])] == ["resync_required"]

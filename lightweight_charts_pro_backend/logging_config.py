@@ -1,0 +1,299 @@
+"""Log lines: one JSON object per line in production, readable text in development.
+
+Every line carries ``timestamp`` (ISO-8601 UTC with offset), ``level``, ``logger``, ``message``
+and ``pid``, plus ``request_id``, ``chart_id``, ``user`` and ``connection_id`` when it is written
+inside a request or WebSocket connection that knows them, plus the ``extra`` the caller passed.
+uvicorn's and gunicorn's own loggers are routed through the same handler, so a deployment ships
+one format. Example line::
+
+    {"timestamp": "2025-01-15T10:30:00.123456+00:00", "level": "INFO", "logger":
+     "lightweight_charts_pro_backend.access", "message": "GET /api/charts/chart1 200 0.31ms",
+     "request_id": "a1b2c3d4", "chart_id": "chart1", "method": "GET", "status": 200, ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from .config import Settings
+from .request_context import log_fields_var
+
+ACCESS_LOGGER = "lightweight_charts_pro_backend.access"
+#: The servers' loggers, sent to the root handler so they share the service's format.
+SERVER_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+)
+# Attributes every LogRecord has; anything else on a record is an extra worth writing out.
+# uvicorn adds an ANSI-coloured copy of each message, noise in JSON.
+_RECORD_ATTRIBUTES = frozenset(
+    [*RESERVED_ATTRS, "message", "asctime", "taskName", "color_message", "context"]
+)
+# Fields the text format shows in brackets, in this order, when a line has them.
+_CONTEXT_FIELDS = ("request_id", "connection_id", "chart_id", "user")
+
+
+class ContextFilter(logging.Filter):
+    """Copies the fields bound to the current request onto each record (explicit extras win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = log_fields_var.get()
+        if fields:
+            attributes = record.__dict__
+            for key, value in fields.items():
+                attributes.setdefault(key, value)
+        return True
+
+
+class JsonFormatter(OrjsonFormatter):
+    """One JSON object per record: timestamp, level, logger, message, pid, then the extras.
+
+    Fields are gathered here rather than by the library's generic merge, which costs more than
+    the rest of an access line together; serialization (orjson), exception and stack rendering
+    stay the library's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, UTC)
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        # Several workers write to one stream; the pid tells their lines apart.
+        log_data["pid"] = record.process
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key[0] != "_":
+                log_data[key] = value
+        log_data.update(message_dict)
+
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
+        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
+        data = {
+            "timestamp": datetime.fromtimestamp(created, UTC),
+            "level": "INFO",
+            "logger": logger,
+            "message": message,
+            "pid": os.getpid(),
+        }
+        data.update(fields)
+        return orjson.dumps(data, default=self.json_default)
+
+
+class TextFormatter(logging.Formatter):
+    """``2025-01-15T10:30:00.123+00:00 INFO    logger [request_id=...] message``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-8s %(name)s%(context)s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.context = _context(record.__dict__)
+        return super().format(record)
+
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
+        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
+        stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        return f"{stamp} INFO     {logger}{_context(fields)} {message}".encode()
+
+
+def _context(attributes: dict[str, Any]) -> str:
+    parts = [f"{key}={attributes[key]}" for key in _CONTEXT_FIELDS if key in attributes]
+    return f" [{' '.join(parts)}]" if parts else ""
+
+
+class LogHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stdout`` is at the time of each record.
+
+    Looking the stream up late keeps working when stdout is replaced after configuration (test
+    capture, a supervisor's redirection); the class also marks the handler as ours, so that
+    configuring again replaces it instead of stacking a second one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        return None
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def configure_logging(settings: Settings, *, access_log: bool = False) -> None:
+    """Route every log line of the process through one handler in ``settings``' format.
+
+    ``access_log``: the service writes its own access line per request (with route template,
+    request id and duration), so uvicorn's shorter access line is switched off to avoid two
+    lines per request; without it, uvicorn's line is kept unless uvicorn was started with
+    ``--no-access-log``. Safe to call again (a later call replaces the handler of an earlier
+    one).
+    """
+    # Neither format shows thread or process names; not collecting them makes every record
+    # cheaper (the access line is written once per request).
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    handler = LogHandler()
+    handler.setFormatter(make_formatter(settings.resolved_log_format))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        if name == "uvicorn.access" and (access_log or _switched_off(server_logger)):
+            # uvicorn writes access lines only while this logger has somewhere to send them:
+            # no handler and no propagation is its own ``--no-access-log``.
+            server_logger.handlers.clear()
+            server_logger.propagate = False
+            continue
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+        server_logger.setLevel(logging.NOTSET)
+
+
+def _switched_off(logger: logging.Logger) -> bool:
+    return not logger.handlers and not logger.propagate
+
+
+def log_config_dict(settings: Settings) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document with the same handler and format.
+
+    For the server processes that log before the app exists: gunicorn's master
+    (``logconfig_dict`` in ``gunicorn.conf.py``) and uvicorn's supervisor (``--log-config``).
+    """
+    level = settings.log_level
+    server = {"level": level, "handlers": ["default"], "propagate": False}
+    formatter = {"()": f"{__name__}.make_formatter", "log_format": settings.resolved_log_format}
+    handler = {"()": f"{__name__}.LogHandler", "formatter": "default", "filters": ["context"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": f"{__name__}.ContextFilter"}},
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": {name: dict(server) for name in SERVER_LOGGERS},
+    }
+
+
+class AccessLog:
+    """Access lines written in batches, as nginx's ``access_log ... buffer= flush=`` does.
+
+    One line per request is the most frequent thing the service logs; built one ``LogRecord``
+    at a time (record, filters, formatter, handler lock, one write and flush each) it costs more
+    than serving a history chunk. Here a line is queued as a dict and the queue is rendered by
+    the formatter of the process's handler and written with one call when it holds
+    ``max_lines`` lines or its oldest line is ``max_delay`` seconds old; ``flush`` empties it
+    (the app does at shutdown). Timestamps are those of the requests.
+
+    When the access logger does not end at the service's handler alone (tests capturing logs,
+    a custom logging configuration), the queued lines go through ``logging`` as normal records
+    when the queue is flushed.
+    """
+
+    def __init__(self, *, max_lines: int = 64, max_delay: float = 0.1) -> None:
+        self.max_lines = max_lines
+        self.max_delay = max_delay
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+        self._pending: list[tuple[float, str, dict[str, Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def write(self, message: str, fields: dict[str, Any]) -> None:
+        """Queue one INFO line; ``fields`` are its extras (the request's context fields are
+        added here, explicit fields win)."""
+        context = log_fields_var.get()
+        if context:
+            fields = {**context, **fields}
+        self._pending.append((time.time(), message, fields))
+        if len(self._pending) >= self.max_lines:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+            else:
+                self._timer = loop.call_later(self.max_delay, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        handler = _sole_handler(self.logger)
+        if handler is None:
+            for created, message, fields in pending:
+                record = self.logger.makeRecord(
+                    self.logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields
+                )
+                record.created = created
+                self.logger.handle(record)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter | TextFormatter)
+        name = self.logger.name
+        text = b"\n".join(
+            formatter.line(created, name, message, fields) for created, message, fields in pending
+        )
+        handler.acquire()
+        try:
+            handler.stream.write(text.decode() + "\n")
+            handler.stream.flush()
+        finally:
+            handler.release()
+
+
+def _sole_handler(logger: logging.Logger) -> LogHandler | None:
+    """The service's handler when it is the only place ``logger``'s records go, else None."""
+    if logger.handlers or logger.filters or not logger.propagate:
+        return None
+    node: Any = logger.parent
+    while node.parent is not None:
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    if len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if isinstance(handler, LogHandler) and isinstance(
+        handler.formatter, JsonFormatter | TextFormatter
+    ):
+        return handler
+    return None

@@ -1,0 +1,273 @@
+"""The Redis event bus: every process of every replica hears every committed change.
+
+A change is delivered to the publishing process's own listeners at once (no round trip, and its
+own sockets keep updating while Redis is down), then published on one Redis channel; each other
+process receives it there and fans it out to its own listeners. Messages from the process itself
+are recognized by their origin id and skipped, so every process delivers each change once.
+
+Each chart's recent ``data_update`` frames also go to a capped Redis stream, so a socket that
+reconnects to another worker can ``resume`` from it (:meth:`RedisEventBus.recent`).
+
+Redis going away does not stop the service: publishing is skipped while the subscriber is
+disconnected, the subscriber reconnects with exponential backoff, and once it is back every
+``on_reset`` callback runs, because changes made meanwhile were not heard (caches are stale,
+sockets must resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..charts.events import ChartEvent
+from .bus import InProcessEventBus, Listener
+from .protocol import event_message
+
+logger = logging.getLogger(__name__)
+
+CHANNEL: Final = "lwc:events"
+STREAM_PREFIX: Final = "lwc:recent:"
+BACKOFF_FIRST_SECONDS: Final = 0.1
+BACKOFF_MAX_SECONDS: Final = 5.0
+_WARN_EVERY_SECONDS: Final = 30.0
+
+ResetCallback = Callable[[], None]
+
+
+def encode_event(event: ChartEvent, origin: str) -> bytes:
+    """One line of JSON fields, then the upsert's points as they were encoded (not re-encoded)."""
+    head: dict[str, Any] = {"o": origin, "c": event.chart_id, "v": event.version, "op": event.op}
+    if event.series_id is not None:
+        head["p"] = event.pane_id
+        head["s"] = event.series_id
+        head["n"] = event.count
+    if event.options is not None:
+        head["opt"] = event.options
+    # orjson never writes a raw newline, so the first one ends the header.
+    return orjson.dumps(head) + b"\n" + (event.data or b"")
+
+
+def decode_event(payload: bytes) -> tuple[str, ChartEvent]:
+    """The origin and the event of a payload written by :func:`encode_event`."""
+    line, _, data = payload.partition(b"\n")
+    head = orjson.loads(line)
+    event = ChartEvent(
+        chart_id=head["c"],
+        version=head["v"],
+        op=head["op"],
+        pane_id=head.get("p"),
+        series_id=head.get("s"),
+        count=head.get("n", 0),
+        data=data if head["op"] == "upsert" else None,
+        options=head.get("opt"),
+    )
+    return head["o"], event
+
+
+class RedisEventBus(InProcessEventBus):
+    """Listeners of this process, fed by this process's changes and by Redis pub/sub.
+
+    ``recent_events`` caps each chart's stream (0: no stream, ``recent`` always misses);
+    ``recent_seconds`` is how long a stream outlives its chart's last change.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        recent_events: int = 500,
+        recent_max_bytes: int = 16 * 2**20,
+        recent_seconds: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._redis: Redis = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            client_name=f"charts-bus-{os.getpid()}",
+        )
+        self._recent_events = recent_events
+        self._recent_max_bytes = recent_max_bytes
+        self._recent_ms = max(1, int(recent_seconds * 1000))
+        self._remote: list[Listener] = []
+        self._resets: list[ResetCallback] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.connected = False
+        self._lost = False
+        self._warned_at = 0.0
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    def on_remote(self, listener: Listener) -> None:
+        """Call ``listener`` with every change made by another process (any chart)."""
+        self._remote.append(listener)
+
+    def on_reset(self, callback: ResetCallback) -> None:
+        """Call ``callback`` when the subscription comes back after a loss (changes were missed)."""
+        self._resets.append(callback)
+
+    async def start(self, wait_seconds: float = 5.0) -> None:
+        """Start the subscriber; waits up to ``wait_seconds`` for it (Redis down: it keeps
+        retrying in the background and the service starts anyway)."""
+        self._reader = asyncio.create_task(self._read(), name="redis-event-bus")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
+        if not self.connected:
+            logger.warning("Redis is not reachable yet; live updates stay in this process")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await super().close()
+        await self._redis.aclose()
+
+    async def ping(self) -> dict[str, Any]:
+        """Readiness: Redis answers and the subscriber is connected; raises otherwise."""
+        await self._redis.ping()
+        if not self.connected:
+            raise ConnectionError("the event subscriber is reconnecting")
+        return {"subscribed": True}
+
+    async def publish(self, event: ChartEvent) -> None:
+        await super().publish(event)
+        if not self.connected:
+            self._lost = True  # peers miss this one: they resync when the bus is back
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.publish(CHANNEL, encode_event(event, self.origin))
+                self._remember(pipe, event)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._lost = True
+            self._warn(f"could not publish chart {event.chart_id} v{event.version}: {exc}")
+
+    def _remember(self, pipe: Any, event: ChartEvent) -> None:
+        key = STREAM_PREFIX + event.chart_id
+        if event.op == "chart_deleted":
+            pipe.delete(key)
+            return
+        if self._recent_events <= 0:
+            return
+        text = event_message(event)["text"]
+        if len(text) > self._recent_max_bytes:
+            # too big to keep: a resume across it must refetch, so the stream starts over
+            pipe.delete(key)
+            return
+        pipe.xadd(key, {"v": event.version, "m": text}, maxlen=self._recent_events)
+        pipe.pexpire(key, self._recent_ms)
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        """Take the lock ``name`` for ``seconds`` unless another process holds it (SET NX PX);
+        False when Redis cannot be reached, so that a task guarded by it waits for Redis."""
+        try:
+            taken = await self._redis.set(
+                f"lwc:lock:{name}", self.origin, nx=True, px=max(1, int(seconds * 1000))
+            )
+        except (RedisError, OSError) as exc:
+            self._warn(f"could not take the lock {name}: {exc}")
+            return False
+        return bool(taken)
+
+    async def recent(self, chart_id: str, since: int, upto: int) -> list[str] | None:
+        """The frames of versions ``since + 1 .. upto`` of the chart, in order; None when the
+        stream no longer holds all of them (or Redis cannot say)."""
+        if upto <= since:
+            return []
+        try:
+            entries = await self._redis.xrevrange(
+                STREAM_PREFIX + chart_id, count=self._recent_events
+            )
+        except (RedisError, OSError) as exc:
+            self._warn(f"could not read the recent events of chart {chart_id}: {exc}")
+            return None
+        frames: dict[int, str] = {}
+        for _, fields in entries or ():
+            if not fields:
+                continue
+            version = int(fields[b"v"])
+            if since < version <= upto:
+                text = fields[b"m"]
+                frames[version] = text.decode() if isinstance(text, bytes) else text
+        if len(frames) != upto - since:
+            return None
+        return [frames[v] for v in range(since + 1, upto + 1)]
+
+    async def _read(self) -> None:
+        backoff = BACKOFF_FIRST_SECONDS
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self.connected = True
+                self._subscribed.set()
+                backoff = BACKOFF_FIRST_SECONDS
+                if self._lost:
+                    self._lost = False
+                    logger.warning("Redis event bus is back; resynchronizing")
+                    self._reset()
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.connected:
+                    logger.warning("Redis event bus lost: %s; reconnecting", exc)
+                self.connected = False
+                self._lost = True
+                self._subscribed.set()  # start() stops waiting: the service runs without it
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _deliver(self, payload: bytes) -> None:
+        try:
+            origin, event = decode_event(payload)
+        except Exception:
+            logger.exception("ignoring an event the bus cannot read")
+            return
+        if origin == self.origin:
+            return
+        for listener in self._remote:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("remote event listener failed for chart %s", event.chart_id)
+        for listener in tuple(self._listeners.get(event.chart_id, ())):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener failed for chart %s", event.chart_id)
+
+    def _reset(self) -> None:
+        for callback in self._resets:
+            try:
+                callback()
+            except Exception:
+                logger.exception("event bus reset callback failed")
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_SECONDS:
+            self._warned_at = now
+            logger.warning("%s", message)

@@ -1,0 +1,148 @@
+"""Log formats, context fields and the logging configuration of the process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from lightweight_charts_pro_backend.config import Settings
+from lightweight_charts_pro_backend.logging_config import (
+    SERVER_LOGGERS,
+    ContextFilter,
+    JsonFormatter,
+    LogHandler,
+    TextFormatter,
+    configure_logging,
+    log_config_dict,
+)
+from lightweight_charts_pro_backend.request_context import bind_log_fields, log_fields_var
+
+
+def record(message: str = "Chart created", **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord(
+        "lightweight_charts_pro_backend.api", logging.INFO, __file__, 1, message, (), None
+    )
+    rec.__dict__.update(extra)
+    return rec
+
+
+@pytest.fixture
+def request_fields() -> Iterator[dict[str, object]]:
+    fields: dict[str, object] = {"request_id": "a1b2c3d4"}
+    token = log_fields_var.set(fields)
+    yield fields
+    log_fields_var.reset(token)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_line_has_the_guide_fields(request_fields: dict[str, object]) -> None:
+    bind_log_fields(chart_id="chart1", user="user123")
+    rec = record(duration_ms=1.5)
+    ContextFilter().filter(rec)
+    line = json.loads(JsonFormatter().format(rec))
+    assert line["level"] == "INFO"
+    assert line["logger"] == "lightweight_charts_pro_backend.api"
+    assert line["message"] == "Chart created"
+    assert line["request_id"] == "a1b2c3d4"
+    assert line["chart_id"] == "chart1" and line["user"] == "user123"
+    assert line["duration_ms"] == 1.5
+    stamp = datetime.fromisoformat(line["timestamp"])
+    assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0
+    assert "levelname" not in line and "msg" not in line and "args" not in line
+
+
+def test_explicit_extras_win_over_context(request_fields: dict[str, object]) -> None:
+    rec = record(request_id="explicit")
+    ContextFilter().filter(rec)
+    assert json.loads(JsonFormatter().format(rec))["request_id"] == "explicit"
+
+
+def test_json_line_carries_the_traceback_of_an_exception() -> None:
+    try:
+        raise KeyError("lost")
+    except KeyError as exc:
+        rec = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "failed", (), (type(exc), exc, exc.__traceback__)
+        )
+    line = json.loads(JsonFormatter().format(rec))
+    assert line["level"] == "ERROR" and "KeyError: 'lost'" in line["exc_info"]
+
+
+def test_text_line_is_readable_with_the_request_id(request_fields: dict[str, object]) -> None:
+    rec = record()
+    ContextFilter().filter(rec)
+    text = TextFormatter().format(rec)
+    assert "INFO" in text and "[request_id=a1b2c3d4]" in text and text.endswith("Chart created")
+    assert "+00:00" in text.split()[0]
+
+
+def test_bind_outside_a_request_does_nothing() -> None:
+    bind_log_fields(chart_id="x")
+    assert log_fields_var.get() is None
+
+
+def test_log_format_defaults_follow_the_environment() -> None:
+    assert Settings(_env_file=None).resolved_log_format == "text"
+    production = Settings(_env_file=None, environment="production")
+    assert production.resolved_log_format == "json"
+    assert (
+        Settings(_env_file=None, log_format="TEXT", environment="production").resolved_log_format
+        == "text"
+    )
+    assert Settings(_env_file=None, log_format="").log_format is None
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, log_format="xml")
+
+
+def test_configure_replaces_its_handler_and_honours_the_level(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format="json", log_level="WARNING"))
+    configure_logging(Settings(_env_file=None, log_format="json", log_level="WARNING"))
+    ours = [h for h in logging.getLogger().handlers if isinstance(h, LogHandler)]
+    assert len(ours) == 1
+    logging.getLogger("lightweight_charts_pro_backend.test").info("hidden")
+    logging.getLogger("uvicorn.error").warning("shown")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["logger"], line["message"]) for line in lines] == [("uvicorn.error", "shown")]
+
+
+def test_uvicorns_access_line_is_off_with_ours_or_with_no_access_log(
+    restore_logging: None,
+) -> None:
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.addHandler(logging.NullHandler())  # as uvicorn's default configuration does
+    configure_logging(Settings(_env_file=None), access_log=False)
+    assert uvicorn_access.hasHandlers(), "kept, in the service's format"
+    configure_logging(Settings(_env_file=None), access_log=True)
+    assert not uvicorn_access.hasHandlers(), "the service writes its own access line"
+    # uvicorn --no-access-log leaves the logger without handler and propagation: it stays off.
+    configure_logging(Settings(_env_file=None), access_log=False)
+    assert not uvicorn_access.hasHandlers()
+    uvicorn_access.propagate = True
+
+
+def test_dict_config_for_the_server_processes(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logging.config.dictConfig(log_config_dict(Settings(_env_file=None, log_format="json")))
+    logging.getLogger("gunicorn.error").info("Booting worker")
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["logger"] == "gunicorn.error" and line["message"] == "Booting worker"
+    for name in SERVER_LOGGERS:
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,178 @@
+"""JSON logs of a real uvicorn process: request ids on access and error lines, 500 envelope."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+from websockets.sync.client import connect
+
+from .boom_app import SECRET
+from .conftest import request
+from .helpers import total
+
+pytestmark = pytest.mark.slow
+
+APP = "tests.observability.boom_app:create_app"
+
+
+def test_access_and_error_lines_carry_the_request_id(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+
+    created = request(server.port, "POST", "/api/charts/alpha", {"X-Request-ID": "req-ok-1"})
+    assert created.status == 201
+    assert created.headers["x-request-id"] == "req-ok-1"
+
+    failed = request(server.port, "GET", "/api/charts/alpha/boom", {"X-Request-ID": "req-boom-1"})
+    assert failed.status == 500
+    assert failed.headers["x-request-id"] == "req-boom-1"
+    body = failed.json()
+    assert body["errorCode"] == "INTERNAL_ERROR"
+    assert body["requestId"] == "req-boom-1"
+    assert SECRET not in failed.body.decode()
+    assert b"Traceback" not in failed.body and b"RuntimeError" not in failed.body
+
+    ok_access = server.wait_for_line(
+        lambda line: line.get("request_id") == "req-ok-1" and line.get("status") == 201
+    )
+    assert ok_access["logger"] == "lightweight_charts_pro_backend.access"
+    assert ok_access["level"] == "INFO"
+    assert ok_access["method"] == "POST"
+    assert ok_access["route"] == "/api/charts/{chart_id}"
+    assert ok_access["chart_id"] == "alpha"
+    assert ok_access["duration_ms"] >= 0
+    assert ok_access["client"] == "127.0.0.1"
+    assert ok_access["timestamp"].endswith("+00:00")
+
+    error = server.wait_for_line(
+        lambda line: line.get("request_id") == "req-boom-1" and line["level"] == "ERROR"
+    )
+    assert "RuntimeError" in error["exc_info"] and SECRET in error["exc_info"]
+    assert error["chart_id"] == "alpha"
+    assert "/api/charts/{chart_id}/boom" in error["message"]
+
+    boom_access = server.wait_for_line(
+        lambda line: line.get("request_id") == "req-boom-1" and line.get("status") == 500
+    )
+    assert boom_access["route"] == "/api/charts/{chart_id}/boom"
+
+
+def test_an_error_after_the_response_started_is_logged_once(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    try:
+        reply = request(server.port, "GET", "/test/stream", {"X-Request-ID": "stream-1"})
+        assert reply.status == 200 and SECRET.encode() not in reply.body
+    except http.client.HTTPException:
+        pass  # the connection is cut short: the client sees a truncated body
+    server.wait_for_line(lambda line: line.get("request_id") == "stream-1" and "status" in line)
+    mine = [line for line in server.json_lines() if line.get("request_id") == "stream-1"]
+    assert [line["level"] for line in mine if line["level"] == "ERROR"] == ["ERROR"]
+    assert [line["status"] for line in mine if "status" in line] == [200]
+
+
+def test_every_line_is_json_with_the_common_fields(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    assert request(server.port, "GET", "/api/charts/missing").status == 404
+    server.wait_for_line(lambda line: line.get("status") == 404)
+    lines = server.json_lines()
+    for line in lines:
+        assert {"timestamp", "level", "logger", "message", "pid"} <= set(line), line
+    # uvicorn's own lines come in the same format.
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    # One access line per request, from the service; uvicorn's own access line is silenced.
+    assert not any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+def test_generated_request_id_when_the_incoming_one_is_malformed(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    reply = request(server.port, "GET", "/health", {"X-Request-ID": "bad id with spaces"})
+    generated = reply.headers["x-request-id"]
+    assert generated != "bad id with spaces" and len(generated) == 32
+    line = server.wait_for_line(lambda line: line.get("request_id") == generated)
+    assert line["route"] == "/health" and line["status"] == 200
+
+
+def test_log_level_is_honoured(uvicorn_server) -> None:
+    server = uvicorn_server(APP, {"LOG_LEVEL": "WARNING"})
+    request(server.port, "GET", "/api/charts/x/boom", {"X-Request-ID": "quiet-1"})
+    server.wait_for_line(lambda line: line.get("request_id") == "quiet-1")
+    levels = {line["level"] for line in server.json_lines()}
+    assert levels <= {"WARNING", "ERROR", "CRITICAL"}
+
+
+def test_readiness_reports_each_check_with_its_timing(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    reply = request(server.port, "GET", "/health/ready")
+    assert reply.status == 200
+    body = reply.json()
+    assert body["status"] == "ready"
+    store = body["checks"]["store"]
+    assert store["status"] == "ok" and store["durationMs"] >= 0
+    liveness = request(server.port, "GET", "/health").json()
+    assert liveness == {"status": "healthy", "version": "0.1.0"}
+
+
+def test_websocket_lines_carry_a_connection_id_and_metrics_count(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    url = f"ws://127.0.0.1:{server.port}/test/ws/c9"
+    with connect(url) as ws:
+        assert ws.recv() == "one" and ws.recv() == "two"
+        ws.send("bye")
+    with connect(url) as ws:
+        ws.recv()
+        ws.recv()
+        ws.send("stay")
+    closed = server.wait_for_line(
+        lambda line: "closed" in line["message"] and line.get("reason") == "client"
+    )
+    lines = server.json_lines()
+    hello = [line for line in lines if line["message"] == "hello c9"]
+    assert len(hello) == 2
+    ids = [line["connection_id"] for line in hello]
+    assert len(set(ids)) == 2 and all(len(i) == 16 for i in ids)
+    assert all(line["chart_id"] == "c9" and line.get("request_id") for line in hello)
+    closes = [
+        line
+        for line in lines
+        if line["message"].startswith("WebSocket") and "closed" in line["message"]
+    ]
+    assert [(line["connection_id"], line["reason"]) for line in closes] == [
+        (ids[0], "done"),
+        (ids[1], "client"),
+    ]
+    assert closed["route"] == "/test/ws/{chart_id}" and closed["duration_ms"] > 0
+
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    assert total(scrape, "websocket_connections") == 0
+    assert total(scrape, "websocket_messages_sent_total") == 4
+    assert total(scrape, "websocket_disconnects_total", reason="done") == 1
+    assert total(scrape, "websocket_disconnects_total", reason="client") == 1
+
+
+def test_the_chart_socket_counts_history_and_connections(uvicorn_server) -> None:
+    import json
+
+    server = uvicorn_server(APP)
+    points = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(30)]
+    body = json.dumps({"paneId": 0, "seriesType": "line", "data": points}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/api/charts/live/data/s1", body, {"Content-Type": "application/json"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    with connect(f"ws://127.0.0.1:{server.port}/ws/charts/live") as ws:
+        assert json.loads(ws.recv())["type"] == "connected"
+        scrape = request(server.port, "GET", "/metrics").body.decode()
+        assert total(scrape, "websocket_connections") == 1
+        ws.send(json.dumps({"type": "request_history", "seriesId": "s1", "count": 7}))
+        reply = json.loads(ws.recv())
+        assert reply["type"] == "history_response" and len(reply["data"]) == 7
+    closed = server.wait_for_line(
+        lambda line: line.get("route") == "/ws/charts/{chart_id}" and "reason" in line
+    )
+    assert closed["reason"] == "client" and closed["chart_id"] == "live"
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    assert total(scrape, "history_requests_total", transport="websocket") == 1
+    assert total(scrape, "history_chunk_points_sum") == 7
+    assert total(scrape, "websocket_connections") == 0
+    assert total(scrape, "websocket_messages_sent_total") >= 2
+    assert total(scrape, "websocket_disconnects_total", reason="client") == 1
