@@ -22,6 +22,8 @@ from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
 
 _PAUSE_GC_ABOVE: Final = 1 << 20
+# What JSON counts as whitespace; bytes.strip() would also drop form feeds and vertical tabs.
+_JSON_WHITESPACE: Final = b" \t\r\n"
 _ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
 _NOT_STRUCTURAL: Final = bytes(b for b in range(256) if b not in b'"[]{}')
 _STEP: Final = np.zeros(256, dtype=np.int8)
@@ -85,7 +87,7 @@ async def read_json_object(request: Request, *, optional: bool = False) -> dict[
     """
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_request_body_bytes)
-    if not body.strip():
+    if not body.strip(_JSON_WHITESPACE):
         if optional:
             return None
         raise InvalidRequest("The request body is empty; send a JSON object.")

@@ -282,6 +282,7 @@ BAD_WRITES: list[tuple[str, str, object, int, str]] = [
     ("PATCH", "/api/charts/c1/data/nope", {"paneId": 0, "data": []}, 404, "SERIES_NOT_FOUND"),
     ("PATCH", "/api/charts/c1/data/s1", {"paneId": 2, "data": []}, 404, "SERIES_NOT_FOUND"),
     ("POST", "/api/charts/c1", b"[]", 422, "VALIDATION_ERROR"),
+    ("POST", "/api/charts/c1", b"\x0c", 422, "VALIDATION_ERROR"),
     (
         "POST",
         "/api/charts/c1/history",
