@@ -598,3 +598,22 @@ def uvicorn_thread(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def uvicorn_command(
+    port: int, app: str = "lightweight_charts_pro_backend.app:create_app"
+) -> list[str]:
+    """The argv of a real uvicorn process serving the app factory ``app`` on loopback ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import orjson
 import pytest
 
 from tests.charts.test_persistence import serve
-from tests.servers import MariaDBServer, PostgresServer, ServerProcess, free_port
+from tests.servers import MariaDBServer, PostgresServer, ServerProcess, free_port, uvicorn_command
 
 pytestmark = pytest.mark.slow
 
@@ -140,19 +139,7 @@ def _start_app(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = workdir / f"app-{port}.log"
     with open(log, "wb") as output:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "lightweight_charts_pro_backend.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            uvicorn_command(port),
             cwd=workdir,
             env=env,
             stdout=output,
