@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from . import __version__
 from .api import auth as auth_api
@@ -45,6 +46,11 @@ from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
 
 logger = logging.getLogger(__name__)
+
+#: FastAPI's own OpenTelemetry bridge, off: it asks the global providers on every request whether
+#: they are configured (about 5 us, a quarter of serving a history chunk), and the service's
+#: tracing (``tracing.py``, on with ``OTEL_EXPORTER_OTLP_ENDPOINT``) instruments the app itself.
+NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
 
 #: In multi-process mode a scrape reaches one worker, so each refreshes its store gauges itself.
 STORE_GAUGES_INTERVAL_SECONDS = 5.0
@@ -201,6 +207,7 @@ def build_app(
             yield
 
     app = FastAPI(
+        telemetry=NATIVE_TELEMETRY_OFF,
         title=settings.app_name,
         version=__version__,
         debug=settings.debug,

@@ -38,6 +38,7 @@ from .errors import (
     NotAuthenticated,
     TokenExpired,
 )
+from .request_context import bind_log_fields
 
 READ: Final = "charts:read"
 WRITE: Final = "charts:write"
@@ -287,11 +288,16 @@ class Authenticator:
         """
         if credentials.token is not None:
             if credentials.token.startswith(API_KEY_PREFIX):
-                return await self.api_key_principal(credentials.token)
-            return self.token_principal(credentials.token)
-        if credentials.api_key is not None:
-            return await self.api_key_principal(credentials.api_key)
-        return None
+                principal = await self.api_key_principal(credentials.token)
+            else:
+                principal = self.token_principal(credentials.token)
+        elif credentials.api_key is not None:
+            principal = await self.api_key_principal(credentials.api_key)
+        else:
+            return None
+        # Every later line of this request or connection (its access line too) names the caller.
+        bind_log_fields(user=principal.sub)
+        return principal
 
     def token_principal(self, token: str) -> Principal:
         if len(token) > _MAX_CREDENTIAL_LENGTH:

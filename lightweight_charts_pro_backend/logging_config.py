@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sys
 import threading
@@ -71,6 +72,7 @@ class JsonFormatter(OrjsonFormatter):
 
     def __init__(self) -> None:
         super().__init__()
+        self._stamps = _Stamps()
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -86,17 +88,52 @@ class JsonFormatter(OrjsonFormatter):
                 log_data[key] = value
         log_data.update(message_dict)
 
-    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
-        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
-        data = {
-            "timestamp": datetime.fromtimestamp(created, UTC),
+    def line(
+        self, created: float, logger: str, message: str, *fields: dict[str, Any] | None
+    ) -> bytes:
+        """The INFO line ``format`` would write for a record with ``fields`` as its extras
+        (later dicts win)."""
+        data: dict[str, Any] = {
+            "timestamp": self._stamps.isoformat(created),
             "level": "INFO",
             "logger": logger,
             "message": message,
-            "pid": os.getpid(),
+            "pid": self._stamps.pid,
         }
-        data.update(fields)
+        for extra in fields:
+            if extra:
+                data.update(extra)
         return orjson.dumps(data, default=self.json_default)
+
+
+class _Stamps:
+    """ISO-8601 UTC timestamps of recent seconds, formatted once per second.
+
+    The access log writes thousands of lines a second; formatting each one's time from scratch
+    costs as much as the rest of the line. The text is what ``datetime.isoformat`` writes.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+        self.pid = os.getpid()
+
+    def isoformat(self, created: float) -> str:
+        # Split and rounded as datetime.fromtimestamp does, so the text is the same to the µs.
+        fraction, whole = math.modf(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            whole, micros = whole + 1, micros - 1_000_000
+        elif micros < 0:
+            whole, micros = whole - 1, micros + 1_000_000
+        second = int(whole)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
+            self.pid = os.getpid()
+        if micros == 0:
+            return f"{self._prefix}+00:00"
+        return f"{self._prefix}.{micros:06d}+00:00"
 
 
 class TextFormatter(logging.Formatter):
@@ -112,10 +149,16 @@ class TextFormatter(logging.Formatter):
         record.context = _context(record.__dict__)
         return super().format(record)
 
-    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> bytes:
-        """The INFO line ``format`` would write for a record with these ``fields`` as extras."""
+    def line(
+        self, created: float, logger: str, message: str, *fields: dict[str, Any] | None
+    ) -> bytes:
+        """The INFO line ``format`` would write for a record with ``fields`` as its extras."""
         stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
-        return f"{stamp} INFO     {logger}{_context(fields)} {message}".encode()
+        context: dict[str, Any] = {}
+        for extra in fields:
+            if extra:
+                context.update(extra)
+        return f"{stamp} INFO     {logger}{_context(context)} {message}".encode()
 
 
 def _context(attributes: dict[str, Any]) -> str:
@@ -225,21 +268,37 @@ class AccessLog:
         self.max_lines = max_lines
         self.max_delay = max_delay
         self.logger = logging.getLogger(ACCESS_LOGGER)
-        self._pending: list[tuple[float, str, dict[str, Any]]] = []
+        # (time, the request's context fields, message, extras); a request's line is queued
+        # as its raw values (message None) and rendered when the queue is written.
+        self._pending: list[tuple[float, dict[str, Any] | None, str | None, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
+    def request(
+        self, method: str, path: str, route: str, status: int, seconds: float, client: str | None
+    ) -> None:
+        """Queue the access line of one HTTP request (with the request's context fields)."""
+        self._queue(
+            (
+                time.time(),
+                log_fields_var.get(),
+                None,
+                (method, path, route, status, seconds, client),
+            )
+        )
+
     def write(self, message: str, fields: dict[str, Any]) -> None:
         """Queue one INFO line; ``fields`` are its extras (the request's context fields are
-        added here, explicit fields win)."""
-        context = log_fields_var.get()
-        if context:
-            fields = {**context, **fields}
-        self._pending.append((time.time(), message, fields))
-        if len(self._pending) >= self.max_lines:
+        added, explicit fields win)."""
+        self._queue((time.time(), log_fields_var.get(), message, fields))
+
+    def _queue(self, entry: tuple[float, dict[str, Any] | None, str | None, Any]) -> None:
+        pending = self._pending
+        pending.append(entry)
+        if len(pending) >= self.max_lines:
             self.flush()
         elif self._timer is None:
             try:
@@ -257,11 +316,16 @@ class AccessLog:
             pending, self._pending = self._pending, []
         if not pending:
             return
+        lines = [
+            (created, context, *_message(message, extra))
+            for created, context, message, extra in pending
+        ]
         handler = _sole_handler(self.logger)
         if handler is None:
-            for created, message, fields in pending:
+            for created, context, message, fields in lines:
+                extra = {**context, **fields} if context else fields
                 record = self.logger.makeRecord(
-                    self.logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields
+                    self.logger.name, logging.INFO, __file__, 0, message, (), None, extra=extra
                 )
                 record.created = created
                 self.logger.handle(record)
@@ -270,7 +334,8 @@ class AccessLog:
         assert isinstance(formatter, JsonFormatter | TextFormatter)
         name = self.logger.name
         text = b"\n".join(
-            formatter.line(created, name, message, fields) for created, message, fields in pending
+            formatter.line(created, name, message, context, fields)
+            for created, context, message, fields in lines
         )
         handler.acquire()
         try:
@@ -278,6 +343,23 @@ class AccessLog:
             handler.stream.flush()
         finally:
             handler.release()
+
+
+def _message(message: str | None, extra: Any) -> tuple[str, dict[str, Any]]:
+    """The message and extras of a queued line; a request's are made from its values."""
+    if message is not None:
+        return message, extra
+    method, path, route, status, seconds, client = extra
+    duration_ms = round(seconds * 1000, 3)
+    fields = {
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "client": client,
+    }
+    return f"{method} {path} {status} {duration_ms:.2f}ms", fields
 
 
 def _sole_handler(logger: logging.Logger) -> LogHandler | None:

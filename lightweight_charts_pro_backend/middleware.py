@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import AccessLog
 from .metrics import UNMATCHED_ROUTE, Metrics, close_reason
-from .request_context import log_fields_var, request_id_var
+from .request_context import EXCHANGE_KEY, Exchange, log_fields_var, request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -136,22 +136,22 @@ class RequestIdMiddleware:
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, fields: dict[str, Any]
     ) -> None:
-        header = (REQUEST_ID_HEADER, request_id.encode())
-        observe = self.access_log is not None or self.metrics is not None
-        status = 0
+        exchange = Exchange([(REQUEST_ID_HEADER, request_id.encode())])
+        scope[EXCHANGE_KEY] = exchange
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *exchange.headers]
+                exchange.status = message["status"]
             await send(message)
 
+        observe = self.access_log is not None or self.metrics is not None
         if not observe:
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_with_headers)
             except Exception as exc:
-                await self._last_resort(scope, send_with_id, exc, fields, responded=status != 0)
+                responded = exchange.status != 0
+                await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
             return
 
         method = scope["method"]
@@ -160,33 +160,22 @@ class RequestIdMiddleware:
             metrics.request_started(method)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception as exc:
-            await self._last_resort(scope, send_with_id, exc, fields, responded=status != 0)
+            responded = exchange.status != 0
+            await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
         finally:
             seconds = time.perf_counter() - started
             route = route_template(scope)
             # A client that went away before the response started counts as 499, the de-facto
             # code for "client closed request".
-            status = status or 499
+            status = exchange.status or 499
             if metrics is not None:
                 metrics.request_finished(method, route, status, seconds)
             access_log = self.access_log
             if access_log is not None and access_log.enabled():
                 _bind_path_fields(scope, fields)
-                path = scope["path"]
-                duration_ms = round(seconds * 1000, 3)
-                access_log.write(
-                    f"{method} {path} {status} {duration_ms:.2f}ms",
-                    {
-                        "method": method,
-                        "route": route,
-                        "path": path,
-                        "status": status,
-                        "duration_ms": duration_ms,
-                        "client": _client(scope),
-                    },
-                )
+                access_log.request(method, scope["path"], route, status, seconds, _client(scope))
 
     async def _last_resort(
         self,
@@ -313,6 +302,14 @@ class ErrorEnvelopeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        exchange: Exchange | None = scope.get(EXCHANGE_KEY)
+        if exchange is not None:
+            # The outer layer records the start of the response: no need to watch for it here.
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                await self._fail(scope, send, exc, responded=exchange.status != 0)
+            return
         responded = False
 
         async def watching_send(message: Message) -> None:
@@ -324,17 +321,20 @@ class ErrorEnvelopeMiddleware:
         try:
             await self.app(scope, receive, watching_send)
         except Exception as exc:
-            if responded:
-                # Too late for an envelope: the outer middleware logs it and ends the request.
-                raise
-            fields = log_fields_var.get()
-            if fields is not None:
-                _bind_path_fields(scope, fields)
-            logger.error(
-                "Unhandled %s in %s %s",
-                type(exc).__name__,
-                scope["method"],
-                route_template(scope),
-                exc_info=exc,
-            )
-            await send_error_envelope(send, exc, self.debug)
+            await self._fail(scope, send, exc, responded=responded)
+
+    async def _fail(self, scope: Scope, send: Send, exc: Exception, *, responded: bool) -> None:
+        if responded:
+            # Too late for an envelope: the outer middleware logs it and ends the request.
+            raise exc
+        fields = log_fields_var.get()
+        if fields is not None:
+            _bind_path_fields(scope, fields)
+        logger.error(
+            "Unhandled %s in %s %s",
+            type(exc).__name__,
+            scope["method"],
+            route_template(scope),
+            exc_info=exc,
+        )
+        await send_error_envelope(send, exc, self.debug)

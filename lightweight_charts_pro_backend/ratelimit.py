@@ -1,4 +1,5 @@
-"""Per-client rate limits with the ``limits`` library: in memory, or in Redis shared by workers.
+"""Per-client rate limits: counted in the process, or in Redis (through the ``limits`` library)
+shared by every worker.
 
 Two fixed one-minute windows per client address: ``RATE_LIMIT_PER_MINUTE`` for every request
 under ``/api`` and every WebSocket handshake under ``/ws``, and ``RATE_LIMIT_HISTORY_PER_MINUTE``
@@ -21,11 +22,11 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api.errors import error_response
 from .config import Settings
 from .metrics import RateLimitScope
+from .request_context import EXCHANGE_KEY, Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +44,16 @@ _MAX_ADDRESS_LENGTH: Final = 64
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of one hit: whether it is allowed and the window's state after it."""
 
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_at: float
+    __slots__ = ("allowed", "limit", "remaining", "reset_at")
+
+    def __init__(self, allowed: bool, limit: int, remaining: int, reset_at: float) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_at = reset_at
 
     @property
     def retry_after(self) -> int:
@@ -57,12 +61,12 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = [
-            (b"x-ratelimit-limit", str(self.limit).encode()),
-            (b"x-ratelimit-remaining", str(self.remaining).encode()),
-            (b"x-ratelimit-reset", str(math.ceil(self.reset_at)).encode()),
+            (b"x-ratelimit-limit", b"%d" % self.limit),
+            (b"x-ratelimit-remaining", b"%d" % self.remaining),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(self.reset_at)),
         ]
         if not self.allowed:
-            headers.append((b"retry-after", str(self.retry_after).encode()))
+            headers.append((b"retry-after", b"%d" % self.retry_after))
         return headers
 
     def message(self, what: str) -> str:
@@ -127,6 +131,50 @@ def storage_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
+class LocalWindows:
+    """Fixed windows counted in this process: per key, a count and the time its window ends.
+
+    A window opens with the key's first hit and lasts ``seconds``, as ``limits``' fixed-window
+    strategy counts in Redis. Ended windows are dropped when a new window opens, at most once
+    per ``SWEEP_SECONDS``, so memory holds the clients of the last minute or two. Plain dict
+    work on the event loop: ``limits``' in-memory storage starts an asyncio task to expire keys
+    on every increment, which cost more than the rest of a history request's limiting.
+    """
+
+    SWEEP_SECONDS: Final = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[str, list[float]] = {}
+        self._next_sweep = clock() + self.SWEEP_SECONDS
+
+    def incr(self, key: str, seconds: float) -> tuple[int, float]:
+        """Count one hit on ``key``: the count in its window and the window's end (epoch s)."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or window[1] <= now:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            window = self._windows[key] = [0, now + seconds]
+        window[0] += 1
+        return int(window[0]), window[1]
+
+    def get(self, key: str) -> tuple[int, float]:
+        """The count in ``key``'s window and the window's end, without counting."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or window[1] <= now:
+            return 0, now
+        return int(window[0]), window[1]
+
+    def _sweep(self, now: float) -> None:
+        self._windows = {key: w for key, w in self._windows.items() if w[1] > now}
+        self._next_sweep = now + self.SWEEP_SECONDS
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
 class RateLimiter:
     """The app's limits; one per process, on ``app.state.rate_limiter`` (``None`` when off).
 
@@ -142,14 +190,19 @@ class RateLimiter:
         self.history = RateLimitItemPerMinute(settings.rate_limit_history_per_minute)
         self.client_address = ClientAddress(settings.trusted_proxies)
         self._pool: ConnectionPool | None = None
-        self.storage: Storage
+        self._redis: RedisStorage | None = None
+        self._local = LocalWindows()
+        self._api_prefix = _key(self.api, "api", "")
+        self._history_prefix = _key(self.history, "history", "")
+        # Both limits are per minute.
+        self._seconds = float(self.api.get_expiry())
         if settings.redis_url:
             # The worker's pid in the client name tells operators (and the tests) which worker
             # holds which connection in Redis' CLIENT LIST.
             self._pool = ConnectionPool.from_url(
                 settings.redis_url, client_name=f"charts-ratelimit-{os.getpid()}"
             )
-            self.storage = RedisStorage(
+            self._redis = RedisStorage(
                 storage_uri(settings.redis_url),
                 implementation="redispy",
                 wrap_exceptions=True,
@@ -158,13 +211,13 @@ class RateLimiter:
                 # as scalars.
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
-        else:
-            self.storage = MemoryStorage()
         self._warned_at = -math.inf
 
     async def hit(self, client: str, *, history: bool = False) -> Decision:
         """Count one API request from ``client`` (and one history request when ``history``);
         the decision of the tighter limit comes back."""
+        if self._redis is None:
+            return self._hit_local(client, history)
         if not history:
             return await self._hit(self.api, "api", client)
         try:
@@ -176,26 +229,48 @@ class RateLimiter:
         return await self._hit(self.history, "history", client)
 
     async def hit_history(self, client: str) -> Decision:
+        """Count one history request from ``client`` (a ``request_history`` frame)."""
+        if self._redis is None:
+            return self._decide(
+                self.history,
+                *self._local.incr(_key(self.history, "history", client), self.history.get_expiry()),
+            )
         return await self._hit(self.history, "history", client)
 
+    def _hit_local(self, client: str, history: bool) -> Decision:
+        # The request path of every limited request: the keys' constant parts are built once.
+        local = self._local
+        item = self.api
+        count, reset_at = local.incr(self._api_prefix + client, self._seconds)
+        if history and count <= item.amount:
+            item = self.history
+            count, reset_at = local.incr(self._history_prefix + client, self._seconds)
+        return self._decide(item, count, reset_at)
+
+    @staticmethod
+    def _decide(item: RateLimitItem, count: int, reset_at: float) -> Decision:
+        return Decision(count <= item.amount, item.amount, max(0, item.amount - count), reset_at)
+
     async def _count(self, item: RateLimitItem, kind: str, client: str) -> int:
-        # The fixed-window strategy (``FixedWindowRateLimiter.hit``) spelled out on the storage,
-        # with the key built once: building it is most of the cost of a hit in memory.
-        return await self.storage.incr(_key(item, kind, client), item.get_expiry())
+        # The fixed-window strategy (``FixedWindowRateLimiter.hit``) spelled out on the storage.
+        assert self._redis is not None
+        return await self._redis.incr(_key(item, kind, client), item.get_expiry())
 
     async def _hit(
         self, item: RateLimitItem, kind: str, client: str, *, counted: bool = False
     ) -> Decision:
+        storage = self._redis
+        assert storage is not None
         key = _key(item, kind, client)
         try:
             if counted:
-                count = await self.storage.get(key)
+                count = await storage.get(key)
             else:
-                count = await self.storage.incr(key, item.get_expiry())
-            reset_at = await self.storage.get_expiry(key)
+                count = await storage.incr(key, item.get_expiry())
+            reset_at = await storage.get_expiry(key)
         except StorageError as exc:
             return self._unavailable(item, exc)
-        return Decision(count <= item.amount, item.amount, max(0, item.amount - count), reset_at)
+        return self._decide(item, count, reset_at)
 
     def _unavailable(self, item: RateLimitItem, exc: StorageError) -> Decision:
         self._warn_unavailable(exc)
@@ -213,9 +288,6 @@ class RateLimiter:
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
-        timer = getattr(self.storage, "timer", None)
-        if timer is not None and not timer.done():
-            timer.cancel()
 
 
 class RateLimitMiddleware:
@@ -237,13 +309,18 @@ class RateLimitMiddleware:
         kind = scope["type"]
         path: str = scope.get("path", "")
         if kind == "http" and path.startswith("/api/") and path not in self.exempt:
-            decision = await self.limiter.hit(
-                self.limiter.client_address(scope), history=is_history_path(path)
-            )
-            if decision.allowed:
-                await self.app(scope, receive, _with_headers(send, decision.headers()))
+            history = is_history_path(path)
+            decision = await self.limiter.hit(self.limiter.client_address(scope), history=history)
+            exchange: Exchange | None = scope.get(EXCHANGE_KEY)
+            if exchange is not None:
+                # The outermost middleware puts them on whichever response goes out.
+                exchange.headers += decision.headers()
             else:
-                _count_refusal(scope, "history" if is_history_path(path) else "api")
+                send = _with_headers(send, decision.headers())
+            if decision.allowed:
+                await self.app(scope, receive, send)
+            else:
+                _count_refusal(scope, "history" if history else "api")
                 await _refuse(decision, scope, receive, send)
         elif kind == "websocket" and path.startswith("/ws/"):
             decision = await self.limiter.hit(self.limiter.client_address(scope))
@@ -252,7 +329,9 @@ class RateLimitMiddleware:
                 return
             _count_refusal(scope, "websocket")
             if "websocket.http.response" in scope.get("extensions", {}):
-                await _refuse(decision, scope, receive, send, prefix="websocket.")
+                await _refuse(
+                    decision, scope, receive, _with_headers(send, decision.headers()), "websocket."
+                )
             else:
                 await send({"type": "websocket.close", "code": 1008})
         else:
@@ -277,7 +356,7 @@ def is_history_path(path: str) -> bool:
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
     async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"].endswith("http.response.start"):
             message["headers"] = [*message.get("headers", ()), *headers]
         await send(message)
 
@@ -285,12 +364,11 @@ def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
 
 
 async def _refuse(
-    decision: Decision, scope: Scope, receive: Receive, send: Send, *, prefix: str = ""
+    decision: Decision, scope: Scope, receive: Receive, send: Send, prefix: str = ""
 ) -> None:
+    """The 429 envelope; ``send`` adds the limit headers (``Retry-After`` among them)."""
     what = "history requests" if is_history_path(scope["path"]) else "requests"
     response = error_response(429, decision.message(what), "RATE_LIMITED")
-    response.raw_headers.extend(decision.headers())
-    body = response.body
     await send(
         {
             "type": prefix + "http.response.start",
@@ -298,4 +376,4 @@ async def _refuse(
             "headers": response.raw_headers,
         }
     )
-    await send({"type": prefix + "http.response.body", "body": body})
+    await send({"type": prefix + "http.response.body", "body": response.body})

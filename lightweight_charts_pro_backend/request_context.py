@@ -17,6 +17,27 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 log_fields_var: ContextVar[dict[str, Any] | None] = ContextVar("log_fields", default=None)
 
 
+#: The scope key of an HTTP request's :class:`Exchange`, set by the outermost middleware.
+EXCHANGE_KEY = "charts.exchange"
+
+
+class Exchange:
+    """What the middleware layers of one HTTP request share about its response.
+
+    The outermost layer sees every message the app sends: it records ``status`` when the
+    response starts and appends ``headers`` to it. An inner layer adds a header by appending to
+    ``headers`` and learns whether the response has started from ``status``, without wrapping
+    ``send`` once more (each wrapper is another call on every message of every request).
+    """
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+        #: The response's status once ``http.response.start`` went out, else 0.
+        self.status = 0
+
+
 def current_request_id() -> str | None:
     return request_id_var.get()
 

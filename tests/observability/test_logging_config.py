@@ -5,21 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import random
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.logging_config import (
+    ACCESS_LOGGER,
     SERVER_LOGGERS,
+    AccessLog,
     ContextFilter,
     JsonFormatter,
     LogHandler,
     TextFormatter,
     configure_logging,
     log_config_dict,
+    make_formatter,
 )
 from lightweight_charts_pro_backend.request_context import bind_log_fields, log_fields_var
 
@@ -146,3 +150,56 @@ def test_dict_config_for_the_server_processes(
     for name in SERVER_LOGGERS:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+
+
+def test_access_line_timestamps_are_those_datetime_writes() -> None:
+    formatter = JsonFormatter()
+    rng = random.Random(11)
+    moments = [rng.uniform(0, 4e9) for _ in range(5_000)]
+    moments += [0.0, 1.9999999, 1_700_000_000.0, 1_700_000_000.9999995, 1_700_000_001.0000004]
+    for created in moments:
+        line = json.loads(formatter.line(created, "access", "GET /"))
+        assert line["timestamp"] == datetime.fromtimestamp(created, UTC).isoformat(), created
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+async def test_batched_access_line_is_the_line_of_a_record(
+    log_format: str,
+    request_fields: dict[str, object],
+    restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format=log_format), access_log=True)
+    bind_log_fields(chart_id="btc", user="alice")
+    access = AccessLog()
+    access.request("GET", "/api/charts/btc", "/api/charts/{chart_id}", 200, 0.0012345, "::1")
+    access.write("WebSocket /ws/charts/{chart_id} accepted", {"client": "::1"})
+    access.flush()
+    batched = capsys.readouterr().out.splitlines()
+    extras = {
+        "method": "GET",
+        "route": "/api/charts/{chart_id}",
+        "path": "/api/charts/btc",
+        "status": 200,
+        "duration_ms": 1.234,
+        "client": "::1",
+    }
+    expected = [
+        ("GET /api/charts/btc 200 1.23ms", extras),
+        ("WebSocket /ws/charts/{chart_id} accepted", {"client": "::1"}),
+    ]
+    assert len(batched) == len(expected)
+    formatter = make_formatter(log_format)
+    for text, (message, fields) in zip(batched, expected, strict=True):
+        rec = record(message, **fields)
+        rec.name = ACCESS_LOGGER
+        ContextFilter().filter(rec)
+        single = formatter.format(rec)
+        if log_format == "text":
+            assert text.partition(" ")[2] == single.partition(" ")[2]
+            continue
+        got, want = json.loads(text), json.loads(single)
+        written = datetime.fromisoformat(got.pop("timestamp"))
+        assert abs(written - datetime.fromisoformat(want.pop("timestamp"))).total_seconds() < 5
+        assert got == want
+        assert got["request_id"] == "a1b2c3d4" and got["user"] == "alice"

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from lightweight_charts_pro_backend import app as development
 from lightweight_charts_pro_backend import app_production as production
+from lightweight_charts_pro_backend.auth import create_access_token
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.logging_config import ACCESS_LOGGER
 
@@ -128,3 +129,18 @@ async def test_only_the_production_app_writes_access_lines(
         await client.get("/health")
     # Leaving the app's lifespan flushes the batch.
     assert len(access_records(caplog)) == lines
+
+
+async def test_access_line_names_the_authenticated_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    config = settings(enable_auth=True, secret_key="k" * 32)
+    token = create_access_token({"sub": "alice"}, config)
+    app = production.create_app(config)
+    async for client in client_for(app):
+        await client.get("/api/charts", headers={"Authorization": f"Bearer {token}"})
+        await client.get("/api/charts")
+        app.state.access_log.flush()
+    lines = access_records(caplog)
+    assert [(r.status, r.__dict__.get("user")) for r in lines] == [(200, "alice"), (401, None)]

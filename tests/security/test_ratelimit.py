@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from lightweight_charts_pro_backend.ratelimit import ClientAddress, RateLimiter, is_history_path
+from lightweight_charts_pro_backend.ratelimit import (
+    ClientAddress,
+    LocalWindows,
+    RateLimiter,
+    is_history_path,
+)
 
 from ..servers import free_port
 from .conftest import ClientFactory, make_settings
@@ -186,3 +191,51 @@ def test_forwarded_hop_forms(hop: str, client: str) -> None:
 )
 def test_history_paths(path: str, history: bool) -> None:
     assert is_history_path(path) is history
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_local_window_opens_at_the_first_hit_and_lasts_its_length() -> None:
+    clock = FakeClock()
+    windows = LocalWindows(clock)
+    assert windows.incr("a", 60) == (1, 1_060.0)
+    clock.now = 1_030.0
+    assert windows.incr("a", 60) == (2, 1_060.0)
+    assert windows.incr("b", 60) == (1, 1_090.0), "each key has a window of its own"
+    assert windows.get("a") == (2, 1_060.0)
+    clock.now = 1_060.0
+    assert windows.get("a") == (0, 1_060.0), "an ended window counts nothing"
+    assert windows.incr("a", 60) == (1, 1_120.0)
+    assert windows.get("b") == (1, 1_090.0)
+
+
+def test_local_windows_forget_ended_windows() -> None:
+    clock = FakeClock()
+    windows = LocalWindows(clock)
+    for n in range(1_000):
+        windows.incr(f"client-{n}", 60)
+    assert len(windows) == 1_000
+    clock.now += LocalWindows.SWEEP_SECONDS + 1
+    windows.incr("late", 60)
+    assert len(windows) == 1, "opening a window after a minute dropped the ended ones"
+
+
+async def test_history_counts_against_both_limits_in_memory() -> None:
+    limiter = RateLimiter(make_settings(rate_limit_per_minute=4, rate_limit_history_per_minute=2))
+    try:
+        history = [await limiter.hit("203.0.113.1", history=True) for _ in range(3)]
+        assert [d.allowed for d in history] == [True, True, False]
+        assert (history[-1].limit, history[-1].remaining) == (2, 0)
+        api = await limiter.hit("203.0.113.1")
+        assert (api.allowed, api.remaining) == (True, 0), "four of four API requests"
+        refused = await limiter.hit("203.0.113.1", history=True)
+        assert (refused.allowed, refused.limit) == (False, 4), "the API limit is the tighter now"
+        assert (await limiter.hit_history("203.0.113.2")).remaining == 1
+    finally:
+        await limiter.close()
