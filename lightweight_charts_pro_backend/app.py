@@ -30,7 +30,7 @@ from .charts.memory import tune_allocator
 from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
 from .config import Settings, get_settings
-from .cors import install_cors
+from .cors import install_cors, with_cors
 from .database import Database
 from .demo import page as demo_page
 from .guards import check_production, docs_enabled, log_production_warnings
@@ -38,7 +38,7 @@ from .logging_config import AccessLog, configure_logging
 from .metrics import Metrics, multiprocess_dir
 from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
-from .ratelimit import RateLimiter, RateLimitMiddleware
+from .ratelimit import RateLimiter, RateLimitGate, refuse
 from .realtime import websocket as websocket_api
 from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
@@ -234,14 +234,14 @@ def build_app(
         )
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
     install_openapi(app, settings)
-    if limiter is not None:
-        app.add_middleware(
-            RateLimitMiddleware, limiter=limiter, exempt=frozenset({settings.metrics_path})
-        )
     # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
     app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)
     install_cors(app, settings)
-    app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics)
+    gate = None
+    if limiter is not None:
+        exempt = frozenset({settings.metrics_path})
+        gate = RateLimitGate(limiter, exempt, refusal=with_cors(refuse, settings))
+    app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics, rate_limits=gate)
     return app
 
 

@@ -8,7 +8,7 @@ origin (a page it serves); any other origin not listed is refused before the soc
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -52,11 +52,20 @@ class WebSocketOriginMiddleware:
 
 def install_cors(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.cors_origins)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=EXPOSED_HEADERS,
-    )
+    app.add_middleware(CORSMiddleware, **_cors_options(settings))
+
+
+def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` behind the same CORS rules, for answers made outside the app's own middleware
+    (a rate-limit refusal): browsers only let a page read a response carrying them."""
+    return CORSMiddleware(app, **_cors_options(settings))
+
+
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "allow_origins": settings.cors_origins,
+        "allow_credentials": True,
+        "allow_methods": ["*"],
+        "allow_headers": ["*"],
+        "expose_headers": EXPOSED_HEADERS,
+    }

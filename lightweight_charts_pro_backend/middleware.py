@@ -2,13 +2,15 @@
 
 Order, outermost first, as ``app.build_app`` installs it::
 
-    RequestIdMiddleware      request id, log context, access line, HTTP/WebSocket metrics
+    RequestIdMiddleware      request id, log context, rate limits, access line, metrics
       CORSMiddleware
         ErrorEnvelopeMiddleware  any exception -> 500 envelope (inside CORS: browsers can read it)
-          FastAPI's exception handlers and routes
+          HistoryLane            the history route without FastAPI's routing
+            FastAPI's exception handlers and routes
 
 so a 500 produced by the envelope still passes through CORS and gets its ``X-Request-ID``
-header, its access line and its metrics on the way out.
+header, its access line and its metrics on the way out. A request refused by its rate limit is
+answered by the limiter's own CORS-wrapped responder, and gets them too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import AccessLog
 from .metrics import UNMATCHED_ROUTE, Metrics, close_reason
+from .ratelimit import DECISION_KEY, RateLimitGate
 from .request_context import EXCHANGE_KEY, Exchange, log_fields_var, request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -92,15 +95,23 @@ class RequestIdMiddleware:
     ``access_log``: one line per request on the ``lightweight_charts_pro_backend.access``
     logger (method, route template, status, duration_ms, client), and an opened and a closed
     line per WebSocket connection, written in batches by ``AccessLog``. ``metrics``: the
-    ``http_*`` and ``websocket_*`` metrics. Both off (the development app) leaves only the id.
+    ``http_*`` and ``websocket_*`` metrics. ``rate_limits``: count each request and answer a
+    refused one with the gate's refusal instead of the app. All off (the development app)
+    leaves only the id.
     An exception that escapes the inner app is logged and answered with the 500 envelope here,
     as a last resort.
     """
 
     def __init__(
-        self, app: ASGIApp, *, access_log: AccessLog | None = None, metrics: Metrics | None = None
+        self,
+        app: ASGIApp,
+        *,
+        access_log: AccessLog | None = None,
+        metrics: Metrics | None = None,
+        rate_limits: RateLimitGate | None = None,
     ) -> None:
         self.app = app
+        self.rate_limits = rate_limits
         self.access_log = access_log
         self.metrics = metrics if metrics is not None and metrics.enabled else None
 
@@ -138,6 +149,18 @@ class RequestIdMiddleware:
     ) -> None:
         exchange = Exchange([(REQUEST_ID_HEADER, request_id.encode())])
         scope[EXCHANGE_KEY] = exchange
+        app = self.app
+        gate = self.rate_limits
+        if gate is not None:
+            if gate.limiter.local:
+                decision = gate.decide_local(scope)
+            else:
+                decision = await gate.decide(scope)
+            if decision is not None:
+                exchange.headers += decision.headers()
+                if not decision.allowed:
+                    scope[DECISION_KEY] = decision
+                    app = gate.refusal
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -145,10 +168,13 @@ class RequestIdMiddleware:
                 exchange.status = message["status"]
             await send(message)
 
-        observe = self.access_log is not None or self.metrics is not None
+        access_log = self.access_log
+        if access_log is not None and not access_log.enabled():
+            access_log = None
+        observe = access_log is not None or self.metrics is not None
         if not observe:
             try:
-                await self.app(scope, receive, send_with_headers)
+                await app(scope, receive, send_with_headers)
             except Exception as exc:
                 responded = exchange.status != 0
                 await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
@@ -160,7 +186,7 @@ class RequestIdMiddleware:
             metrics.request_started(method)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_headers)
+            await app(scope, receive, send_with_headers)
         except Exception as exc:
             responded = exchange.status != 0
             await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
@@ -172,8 +198,7 @@ class RequestIdMiddleware:
             status = exchange.status or 499
             if metrics is not None:
                 metrics.request_finished(method, route, status, seconds)
-            access_log = self.access_log
-            if access_log is not None and access_log.enabled():
+            if access_log is not None:
                 _bind_path_fields(scope, fields)
                 access_log.request(method, scope["path"], route, status, seconds, _client(scope))
 
@@ -275,8 +300,15 @@ class RequestIdMiddleware:
     async def _run_websocket(
         self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
     ) -> None:
+        app = self.app
+        gate = self.rate_limits
         try:
-            await self.app(scope, receive, send)
+            if gate is not None:
+                decision = await gate.decide(scope)
+                if decision is not None and not decision.allowed:
+                    scope[DECISION_KEY] = decision
+                    app = gate.refusal
+            await app(scope, receive, send)
         except Exception as exc:
             _bind_path_fields(scope, fields)
             logger.error(

@@ -34,13 +34,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api.errors import error_response
 from .config import Settings
 from .metrics import RateLimitScope
-from .request_context import EXCHANGE_KEY, Exchange
 
 logger = logging.getLogger(__name__)
 
 _FORWARDED_FOR: Final = b"x-forwarded-for"
 _WARN_EVERY_SECONDS: Final = 60.0
 _MAX_ADDRESS_LENGTH: Final = 64
+#: The scope key of a refused request's :class:`Decision`, for :func:`refuse`.
+DECISION_KEY: Final = "charts.rate_limit"
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -217,7 +218,7 @@ class RateLimiter:
         """Count one API request from ``client`` (and one history request when ``history``);
         the decision of the tighter limit comes back."""
         if self._redis is None:
-            return self._hit_local(client, history)
+            return self.hit_local(client, history)
         if not history:
             return await self._hit(self.api, "api", client)
         try:
@@ -237,8 +238,15 @@ class RateLimiter:
             )
         return await self._hit(self.history, "history", client)
 
-    def _hit_local(self, client: str, history: bool) -> Decision:
-        # The request path of every limited request: the keys' constant parts are built once.
+    @property
+    def local(self) -> bool:
+        """Whether the counts are kept in this process (no ``REDIS_URL``): then
+        :meth:`hit_local` decides without awaiting anything."""
+        return self._redis is None
+
+    def hit_local(self, client: str, history: bool = False) -> Decision:
+        """:meth:`hit`, for a limiter that counts in this process."""
+        # On the path of every limited request: the keys' constant parts are built once.
         local = self._local
         item = self.api
         count, reset_at = local.incr(self._api_prefix + client, self._seconds)
@@ -290,52 +298,76 @@ class RateLimiter:
             await self._pool.aclose()
 
 
-class RateLimitMiddleware:
-    """Applies :class:`RateLimiter` to ``/api`` requests and ``/ws`` handshakes, except the
-    ``exempt`` paths (the metrics path, wherever it is mounted).
+class RateLimitGate:
+    """Decides, for the outermost middleware, whether a request may go on.
 
-    Refused requests get 429 with ``Retry-After`` and the error envelope; every limited response
-    carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (UTC epoch
-    seconds). A refused handshake gets 429 where the server supports WebSocket denial responses,
-    else a plain refusal (403).
+    Limits ``/api`` requests and ``/ws`` handshakes, except the ``exempt`` paths (the metrics
+    path, wherever it is mounted). The middleware puts :meth:`Decision.headers` on the response
+    (``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` in UTC epoch seconds,
+    and ``Retry-After`` on a refusal) and hands a refused request to ``refusal``: 429 with the
+    error envelope, through CORS so that browsers can read it. A refused handshake gets 429 where
+    the server supports WebSocket denial responses, else a plain refusal (403).
+
+    Deciding in the outermost layer rather than in a middleware of its own saves a layer on
+    every request: the limiter is on the path of every history request a chart scrolls with.
     """
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, exempt: frozenset[str]) -> None:
-        self.app = app
+    def __init__(
+        self, limiter: RateLimiter, exempt: frozenset[str], refusal: ASGIApp | None = None
+    ) -> None:
         self.limiter = limiter
         self.exempt = exempt
+        self.refusal: ASGIApp = refusal if refusal is not None else refuse
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        path: str = scope.get("path", "")
-        if kind == "http" and path.startswith("/api/") and path not in self.exempt:
-            history = is_history_path(path)
-            decision = await self.limiter.hit(self.limiter.client_address(scope), history=history)
-            exchange: Exchange | None = scope.get(EXCHANGE_KEY)
-            if exchange is not None:
-                # The outermost middleware puts them on whichever response goes out.
-                exchange.headers += decision.headers()
-            else:
-                send = _with_headers(send, decision.headers())
-            if decision.allowed:
-                await self.app(scope, receive, send)
-            else:
-                _count_refusal(scope, "history" if history else "api")
-                await _refuse(decision, scope, receive, send)
-        elif kind == "websocket" and path.startswith("/ws/"):
-            decision = await self.limiter.hit(self.limiter.client_address(scope))
-            if decision.allowed:
-                await self.app(scope, receive, send)
-                return
-            _count_refusal(scope, "websocket")
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await _refuse(
-                    decision, scope, receive, _with_headers(send, decision.headers()), "websocket."
-                )
-            else:
-                await send({"type": "websocket.close", "code": 1008})
-        else:
-            await self.app(scope, receive, send)
+    async def decide(self, scope: Scope) -> Decision | None:
+        """Count the request of ``scope``; ``None`` when its path is not limited."""
+        if scope["type"] == "http" and self.limiter.local:
+            return self.decide_local(scope)
+        path: str = scope["path"]
+        limiter = self.limiter
+        if scope["type"] == "http":
+            if not path.startswith("/api/") or path in self.exempt:
+                return None
+            client = limiter.client_address(scope)
+            return await limiter.hit(client, history=is_history_path(path))
+        if path.startswith("/ws/"):
+            return await limiter.hit(limiter.client_address(scope))
+        return None
+
+    def decide_local(self, scope: Scope) -> Decision | None:
+        """:meth:`decide` for an HTTP request and a limiter that counts in this process, with
+        nothing to await: the middleware calls it directly on the path of every request."""
+        path: str = scope["path"]
+        if not path.startswith("/api/") or path in self.exempt:
+            return None
+        return self.limiter.hit_local(self.limiter.client_address(scope), is_history_path(path))
+
+
+async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request refused by its limit (``scope[DECISION_KEY]``): the 429
+    envelope; the outermost middleware adds the limit headers."""
+    decision: Decision = scope[DECISION_KEY]
+    path = scope["path"]
+    if scope["type"] == "websocket":
+        _count_refusal(scope, "websocket")
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        send = _with_headers(send, decision.headers())
+        prefix = "websocket."
+    else:
+        _count_refusal(scope, "history" if is_history_path(path) else "api")
+        prefix = ""
+    what = "history requests" if is_history_path(path) else "requests"
+    response = error_response(429, decision.message(what), "RATE_LIMITED")
+    await send(
+        {
+            "type": prefix + "http.response.start",
+            "status": 429,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": prefix + "http.response.body", "body": response.body})
 
 
 def _count_refusal(scope: Scope, limit: RateLimitScope) -> None:
@@ -356,24 +388,8 @@ def is_history_path(path: str) -> bool:
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
     async def send_with_headers(message: Message) -> None:
-        if message["type"].endswith("http.response.start"):
+        if message["type"] == "websocket.http.response.start":
             message["headers"] = [*message.get("headers", ()), *headers]
         await send(message)
 
     return send_with_headers
-
-
-async def _refuse(
-    decision: Decision, scope: Scope, receive: Receive, send: Send, prefix: str = ""
-) -> None:
-    """The 429 envelope; ``send`` adds the limit headers (``Retry-After`` among them)."""
-    what = "history requests" if is_history_path(scope["path"]) else "requests"
-    response = error_response(429, decision.message(what), "RATE_LIMITED")
-    await send(
-        {
-            "type": prefix + "http.response.start",
-            "status": 429,
-            "headers": response.raw_headers,
-        }
-    )
-    await send({"type": prefix + "http.response.body", "body": response.body})

@@ -239,3 +239,18 @@ async def test_history_counts_against_both_limits_in_memory() -> None:
         assert (await limiter.hit_history("203.0.113.2")).remaining == 1
     finally:
         await limiter.close()
+
+
+async def test_a_browser_can_read_a_refusal(app_client: ClientFactory) -> None:
+    origin = "http://localhost:3000"
+    settings = make_settings(**limited(rate_limit_per_minute=1, cors_origins=[origin]))
+    async with app_client(settings, production=True) as client:
+        headers = {"Origin": origin, "X-Request-ID": "refused-1"}
+        assert (await client.get("/api/charts", headers=headers)).status_code == 200
+        refused = await client.get("/api/charts", headers=headers)
+    assert refused.status_code == 429
+    assert refused.headers["access-control-allow-origin"] == origin
+    exposed = refused.headers["access-control-expose-headers"].lower()
+    assert "retry-after" in exposed and "x-request-id" in exposed
+    assert refused.headers["x-request-id"] == "refused-1"
+    assert refused.json()["requestId"] == "refused-1"
