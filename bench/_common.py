@@ -197,6 +197,8 @@ class Server:
     factory: bool = False
     env: dict[str, str] = field(default_factory=dict)
     prefix: Sequence[str] = ()
+    #: uvicorn's own access line, as ``uvicorn`` writes it by default (off: ``--no-access-log``).
+    access_log: bool = False
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
@@ -219,10 +221,11 @@ class Server:
             str(self.port),
             "--workers",
             "1",
-            "--no-access-log",
             "--log-level",
             "warning",
         ]
+        if not self.access_log:
+            cmd.append("--no-access-log")
         if self.factory:
             cmd.append("--factory")
         env = dict(os.environ)
