@@ -113,9 +113,10 @@ def cpu_plan(pin: bool = True) -> CpuPlan:
 @contextlib.contextmanager
 def client_pinned(plan: CpuPlan) -> Iterator[None]:
     """Run the benchmark's own process on the client CPU; restore the original set afterwards."""
-    can = plan.client_cpus and hasattr(os, "sched_setaffinity")
-    if can:
-        os.sched_setaffinity(0, plan.client_cpus)
+    cpus = plan.client_cpus
+    can = bool(cpus) and hasattr(os, "sched_setaffinity")
+    if cpus and can:
+        os.sched_setaffinity(0, cpus)
     try:
         yield
     finally:
@@ -166,7 +167,7 @@ def wait_quiet(threshold: float = 20.0, max_wait: float = 30.0) -> float:
         log(f"  (waited {waited:.0f}s for other processes to quiet down; now {busy:.0f}% busy)")
     else:
         log(f"  (background CPU before start: {busy:.0f}%)")
-    return busy
+    return float(busy)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import orjson
 
@@ -134,8 +135,9 @@ class FrameCounter(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
-        self.transport.write(self.request)
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport = stream
+        stream.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 checked_wrk(srv, paths, 2, args.connections, plan.client_prefix)
             results: dict[str, list[WrkResult]] = {srv.name: [] for srv in servers}
             cpu_us: dict[str, list[float]] = {srv.name: [] for srv in servers}
-            round_ratios = []
-            cpu_ratios = []
-            default_ratios = []
+            round_ratios: list[float] = []
+            cpu_ratios: list[float] = []
+            default_ratios: list[float] = []
             production_requests = 0
             retries = args.max_repeats
             while len(round_ratios) < args.rounds:
