@@ -149,18 +149,6 @@ class RequestIdMiddleware:
     ) -> None:
         exchange = Exchange([(REQUEST_ID_HEADER, request_id.encode())])
         scope[EXCHANGE_KEY] = exchange
-        app = self.app
-        gate = self.rate_limits
-        if gate is not None:
-            if gate.limiter.local:
-                decision = gate.decide_local(scope)
-            else:
-                decision = await gate.decide(scope)
-            if decision is not None:
-                exchange.headers += decision.headers()
-                if not decision.allowed:
-                    scope[DECISION_KEY] = decision
-                    app = gate.refusal
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -171,36 +159,45 @@ class RequestIdMiddleware:
         access_log = self.access_log
         if access_log is not None and not access_log.enabled():
             access_log = None
-        observe = access_log is not None or self.metrics is not None
-        if not observe:
-            try:
-                await app(scope, receive, send_with_headers)
-            except Exception as exc:
-                responded = exchange.status != 0
-                await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
-            return
-
-        method = scope["method"]
         metrics = self.metrics
+        method = scope["method"]
         if metrics is not None:
             metrics.request_started(method)
         started = time.perf_counter()
         try:
+            app = self.app if self.rate_limits is None else await self._admit(scope, exchange)
             await app(scope, receive, send_with_headers)
         except Exception as exc:
             responded = exchange.status != 0
             await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
         finally:
-            seconds = time.perf_counter() - started
-            route = route_template(scope)
-            # A client that went away before the response started counts as 499, the de-facto
-            # code for "client closed request".
-            status = exchange.status or 499
-            if metrics is not None:
-                metrics.request_finished(method, route, status, seconds)
-            if access_log is not None:
-                _bind_path_fields(scope, fields)
-                access_log.request(method, scope["path"], route, status, seconds, _client(scope))
+            if access_log is not None or metrics is not None:
+                seconds = time.perf_counter() - started
+                route = route_template(scope)
+                # A client that went away before the response started counts as 499, the
+                # de-facto code for "client closed request".
+                status = exchange.status or 499
+                if metrics is not None:
+                    metrics.request_finished(method, route, status, seconds)
+                if access_log is not None:
+                    _bind_path_fields(scope, fields)
+                    access_log.request(
+                        method, scope["path"], route, status, seconds, _client(scope)
+                    )
+
+    async def _admit(self, scope: Scope, exchange: Exchange) -> ASGIApp:
+        """Count an HTTP request against its rate limit: the app, or the gate's refusal."""
+        gate = self.rate_limits
+        assert gate is not None
+        # In-process counts have nothing to await: no coroutine on every request for them.
+        decision = gate.decide_local(scope) if gate.local else await gate.decide(scope)
+        if decision is None:
+            return self.app
+        exchange.headers += decision.headers()
+        if decision.allowed:
+            return self.app
+        scope[DECISION_KEY] = decision
+        return gate.refusal
 
     async def _last_resort(
         self,
@@ -324,6 +321,8 @@ class ErrorEnvelopeMiddleware:
 
     The exception and its traceback go to the log (``ERROR``, with the request id); the body
     says only that something failed and which request id to look for, unless ``debug``.
+    Install it inside :class:`RequestIdMiddleware`, whose :class:`Exchange` tells it whether
+    the response has already started.
     """
 
     def __init__(self, app: ASGIApp, *, debug: bool = False) -> None:
@@ -334,26 +333,13 @@ class ErrorEnvelopeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange: Exchange | None = scope.get(EXCHANGE_KEY)
-        if exchange is not None:
-            # The outer layer records the start of the response: no need to watch for it here.
-            try:
-                await self.app(scope, receive, send)
-            except Exception as exc:
-                await self._fail(scope, send, exc, responded=exchange.status != 0)
-            return
-        responded = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal responded
-            if message["type"] == "http.response.start":
-                responded = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, send)
         except Exception as exc:
-            await self._fail(scope, send, exc, responded=responded)
+            # The outermost middleware records in the request's Exchange when the response
+            # started: after that an envelope can no longer be sent.
+            exchange: Exchange = scope[EXCHANGE_KEY]
+            await self._fail(scope, send, exc, responded=exchange.status != 0)
 
     async def _fail(self, scope: Scope, send: Send, exc: Exception, *, responded: bool) -> None:
         if responded:

@@ -160,14 +160,6 @@ class LocalWindows:
         window[0] += 1
         return int(window[0]), window[1]
 
-    def get(self, key: str) -> tuple[int, float]:
-        """The count in ``key``'s window and the window's end, without counting."""
-        now = self._clock()
-        window = self._windows.get(key)
-        if window is None or window[1] <= now:
-            return 0, now
-        return int(window[0]), window[1]
-
     def _sweep(self, now: float) -> None:
         self._windows = {key: w for key, w in self._windows.items() if w[1] > now}
         self._next_sweep = now + self.SWEEP_SECONDS
@@ -232,10 +224,8 @@ class RateLimiter:
     async def hit_history(self, client: str) -> Decision:
         """Count one history request from ``client`` (a ``request_history`` frame)."""
         if self._redis is None:
-            return self._decide(
-                self.history,
-                *self._local.incr(_key(self.history, "history", client), self.history.get_expiry()),
-            )
+            count, reset_at = self._local.incr(self._history_prefix + client, self._seconds)
+            return self._decide(self.history, count, reset_at)
         return await self._hit(self.history, "history", client)
 
     @property
@@ -318,29 +308,32 @@ class RateLimitGate:
         self.limiter = limiter
         self.exempt = exempt
         self.refusal: ASGIApp = refusal if refusal is not None else refuse
+        #: Counts kept in this process: :meth:`decide_local` decides.
+        self.local = limiter.local
 
     async def decide(self, scope: Scope) -> Decision | None:
-        """Count the request of ``scope``; ``None`` when its path is not limited."""
-        if scope["type"] == "http" and self.limiter.local:
-            return self.decide_local(scope)
+        """Count the request or handshake of ``scope``; ``None`` when its path is not limited."""
         path: str = scope["path"]
         limiter = self.limiter
         if scope["type"] == "http":
-            if not path.startswith("/api/") or path in self.exempt:
+            if not self.limits(path):
                 return None
-            client = limiter.client_address(scope)
-            return await limiter.hit(client, history=is_history_path(path))
+            return await limiter.hit(limiter.client_address(scope), history=is_history_path(path))
         if path.startswith("/ws/"):
             return await limiter.hit(limiter.client_address(scope))
         return None
 
     def decide_local(self, scope: Scope) -> Decision | None:
-        """:meth:`decide` for an HTTP request and a limiter that counts in this process, with
-        nothing to await: the middleware calls it directly on the path of every request."""
+        """:meth:`decide` for an HTTP request when the counts are kept in this process
+        (``local``), with nothing to await."""
         path: str = scope["path"]
-        if not path.startswith("/api/") or path in self.exempt:
+        if not self.limits(path):
             return None
         return self.limiter.hit_local(self.limiter.client_address(scope), is_history_path(path))
+
+    def limits(self, path: str) -> bool:
+        """Whether HTTP requests for ``path`` count against a limit."""
+        return path.startswith("/api/") and path not in self.exempt
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,6 +15,7 @@ from lightweight_charts_pro_backend import app_production as production
 from lightweight_charts_pro_backend.auth import create_access_token
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.logging_config import ACCESS_LOGGER
+from lightweight_charts_pro_backend.ratelimit import RateLimiter
 
 from .boom_app import SECRET, add_failing_routes
 
@@ -144,3 +145,20 @@ async def test_access_line_names_the_authenticated_caller(
         app.state.access_log.flush()
     lines = access_records(caplog)
     assert [(r.status, r.__dict__.get("user")) for r in lines] == [(200, "alice"), (401, None)]
+
+
+async def test_a_failing_rate_limiter_gets_the_envelope_and_an_access_line(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: RateLimiter, client: str, history: bool = False) -> None:
+        raise RuntimeError("limiter store exploded")
+
+    monkeypatch.setattr(RateLimiter, "hit_local", broken)
+    caplog.set_level(logging.INFO)
+    app = production.create_app(settings(enable_rate_limiting=True))
+    async for client in client_for(app):
+        reply = await client.get("/api/charts", headers={"X-Request-ID": "limit-1"})
+        app.state.access_log.flush()
+    assert reply.status_code == 500
+    assert reply.json()["requestId"] == "limit-1" and "exploded" not in reply.text
+    assert [(r.request_id, r.status) for r in access_records(caplog)] == [("limit-1", 500)]  # type: ignore[attr-defined]
