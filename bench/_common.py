@@ -170,6 +170,39 @@ def wait_quiet(threshold: float = 20.0, max_wait: float = 30.0) -> float:
     return float(busy)
 
 
+#: A measurement during which other processes used more than this many cores is disturbed.
+FOREIGN_LIMIT = 0.15
+
+
+class Repeats:
+    """Decides whether a wrk round that other processes disturbed is run again.
+
+    ``repeat(foreign)`` takes the foreign cores measured during each run of a round (by name):
+    a disturbed round is discarded and repeated, after waiting for quiet, while repeats are
+    left; after that it is kept and counted in ``kept``.
+    """
+
+    def __init__(self, repeats: int) -> None:
+        self.left = repeats
+        self.kept = 0
+
+    def repeat(self, foreign: dict[str, float]) -> bool:
+        disturbed = [name for name, cores in foreign.items() if cores > FOREIGN_LIMIT]
+        if not disturbed:
+            return False
+        if self.left > 0:
+            self.left -= 1
+            log(
+                f"  round disturbed: other processes used > {FOREIGN_LIMIT} core during "
+                f"{', '.join(disturbed)}; discarding it and repeating"
+            )
+            wait_quiet()
+            return True
+        log("  !! round disturbed by other processes; kept (no repeats left)")
+        self.kept += 1
+        return False
+
+
 # --------------------------------------------------------------------------------------------
 # Ports and servers
 

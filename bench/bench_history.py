@@ -29,8 +29,10 @@ if __package__ in (None, ""):
 
 from bench._common import (
     CEILING_APP,
+    FOREIGN_LIMIT,
     BenchError,
     KeepAlive,
+    Repeats,
     Server,
     WrkResult,
     client_pinned,
@@ -64,8 +66,6 @@ SMALL_N = 1000
 
 THROUGHPUT_TARGET = 0.30
 LATENCY_TARGET = 1.2
-#: A wrk run during which other processes used more than this many cores is "disturbed".
-FOREIGN_LIMIT = 0.15
 
 
 def history_path(series: str, before_time: int, count: int = CHUNK) -> str:
@@ -291,8 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 run_wrk_checked(srv, wrk_paths, 2, args.connections, plan.client_prefix)
             results: dict[str, list[WrkResult]] = {name: [] for name, _ in targets}
             round_ratios: list[float] = []
-            disturbed_kept = 0
-            retries = args.max_repeats
+            repeats = Repeats(args.max_repeats)
             done = 0
             while done < args.rounds:
                 log(f" round {done + 1}")
@@ -305,20 +304,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     log(wrk_line(name, res))
                 # Only the two runs whose ratio is the target decide; the naive reference's
                 # figure is three orders of magnitude away and a disturbance does not matter.
-                disturbed = [
-                    n for n in ("ceiling", "product") if this_round[n].foreign_cpu > FOREIGN_LIMIT
-                ]
-                if disturbed and retries > 0:
-                    retries -= 1
-                    log(
-                        f"  round disturbed: other processes used > {FOREIGN_LIMIT} core during "
-                        f"{', '.join(disturbed)}; discarding it and repeating"
-                    )
-                    wait_quiet()
+                target_runs = ("ceiling", "product")
+                if repeats.repeat({n: this_round[n].foreign_cpu for n in target_runs}):
                     continue
-                if disturbed:
-                    log("  !! round disturbed by other processes; kept (no repeats left)")
-                    disturbed_kept += 1
                 for name, res in this_round.items():
                     results[name].append(res)
                 round_ratios.append(ratio(this_round["product"].rps, this_round["ceiling"].rps))
@@ -341,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             # Headline: median of the per-round ratios (each pair of runs is adjacent in time, so
             # slow drift of the machine cancels); the ratio of the medians is printed beside it.
             figures["product_over_ceiling"] = median(round_ratios)
-            figures["disturbed_rounds"] = float(disturbed_kept)
+            figures["disturbed_rounds"] = float(repeats.kept)
             figures["product_over_ceiling_of_medians"] = ratio(rps["product"], rps["ceiling"])
             # Second view, robust to other processes on a shared machine: server CPU time per
             # request (ceiling's / product's). It equals the req/s ratio when both are CPU-bound.

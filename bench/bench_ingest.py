@@ -22,6 +22,7 @@ if __package__ in (None, ""):
 
 from bench._common import (
     CEILING_APP,
+    FOREIGN_LIMIT,
     BenchError,
     ForeignCpu,
     PeakRss,
@@ -49,7 +50,6 @@ from bench._common import (
 CHART = "ingest"
 SERIES = "candles"
 TARGET_CANDLES_PER_S = 500_000.0
-FOREIGN_LIMIT = 0.15
 MAX_REDO = 3
 #: Runs kept although other processes disturbed them, by server name (reported in the figures).
 DISTURBED: dict[str, int] = {}

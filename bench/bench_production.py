@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench._common import (
     PRODUCT_ENV,
     BenchError,
+    Repeats,
     Server,
     WrkResult,
     client_pinned,
@@ -68,8 +69,6 @@ CHUNK = 500
 HISTORY_ROUTE = "/api/charts/{chart_id}/history/{pane_id}/{series_id}"
 DEFAULT_LOGGING = "development-access-log"
 TARGET = 0.85
-#: A round during which other processes used more than this many cores is repeated.
-FOREIGN_LIMIT = 0.15
 # Settings caps both limits at 1,000,000 per minute (16,667/s): above what one process serves
 # here, so an enforcing limiter costs its bookkeeping but refuses nothing.
 HIGHEST_LIMIT = "1000000"
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             cpu_ratios: list[float] = []
             default_ratios: list[float] = []
             production_requests = 0
-            retries = args.max_repeats
+            repeats = Repeats(args.max_repeats)
             while len(round_ratios) < args.rounds:
                 r = len(round_ratios)
                 order = servers if r % 2 == 0 else servers[::-1]
@@ -223,19 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     this_round[srv.name] = (res, per_request)
                     if srv is production:
                         production_requests += res.requests
-                disturbed = [
-                    n for n, (res, _) in this_round.items() if res.foreign_cpu > FOREIGN_LIMIT
-                ]
-                if disturbed and retries > 0:
-                    retries -= 1
-                    log(
-                        f"  round disturbed: other processes used > {FOREIGN_LIMIT} core during "
-                        f"{', '.join(disturbed)}; discarding it and repeating"
-                    )
-                    wait_quiet()
+                if repeats.repeat({n: res.foreign_cpu for n, (res, _) in this_round.items()}):
                     continue
-                if disturbed:
-                    log("  !! round disturbed by other processes; kept (no repeats left)")
                 for name, (res, per_request) in this_round.items():
                     results[name].append(res)
                     cpu_us[name].append(per_request)
