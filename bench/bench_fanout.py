@@ -373,6 +373,22 @@ async def measure_round(target: Target, tracker: Tracker, trials: int, burst: in
     )
 
 
+async def measure_rounds(
+    targets: list[Target], tracker: Tracker, rounds: int, trials: int, burst: int
+) -> None:
+    """A warm-up round, then ``rounds`` rounds over every target in alternating order."""
+    log("warm-up round (not counted):")
+    for target in targets:
+        await measure_round(target, tracker, 3, 10)
+        target.reset()
+    for number in range(rounds):
+        log(f"round {number + 1}:")
+        for target in targets if number % 2 == 0 else reversed(targets):
+            await measure_round(target, tracker, trials, burst)
+        if any(c.closed for t in targets for c in t.clients):
+            raise BenchError("a server closed client sockets during the measurement")
+
+
 async def prepare_chart(port: int) -> HttpConnection:
     conn = HttpConnection(port)
     status, body = await conn.request(
@@ -448,16 +464,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             naive_updates = Updates(naive_conn, 10**9)
             targets.append(Target("naive", naive_clients, naive_updates.one, naive_updates.burst))
 
-        log("warm-up round (not counted):")
-        for target in targets:
-            await measure_round(target, tracker, 3, 10)
-            target.reset()
-        for number in range(args.rounds):
-            log(f"round {number + 1}:")
-            for target in targets if number % 2 == 0 else reversed(targets):
-                await measure_round(target, tracker, args.trials, args.burst)
-            if any(c.closed for t in targets for c in t.clients):
-                raise BenchError("a server closed client sockets during the measurement")
+        await measure_rounds(targets, tracker, args.rounds, args.trials, args.burst)
     finally:
         for close in closers:
             with contextlib.suppress(Exception):

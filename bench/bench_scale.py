@@ -51,7 +51,7 @@ from bench.bench_fanout import (
     Tracker,
     Updates,
     close_clients,
-    measure_round,
+    measure_rounds,
     open_clients,
     prepare_chart,
     raise_fd_limit,
@@ -107,16 +107,7 @@ async def run(args: argparse.Namespace, stack: ExitStack) -> dict[str, float]:
         redis_updates = Updates(redis_conn, 10**9)
         targets.append(Target("redis", redis_clients, redis_updates.one, redis_updates.burst))
 
-        log("warm-up round (not counted):")
-        for target in targets:
-            await measure_round(target, tracker, 3, 10)
-            target.reset()
-        for number in range(args.rounds):
-            log(f"round {number + 1}:")
-            for target in targets if number % 2 == 0 else reversed(targets):
-                await measure_round(target, tracker, args.trials, args.burst)
-            if any(c.closed for t in targets for c in t.clients):
-                raise BenchError("a server closed client sockets during the measurement")
+        await measure_rounds(targets, tracker, args.rounds, args.trials, args.burst)
     finally:
         for close in closers:
             with contextlib.suppress(Exception):
