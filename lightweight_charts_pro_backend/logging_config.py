@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
+from starlette.types import Scope
 
 from .config import Settings
-from .request_context import log_fields_var
+from .request_context import log_fields_var, route_template
 
 ACCESS_LOGGER = "lightweight_charts_pro_backend.access"
+#: A finished HTTP request as the metrics take it: method, route template, status, seconds.
+FinishedRequest = tuple[str, str, int, float]
 #: The servers' loggers, sent to the root handler so they share the service's format.
 SERVER_LOGGERS = (
     "uvicorn",
@@ -46,6 +49,8 @@ SERVER_LOGGERS = (
 _RECORD_ATTRIBUTES = frozenset(
     [*RESERVED_ATTRS, "message", "asctime", "taskName", "color_message", "context"]
 )
+_NO_FIELDS: dict[str, Any] = {}
+_UTF8 = frozenset({"utf-8", "utf8"})
 # Fields the text format shows in brackets, in this order, when a line has them.
 _CONTEXT_FIELDS = ("request_id", "connection_id", "chart_id", "user")
 
@@ -72,7 +77,7 @@ class JsonFormatter(OrjsonFormatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._stamps = _Stamps()
+        self.pid = os.getpid()
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -89,51 +94,31 @@ class JsonFormatter(OrjsonFormatter):
         log_data.update(message_dict)
 
     def line(
-        self, created: float, logger: str, message: str, *fields: dict[str, Any] | None
+        self,
+        created: float,
+        logger: str,
+        message: str,
+        context: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> bytes:
-        """The INFO line ``format`` would write for a record with ``fields`` as its extras
-        (later dicts win)."""
-        data: dict[str, Any] = {
-            "timestamp": self._stamps.isoformat(created),
-            "level": "INFO",
-            "logger": logger,
-            "message": message,
-            "pid": self._stamps.pid,
-        }
-        for extra in fields:
-            if extra:
-                data.update(extra)
-        return orjson.dumps(data, default=self.json_default)
+        """The INFO line, newline included, that ``format`` would write for a record of this
+        process with ``context`` and then ``extras`` as its extra fields (later keys win).
 
-
-class _Stamps:
-    """ISO-8601 UTC timestamps of recent seconds, formatted once per second.
-
-    The access log writes thousands of lines a second; formatting each one's time from scratch
-    costs as much as the rest of the line. The text is what ``datetime.isoformat`` writes.
-    """
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-        self.pid = os.getpid()
-
-    def isoformat(self, created: float) -> str:
-        # Split and rounded as datetime.fromtimestamp does, so the text is the same to the µs.
-        fraction, whole = math.modf(created)
-        micros = round(fraction * 1e6)
-        if micros >= 1_000_000:
-            whole, micros = whole + 1, micros - 1_000_000
-        elif micros < 0:
-            whole, micros = whole - 1, micros + 1_000_000
-        second = int(whole)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
-            self.pid = os.getpid()
-        if micros == 0:
-            return f"{self._prefix}+00:00"
-        return f"{self._prefix}.{micros:06d}+00:00"
+        orjson writes the timestamp's ``datetime`` as ``isoformat`` does.
+        """
+        return orjson.dumps(
+            {
+                "timestamp": datetime.fromtimestamp(created, UTC),
+                "level": "INFO",
+                "logger": logger,
+                "message": message,
+                "pid": self.pid,
+                **(context or _NO_FIELDS),
+                **(extras or _NO_FIELDS),
+            },
+            default=self.json_default,
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
 
 
 class TextFormatter(logging.Formatter):
@@ -150,15 +135,18 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
     def line(
-        self, created: float, logger: str, message: str, *fields: dict[str, Any] | None
+        self,
+        created: float,
+        logger: str,
+        message: str,
+        context: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> bytes:
-        """The INFO line ``format`` would write for a record with ``fields`` as its extras."""
+        """The INFO line, newline included, that ``format`` would write for a record with
+        ``context`` and ``extras`` as its extra fields."""
         stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
-        context: dict[str, Any] = {}
-        for extra in fields:
-            if extra:
-                context.update(extra)
-        return f"{stamp} INFO     {logger}{_context(context)} {message}".encode()
+        fields = {**(context or _NO_FIELDS), **(extras or _NO_FIELDS)}
+        return f"{stamp} INFO     {logger}{_context(fields)} {message}\n".encode()
 
 
 def _context(attributes: dict[str, Any]) -> str:
@@ -254,10 +242,15 @@ class AccessLog:
 
     One line per request is the most frequent thing the service logs; built one ``LogRecord``
     at a time (record, filters, formatter, handler lock, one write and flush each) it costs more
-    than serving a history chunk. Here a line is queued as a dict and the queue is rendered by
-    the formatter of the process's handler and written with one call when it holds
-    ``max_lines`` lines or its oldest line is ``max_delay`` seconds old; ``flush`` empties it
-    (the app does at shutdown). Timestamps are those of the requests.
+    than serving a history chunk. Here a finished request is queued as its raw values and the
+    queue is rendered by the formatter of the process's handler and written with one call when
+    it holds ``max_lines`` entries or its oldest is ``max_delay`` seconds old; ``flush`` empties
+    it (the app does at shutdown, the metrics before each scrape). Timestamps are those of the
+    requests.
+
+    The same batches can feed the request metrics (:meth:`report_to`): the request's route,
+    status and duration are worked out once per batch for both, instead of once per request on
+    the request's path.
 
     When the access logger does not end at the service's handler alone (tests capturing logs,
     a custom logging configuration), the queued lines go through ``logging`` as normal records
@@ -268,45 +261,55 @@ class AccessLog:
         self.max_lines = max_lines
         self.max_delay = max_delay
         self.logger = logging.getLogger(ACCESS_LOGGER)
-        # (time, the request's context fields, message, extras); a request's line is queued
-        # as its raw values (message None) and rendered when the queue is written.
-        self._pending: list[tuple[float, dict[str, Any] | None, str | None, Any]] = []
+        # A finished HTTP request: (scope, status, started, ended, its context fields);
+        # another line: (None, time, the context fields, message, extras).
+        self._pending: list[tuple[Any, ...]] = []
+        self._report: Callable[[list[FinishedRequest]], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
+    def report_to(self, report: Callable[[list[FinishedRequest]], None]) -> None:
+        """Hand each batch's finished requests to ``report`` as ``(method, route template,
+        status, seconds)``, whether or not access lines are written."""
+        self._report = report
+
     def request(
-        self, method: str, path: str, route: str, status: int, seconds: float, client: str | None
+        self,
+        scope: Scope,
+        status: int,
+        started: float,
+        ended: float,
+        fields: dict[str, Any] | None,
     ) -> None:
-        """Queue the access line of one HTTP request (with the request's context fields)."""
-        self._queue(
-            (
-                time.time(),
-                log_fields_var.get(),
-                None,
-                (method, path, route, status, seconds, client),
-            )
-        )
+        """Queue a finished HTTP request: its ASGI scope (read when the batch is written),
+        status, ``time.perf_counter()`` at its start and end, and its context fields."""
+        pending = self._pending
+        pending.append((scope, status, started, ended, fields))
+        if len(pending) >= self.max_lines:
+            self.flush()
+        elif self._timer is None:
+            self._schedule()
 
     def write(self, message: str, fields: dict[str, Any]) -> None:
         """Queue one INFO line; ``fields`` are its extras (the request's context fields are
         added, explicit fields win)."""
-        self._queue((time.time(), log_fields_var.get(), message, fields))
-
-    def _queue(self, entry: tuple[float, dict[str, Any] | None, str | None, Any]) -> None:
         pending = self._pending
-        pending.append(entry)
+        pending.append((None, time.time(), log_fields_var.get(), message, fields))
         if len(pending) >= self.max_lines:
             self.flush()
         elif self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-            else:
-                self._timer = loop.call_later(self.max_delay, self.flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+        else:
+            self._timer = loop.call_later(self.max_delay, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -316,50 +319,84 @@ class AccessLog:
             pending, self._pending = self._pending, []
         if not pending:
             return
-        lines = [
-            (created, context, *_message(message, extra))
-            for created, context, message, extra in pending
-        ]
-        handler = _sole_handler(self.logger)
-        if handler is None:
-            for created, context, message, fields in lines:
-                extra = {**context, **fields} if context else fields
-                record = self.logger.makeRecord(
-                    self.logger.name, logging.INFO, __file__, 0, message, (), None, extra=extra
-                )
-                record.created = created
-                self.logger.handle(record)
+        report = self._report
+        finished: list[FinishedRequest] | None = [] if report is not None else None
+        write_lines = self.enabled()
+        if finished is None and not write_lines:
             return
-        formatter = handler.formatter
-        assert isinstance(formatter, JsonFormatter | TextFormatter)
+        handler = _sole_handler(self.logger)
+        formatter = handler.formatter if handler is not None else None
+        line = formatter.line if isinstance(formatter, JsonFormatter | TextFormatter) else None
+        if isinstance(formatter, JsonFormatter):
+            formatter.pid = os.getpid()
         name = self.logger.name
-        text = b"\n".join(
-            formatter.line(created, name, message, context, fields)
-            for created, context, message, fields in lines
-        )
-        handler.acquire()
-        try:
-            handler.stream.write(text.decode() + "\n")
-            handler.stream.flush()
-        finally:
-            handler.release()
+        lines: list[bytes] = []
+        records: list[tuple[float, dict[str, Any] | None, str, dict[str, Any]]] = []
+        # perf_counter readings to wall-clock time; the two clocks drift apart by far less
+        # than a microsecond over one batch.
+        offset = time.time() - time.perf_counter()
+        for entry in pending:
+            scope = entry[0]
+            if scope is None:
+                if not write_lines:
+                    continue
+                _, created, context, message, extras = entry
+            else:
+                _, status, started, ended, context = entry
+                method: str = scope["method"]
+                route = route_template(scope)
+                seconds = ended - started
+                if finished is not None:
+                    finished.append((method, route, status, seconds))
+                if not write_lines:
+                    continue
+                params = scope.get("path_params")
+                if context is not None and params and "chart_id" in params:
+                    context.setdefault("chart_id", params["chart_id"])
+                path = scope["path"]
+                client = scope.get("client")
+                duration_ms = round(seconds * 1e6) / 1000
+                extras = {
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "client": client[0] if client else None,
+                }
+                message = f"{method} {path} {status} {duration_ms}ms"
+                created = ended + offset
+            if line is not None:
+                lines.append(line(created, name, message, context, extras))
+            else:
+                records.append((created, context, message, extras))
+        if finished is not None and report is not None:
+            report(finished)
+        if handler is not None and lines:
+            handler.acquire()
+            try:
+                _write_bytes(handler.stream, b"".join(lines))
+            finally:
+                handler.release()
+        for created, context, message, extras in records:
+            fields = {**context, **extras} if context else extras
+            record = self.logger.makeRecord(
+                name, logging.INFO, __file__, 0, message, (), None, extra=fields
+            )
+            record.created = created
+            self.logger.handle(record)
 
 
-def _message(message: str | None, extra: Any) -> tuple[str, dict[str, Any]]:
-    """The message and extras of a queued line; a request's are made from its values."""
-    if message is not None:
-        return message, extra
-    method, path, route, status, seconds, client = extra
-    duration_ms = round(seconds * 1000, 3)
-    fields = {
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": duration_ms,
-        "client": client,
-    }
-    return f"{method} {path} {status} {duration_ms:.2f}ms", fields
+def _write_bytes(stream: TextIO, data: bytes) -> None:
+    """Write UTF-8 ``data`` to a text stream, past its text layer when it has a binary one."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None and (getattr(stream, "encoding", "") or "").lower() in _UTF8:
+        stream.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:
+        stream.write(data.decode())
+        stream.flush()
 
 
 def _sole_handler(logger: logging.Logger) -> LogHandler | None:

@@ -22,6 +22,7 @@ multi-process mode, where a scrape reaches one worker only).
 
 from __future__ import annotations
 
+import collections
 import importlib
 import os
 import time
@@ -55,8 +56,6 @@ from prometheus_client.utils import floatToGoString
 HistoryTransport = Literal["rest", "websocket"]
 RateLimitScope = Literal["api", "history", "websocket"]
 
-#: Label for requests no route matched (404s): raw paths would make unbounded label sets.
-UNMATCHED_ROUTE: Final = "unmatched"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASSES: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 # History chunks are served in well under a millisecond, so the buckets start far below
@@ -132,7 +131,8 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._in_progress_children: dict[str, Any] = {}
         self._history_children: dict[str, Any] = {}
-        self._in_progress_counts: dict[str, int] = {}
+        self._started: collections.Counter[str] = collections.Counter()
+        self._collect_hooks: list[Callable[[], None]] = []
         self._messages_sent = 0
         self._http = Observations(LATENCY_BUCKETS)
         self._history = Observations(CHUNK_POINT_BUCKETS)
@@ -223,24 +223,50 @@ class Metrics:
 
     # HTTP (called by the middleware)
 
+    @property
+    def batched(self) -> bool:
+        """Whether finished requests may be reported in batches (:meth:`requests_finished`):
+        one process, whose scrape first runs the hooks of :meth:`before_collect`. With several
+        workers each request is reported at once, since a scrape reaches one worker only."""
+        return self.enabled and self._local
+
+    def before_collect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` before each scrape (one process): a holder of unreported requests
+        reports them."""
+        self._collect_hooks.append(hook)
+
     def request_started(self, method: str) -> None:
         if not self.enabled:
             return
-        method = _method_label(method)
         if self._local:
-            self._in_progress_counts[method] = self._in_progress_counts.get(method, 0) + 1
+            # In progress: started, less those observed as finished (read at scrape time).
+            self._started[method] += 1
         else:
-            self._in_progress(method).inc()
+            self._in_progress_child(_method_label(method)).inc()
+
+    def requests_finished(self, requests: list[tuple[str, str, int, float]]) -> None:
+        """Report finished requests, each ``(method, route, status, seconds)``."""
+        if not self._local:
+            for request in requests:
+                self.request_finished(*request)
+            return
+        if not self.enabled:
+            return
+        self._http.observe_all(
+            [
+                ((method if method in _METHODS else "other", route, status), seconds)
+                for method, route, status, seconds in requests
+            ]
+        )
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         if not self.enabled:
             return
-        method = _method_label(method)
         if self._local:
-            self._in_progress_counts[method] -= 1
-            self._http.observe((method, route, status), seconds)
+            self.requests_finished([(method, route, status, seconds)])
             return
-        self._in_progress(method).dec()
+        method = _method_label(method)
+        self._in_progress_child(method).dec()
         key = (method, route, status)
         children = self._http_children.get(key)
         if children is None:
@@ -252,12 +278,22 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def _in_progress(self, method: str) -> Any:
+    def _in_progress_child(self, method: str) -> Any:
         child = self._in_progress_children.get(method)
         if child is None:
             child = self.http_requests_in_progress.labels(method)
             self._in_progress_children[method] = child
         return child
+
+    def _in_progress(self) -> dict[str, int]:
+        """Requests in progress by method label (one process): started less finished."""
+        counts: dict[str, int] = {}
+        for method, started in list(self._started.items()):
+            label = _method_label(method)
+            counts[label] = counts.get(label, 0) + started
+        for (method, _route, _status), entry in list(self._http.data.items()):
+            counts[method] = counts.get(method, 0) - entry[0]
+        return counts
 
     # WebSocket (connections and messages by the middleware; reasons may be set by the handler)
 
@@ -374,6 +410,18 @@ class Observations:
         entry[1] += value
         entry[2][bisect_left(self.bounds, value)] += 1
 
+    def observe_all(self, observations: list[tuple[tuple[Any, ...], float]]) -> None:
+        """:meth:`observe` each ``(key, value)``, in one call for a batch."""
+        data = self.data
+        bounds = self.bounds
+        for key, value in observations:
+            entry = data.get(key)
+            if entry is None:
+                entry = data[key] = [0, 0.0, [0] * (len(bounds) + 1)]
+            entry[0] += 1
+            entry[1] += value
+            entry[2][bisect_left(bounds, value)] += 1
+
     def merged(self, label: Callable[[tuple[Any, ...]], tuple[str, ...]]) -> dict[Any, list[Any]]:
         """The observations summed by ``label(key)`` (several keys may share a label set)."""
         out: dict[tuple[str, ...], list[Any]] = {}
@@ -409,6 +457,8 @@ class _HotPathCollector:
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.metrics
+        for hook in metrics._collect_hooks:
+            hook()
         http = metrics._http.merged(lambda k: (k[0], k[1], status_class(k[2])))
         requests = CounterMetricFamily(
             "http_requests_total", _HTTP_REQUESTS_HELP, labels=["method", "route", "status"]
@@ -426,7 +476,7 @@ class _HotPathCollector:
         in_progress = GaugeMetricFamily(
             "http_requests_in_progress", _IN_PROGRESS_HELP, labels=["method"]
         )
-        for method, count in list(metrics._in_progress_counts.items()):
+        for method, count in metrics._in_progress().items():
             in_progress.add_metric([method], count)
         yield in_progress
         sent = CounterMetricFamily("websocket_messages_sent_total", _MESSAGES_SENT_HELP)

@@ -26,24 +26,20 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import AccessLog
-from .metrics import UNMATCHED_ROUTE, Metrics, close_reason
+from .metrics import Metrics, close_reason
 from .ratelimit import DECISION_KEY, RateLimitGate
-from .request_context import EXCHANGE_KEY, Exchange, log_fields_var, request_id_var
+from .request_context import (
+    EXCHANGE_KEY,
+    Exchange,
+    log_fields_var,
+    request_id_var,
+    route_template,
+)
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 logger = logging.getLogger(__name__)
-
-
-def route_template(scope: Scope) -> str:
-    """The path template of the route that handled ``scope`` (``/api/charts/{chart_id}``).
-
-    Read after the inner app ran: the router sets ``scope["route"]`` when it matches.
-    """
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else UNMATCHED_ROUTE
 
 
 def _client(scope: Scope) -> str | None:
@@ -114,6 +110,15 @@ class RequestIdMiddleware:
         self.rate_limits = rate_limits
         self.access_log = access_log
         self.metrics = metrics if metrics is not None and metrics.enabled else None
+        # Finished requests reach one process's metrics in the access log's batches (scrapes
+        # flush it first); with several workers each is reported on its own, at once.
+        self._report_each: Metrics | None = None
+        if self.metrics is not None:
+            if access_log is not None and self.metrics.batched:
+                access_log.report_to(self.metrics.requests_finished)
+                self.metrics.before_collect(access_log.flush)
+            else:
+                self._report_each = self.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -157,47 +162,36 @@ class RequestIdMiddleware:
             await send(message)
 
         access_log = self.access_log
-        if access_log is not None and not access_log.enabled():
-            access_log = None
         metrics = self.metrics
-        method = scope["method"]
         if metrics is not None:
-            metrics.request_started(method)
+            metrics.request_started(scope["method"])
         started = time.perf_counter()
         try:
-            app = self.app if self.rate_limits is None else await self._admit(scope, exchange)
+            app = self.app
+            gate = self.rate_limits
+            if gate is not None:
+                # In-process counts have nothing to await: no coroutine on every request.
+                if gate.local:
+                    admitted = gate.admit_local(scope, exchange.headers)
+                else:
+                    admitted = await gate.admit(scope, exchange.headers)
+                if not admitted:
+                    app = gate.refusal
             await app(scope, receive, send_with_headers)
         except Exception as exc:
             responded = exchange.status != 0
             await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
         finally:
-            if access_log is not None or metrics is not None:
-                seconds = time.perf_counter() - started
-                route = route_template(scope)
-                # A client that went away before the response started counts as 499, the
-                # de-facto code for "client closed request".
-                status = exchange.status or 499
-                if metrics is not None:
-                    metrics.request_finished(method, route, status, seconds)
-                if access_log is not None:
-                    _bind_path_fields(scope, fields)
-                    access_log.request(
-                        method, scope["path"], route, status, seconds, _client(scope)
-                    )
-
-    async def _admit(self, scope: Scope, exchange: Exchange) -> ASGIApp:
-        """Count an HTTP request against its rate limit: the app, or the gate's refusal."""
-        gate = self.rate_limits
-        assert gate is not None
-        # In-process counts have nothing to await: no coroutine on every request for them.
-        decision = gate.decide_local(scope) if gate.local else await gate.decide(scope)
-        if decision is None:
-            return self.app
-        exchange.headers += decision.headers()
-        if decision.allowed:
-            return self.app
-        scope[DECISION_KEY] = decision
-        return gate.refusal
+            # A client that went away before the response started counts as 499, the
+            # de-facto code for "client closed request".
+            status = exchange.status or 499
+            ended = time.perf_counter()
+            if access_log is not None:
+                access_log.request(scope, status, started, ended, fields)
+            if self._report_each is not None:
+                self._report_each.request_finished(
+                    scope["method"], route_template(scope), status, ended - started
+                )
 
     async def _last_resort(
         self,

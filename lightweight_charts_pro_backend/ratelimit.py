@@ -21,9 +21,10 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
@@ -43,6 +44,12 @@ _MAX_ADDRESS_LENGTH: Final = 64
 #: The scope key of a refused request's :class:`Decision`, for :func:`refuse`.
 DECISION_KEY: Final = "charts.rate_limit"
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LIMIT_HEADER: Final = b"x-ratelimit-limit"
+REMAINING_HEADER: Final = b"x-ratelimit-remaining"
+RESET_HEADER: Final = b"x-ratelimit-reset"
+#: ``/api/charts/{chart_id}/history`` and everything under it.
+_HISTORY_PATH: Final = re.compile(r"/api/charts/[^/]*/history(?:/|$)")
+Headers = list[tuple[bytes, bytes]]
 
 
 class Decision:
@@ -62,9 +69,9 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = [
-            (b"x-ratelimit-limit", b"%d" % self.limit),
-            (b"x-ratelimit-remaining", b"%d" % self.remaining),
-            (b"x-ratelimit-reset", b"%d" % math.ceil(self.reset_at)),
+            (LIMIT_HEADER, b"%d" % self.limit),
+            (REMAINING_HEADER, b"%d" % self.remaining),
+            (RESET_HEADER, b"%d" % math.ceil(self.reset_at)),
         ]
         if not self.allowed:
             headers.append((b"retry-after", b"%d" % self.retry_after))
@@ -146,19 +153,26 @@ class LocalWindows:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._windows: dict[str, list[float]] = {}
+        self._windows: dict[str, list[Any]] = {}
         self._next_sweep = clock() + self.SWEEP_SECONDS
 
-    def incr(self, key: str, seconds: float) -> tuple[int, float]:
-        """Count one hit on ``key``: the count in its window and the window's end (epoch s)."""
+    def hit(self, key: str, seconds: float) -> list[Any]:
+        """Count one hit on ``key``; its window after it: ``[count, end (epoch s), end as
+        the bytes of the X-RateLimit-Reset header]``. The caller must not change it."""
         now = self._clock()
         window = self._windows.get(key)
         if window is None or window[1] <= now:
             if now >= self._next_sweep:
                 self._sweep(now)
-            window = self._windows[key] = [0, now + seconds]
+            end = now + seconds
+            window = self._windows[key] = [0, end, b"%d" % math.ceil(end)]
         window[0] += 1
-        return int(window[0]), window[1]
+        return window
+
+    def incr(self, key: str, seconds: float) -> tuple[int, float]:
+        """Count one hit on ``key``: the count in its window and the window's end (epoch s)."""
+        window = self.hit(key, seconds)
+        return window[0], window[1]
 
     def _sweep(self, now: float) -> None:
         self._windows = {key: w for key, w in self._windows.items() if w[1] > now}
@@ -187,6 +201,8 @@ class RateLimiter:
         self._local = LocalWindows()
         self._api_prefix = _key(self.api, "api", "")
         self._history_prefix = _key(self.history, "history", "")
+        self._api_limit = b"%d" % self.api.amount
+        self._history_limit = b"%d" % self.history.amount
         # Both limits are per minute.
         self._seconds = float(self.api.get_expiry())
         if settings.redis_url:
@@ -236,14 +252,30 @@ class RateLimiter:
 
     def hit_local(self, client: str, history: bool = False) -> Decision:
         """:meth:`hit`, for a limiter that counts in this process."""
+        item, window = self._hit_local(client, history)
+        return self._decide(item, window[0], window[1])
+
+    def admit_local(self, client: str, history: bool, headers: Headers) -> Decision | None:
+        """:meth:`hit_local` for the middleware: ``None`` when the request may go on, with the
+        limit headers appended to ``headers``; the refusal's :class:`Decision` otherwise."""
+        item, window = self._hit_local(client, history)
+        count = window[0]
+        if count > item.amount:
+            return self._decide(item, count, window[1])
+        limit = self._api_limit if item is self.api else self._history_limit
+        headers += ((LIMIT_HEADER, limit), (REMAINING_HEADER, b"%d" % (item.amount - count)))
+        headers.append((RESET_HEADER, window[2]))
+        return None
+
+    def _hit_local(self, client: str, history: bool) -> tuple[RateLimitItem, list[Any]]:
         # On the path of every limited request: the keys' constant parts are built once.
         local = self._local
         item = self.api
-        count, reset_at = local.incr(self._api_prefix + client, self._seconds)
-        if history and count <= item.amount:
+        window = local.hit(self._api_prefix + client, self._seconds)
+        if history and window[0] <= item.amount:
             item = self.history
-            count, reset_at = local.incr(self._history_prefix + client, self._seconds)
-        return self._decide(item, count, reset_at)
+            window = local.hit(self._history_prefix + client, self._seconds)
+        return item, window
 
     @staticmethod
     def _decide(item: RateLimitItem, count: int, reset_at: float) -> Decision:
@@ -323,13 +355,33 @@ class RateLimitGate:
             return await limiter.hit(limiter.client_address(scope))
         return None
 
-    def decide_local(self, scope: Scope) -> Decision | None:
-        """:meth:`decide` for an HTTP request when the counts are kept in this process
-        (``local``), with nothing to await."""
+    async def admit(self, scope: Scope, headers: Headers) -> bool:
+        """Count the HTTP request of ``scope``: whether it may go on. The limit headers are
+        appended to ``headers``; a refused request's decision is kept in
+        ``scope[DECISION_KEY]`` for ``refusal``."""
+        decision = await self.decide(scope)
+        if decision is None:
+            return True
+        headers += decision.headers()
+        if decision.allowed:
+            return True
+        scope[DECISION_KEY] = decision
+        return False
+
+    def admit_local(self, scope: Scope, headers: Headers) -> bool:
+        """:meth:`admit` when the counts are kept in this process (``local``), with nothing
+        to await: the limiter is on the path of every history request a chart scrolls with."""
         path: str = scope["path"]
-        if not self.limits(path):
-            return None
-        return self.limiter.hit_local(self.limiter.client_address(scope), is_history_path(path))
+        if not path.startswith("/api/") or path in self.exempt:
+            return True
+        limiter = self.limiter
+        history = _HISTORY_PATH.match(path) is not None
+        refused = limiter.admit_local(limiter.client_address(scope), history, headers)
+        if refused is None:
+            return True
+        headers += refused.headers()
+        scope[DECISION_KEY] = refused
+        return False
 
     def limits(self, path: str) -> bool:
         """Whether HTTP requests for ``path`` count against a limit."""
@@ -375,8 +427,7 @@ def _key(item: RateLimitItem, kind: str, client: str) -> str:
 
 def is_history_path(path: str) -> bool:
     """``/api/charts/{chart_id}/history`` and ``/api/charts/{chart_id}/history/...``."""
-    parts = path.split("/", 6)
-    return len(parts) > 4 and parts[2] == "charts" and parts[4] == "history"
+    return _HISTORY_PATH.match(path) is not None
 
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

@@ -9,13 +9,19 @@ inside it (routes, services, tasks they create) can read the request id and add 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Final
+
+from starlette.types import Scope
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # One dict per request, mutated in place by ``bind_log_fields``: code that runs in a copied
 # context (threads, tasks) still shares it, so fields bound there reach the access line too.
 log_fields_var: ContextVar[dict[str, Any] | None] = ContextVar("log_fields", default=None)
 
+
+#: The route label of requests no route matched (404s): raw paths would make unbounded label
+#: sets in the metrics.
+UNMATCHED_ROUTE: Final = "unmatched"
 
 #: The scope key of an HTTP request's :class:`Exchange`, set by the outermost middleware.
 EXCHANGE_KEY = "charts.exchange"
@@ -55,3 +61,13 @@ def bind_log_fields(**fields: Any) -> None:
     current = log_fields_var.get()
     if current is not None:
         current.update(fields)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that handled ``scope`` (``/api/charts/{chart_id}``).
+
+    Read after the inner app ran: the router sets ``scope["route"]`` when it matches.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE

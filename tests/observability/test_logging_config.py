@@ -6,10 +6,12 @@ import json
 import logging
 import logging.config
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from lightweight_charts_pro_backend.config import Settings
@@ -25,7 +27,11 @@ from lightweight_charts_pro_backend.logging_config import (
     log_config_dict,
     make_formatter,
 )
-from lightweight_charts_pro_backend.request_context import bind_log_fields, log_fields_var
+from lightweight_charts_pro_backend.request_context import (
+    bind_log_fields,
+    current_log_fields,
+    log_fields_var,
+)
 
 
 def record(message: str = "Chart created", **extra: object) -> logging.LogRecord:
@@ -172,7 +178,14 @@ async def test_batched_access_line_is_the_line_of_a_record(
     configure_logging(Settings(_env_file=None, log_format=log_format), access_log=True)
     bind_log_fields(chart_id="btc", user="alice")
     access = AccessLog()
-    access.request("GET", "/api/charts/btc", "/api/charts/{chart_id}", 200, 0.0012345, "::1")
+    scope = {
+        "method": "GET",
+        "path": "/api/charts/btc",
+        "route": APIRoute("/api/charts/{chart_id}", lambda: None),
+        "client": ("::1", 50000),
+    }
+    ended = time.perf_counter()
+    access.request(scope, 200, ended - 0.0012, ended, current_log_fields())
     access.write("WebSocket /ws/charts/{chart_id} accepted", {"client": "::1"})
     access.flush()
     batched = capsys.readouterr().out.splitlines()
@@ -181,11 +194,11 @@ async def test_batched_access_line_is_the_line_of_a_record(
         "route": "/api/charts/{chart_id}",
         "path": "/api/charts/btc",
         "status": 200,
-        "duration_ms": 1.234,
+        "duration_ms": 1.2,
         "client": "::1",
     }
     expected = [
-        ("GET /api/charts/btc 200 1.23ms", extras),
+        ("GET /api/charts/btc 200 1.2ms", extras),
         ("WebSocket /ws/charts/{chart_id} accepted", {"client": "::1"}),
     ]
     assert len(batched) == len(expected)

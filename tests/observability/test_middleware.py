@@ -15,7 +15,7 @@ from lightweight_charts_pro_backend import app_production as production
 from lightweight_charts_pro_backend.auth import create_access_token
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.logging_config import ACCESS_LOGGER
-from lightweight_charts_pro_backend.ratelimit import RateLimiter
+from lightweight_charts_pro_backend.ratelimit import LocalWindows
 
 from .boom_app import SECRET, add_failing_routes
 
@@ -150,10 +150,10 @@ async def test_access_line_names_the_authenticated_caller(
 async def test_a_failing_rate_limiter_gets_the_envelope_and_an_access_line(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: RateLimiter, client: str, history: bool = False) -> None:
+    def broken(self: LocalWindows, key: str, seconds: float) -> None:
         raise RuntimeError("limiter store exploded")
 
-    monkeypatch.setattr(RateLimiter, "hit_local", broken)
+    monkeypatch.setattr(LocalWindows, "hit", broken)
     caplog.set_level(logging.INFO)
     app = production.create_app(settings(enable_rate_limiting=True))
     async for client in client_for(app):
