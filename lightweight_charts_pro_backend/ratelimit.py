@@ -50,6 +50,11 @@ RESET_HEADER: Final = b"x-ratelimit-reset"
 #: ``/api/charts/{chart_id}/history`` and everything under it.
 _HISTORY_PATH: Final = re.compile(r"/api/charts/[^/]*/history(?:/|$)")
 Headers = list[tuple[bytes, bytes]]
+# What an HTTP path counts against (RateLimitGate); at most _KNOWN_PATHS paths are remembered.
+_UNLIMITED: Final = 0
+_API: Final = 1
+_HISTORY: Final = 2
+_KNOWN_PATHS: Final = 4096
 
 
 class Decision:
@@ -140,46 +145,64 @@ def storage_uri(redis_url: str) -> str:
 
 
 class LocalWindows:
-    """Fixed windows counted in this process: per key, a count and the time its window ends.
+    """Fixed windows counted in this process, two per client: its API and its history requests.
 
-    A window opens with the key's first hit and lasts ``seconds``, as ``limits``' fixed-window
-    strategy counts in Redis. Ended windows are dropped when a new window opens, at most once
-    per ``SWEEP_SECONDS``, so memory holds the clients of the last minute or two. Plain dict
-    work on the event loop: ``limits``' in-memory storage starts an asyncio task to expire keys
-    on every increment, which cost more than the rest of a history request's limiting.
+    A client's record is ``[API count, API window end, that end as the bytes of the
+    X-RateLimit-Reset header, history count, history window end, its header bytes]``; ``API``
+    and ``HISTORY`` are the offsets of the two windows in it. A window opens with its first hit
+    and lasts ``seconds``, as ``limits``' fixed-window strategy counts in Redis. Records whose
+    windows have both ended are dropped when a new client comes, at most once per
+    ``SWEEP_SECONDS``, so memory holds the clients of the last minute or two.
+
+    Plain list work on the event loop: ``limits``' in-memory storage starts an asyncio task to
+    expire keys on every increment, which cost more than the rest of a history request's
+    limiting; one record per client costs one lookup for both of its limits.
     """
 
+    API: Final = 0
+    HISTORY: Final = 3
     SWEEP_SECONDS: Final = 60.0
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._windows: dict[str, list[Any]] = {}
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.records: dict[str, list[Any]] = {}
         self._next_sweep = clock() + self.SWEEP_SECONDS
 
-    def hit(self, key: str, seconds: float) -> list[Any]:
-        """Count one hit on ``key``; its window after it: ``[count, end (epoch s), end as
-        the bytes of the X-RateLimit-Reset header]``. The caller must not change it."""
-        now = self._clock()
-        window = self._windows.get(key)
-        if window is None or window[1] <= now:
+    def record(self, client: str, now: float) -> list[Any]:
+        """``client``'s record, made (with both windows ended) if it has none."""
+        record = self.records.get(client)
+        if record is None:
             if now >= self._next_sweep:
                 self._sweep(now)
-            end = now + seconds
-            window = self._windows[key] = [0, end, b"%d" % math.ceil(end)]
-        window[0] += 1
-        return window
+            record = self.records[client] = [0, 0.0, b"0", 0, 0.0, b"0"]
+        return record
 
-    def incr(self, key: str, seconds: float) -> tuple[int, float]:
-        """Count one hit on ``key``: the count in its window and the window's end (epoch s)."""
-        window = self.hit(key, seconds)
-        return window[0], window[1]
+    def reopen(self, record: list[Any], window: int, now: float) -> None:
+        """Start the ``window`` (``API`` or ``HISTORY``) of ``record`` again at ``now``."""
+        end = now + self.seconds
+        record[window : window + 3] = [0, end, b"%d" % math.ceil(end)]
+
+    def hit(self, client: str, window: int) -> tuple[int, float]:
+        """Count one hit of ``client`` in its ``window``: the count in the window and the
+        window's end (epoch s)."""
+        now = self.clock()
+        record = self.record(client, now)
+        if record[window + 1] <= now:
+            self.reopen(record, window, now)
+        record[window] += 1
+        return record[window], record[window + 1]
 
     def _sweep(self, now: float) -> None:
-        self._windows = {key: w for key, w in self._windows.items() if w[1] > now}
+        self.records = {
+            client: record
+            for client, record in self.records.items()
+            if record[1] > now or record[4] > now
+        }
         self._next_sweep = now + self.SWEEP_SECONDS
 
     def __len__(self) -> int:
-        return len(self._windows)
+        return len(self.records)
 
 
 class RateLimiter:
@@ -198,13 +221,10 @@ class RateLimiter:
         self.client_address = ClientAddress(settings.trusted_proxies)
         self._pool: ConnectionPool | None = None
         self._redis: RedisStorage | None = None
-        self._local = LocalWindows()
-        self._api_prefix = _key(self.api, "api", "")
-        self._history_prefix = _key(self.history, "history", "")
+        # Both limits are per minute.
+        self._local = LocalWindows(float(self.api.get_expiry()))
         self._api_limit = b"%d" % self.api.amount
         self._history_limit = b"%d" % self.history.amount
-        # Both limits are per minute.
-        self._seconds = float(self.api.get_expiry())
         if settings.redis_url:
             # The worker's pid in the client name tells operators (and the tests) which worker
             # holds which connection in Redis' CLIENT LIST.
@@ -240,7 +260,7 @@ class RateLimiter:
     async def hit_history(self, client: str) -> Decision:
         """Count one history request from ``client`` (a ``request_history`` frame)."""
         if self._redis is None:
-            count, reset_at = self._local.incr(self._history_prefix + client, self._seconds)
+            count, reset_at = self._local.hit(client, LocalWindows.HISTORY)
             return self._decide(self.history, count, reset_at)
         return await self._hit(self.history, "history", client)
 
@@ -252,30 +272,51 @@ class RateLimiter:
 
     def hit_local(self, client: str, history: bool = False) -> Decision:
         """:meth:`hit`, for a limiter that counts in this process."""
-        item, window = self._hit_local(client, history)
-        return self._decide(item, window[0], window[1])
+        local = self._local
+        item = self.api
+        count, reset_at = local.hit(client, LocalWindows.API)
+        if history and count <= item.amount:
+            item = self.history
+            count, reset_at = local.hit(client, LocalWindows.HISTORY)
+        return self._decide(item, count, reset_at)
 
     def admit_local(self, client: str, history: bool, headers: Headers) -> Decision | None:
         """:meth:`hit_local` for the middleware: ``None`` when the request may go on, with the
-        limit headers appended to ``headers``; the refusal's :class:`Decision` otherwise."""
-        item, window = self._hit_local(client, history)
-        count = window[0]
-        if count > item.amount:
-            return self._decide(item, count, window[1])
-        limit = self._api_limit if item is self.api else self._history_limit
-        headers += ((LIMIT_HEADER, limit), (REMAINING_HEADER, b"%d" % (item.amount - count)))
-        headers.append((RESET_HEADER, window[2]))
-        return None
+        limit headers appended to ``headers``; the refusal's :class:`Decision` otherwise.
 
-    def _hit_local(self, client: str, history: bool) -> tuple[RateLimitItem, list[Any]]:
-        # On the path of every limited request: the keys' constant parts are built once.
+        On the path of every limited request, so :meth:`LocalWindows.hit` is spelled out here:
+        one lookup for both windows, and the header values that do not change kept as bytes.
+        """
         local = self._local
-        item = self.api
-        window = local.hit(self._api_prefix + client, self._seconds)
-        if history and window[0] <= item.amount:
-            item = self.history
-            window = local.hit(self._history_prefix + client, self._seconds)
-        return item, window
+        now = local.clock()
+        record = local.records.get(client)
+        if record is None:
+            record = local.record(client, now)
+        if record[1] <= now:
+            local.reopen(record, LocalWindows.API, now)
+        record[0] += 1
+        amount = self.api.amount
+        if record[0] > amount:
+            return self._decide(self.api, record[0], record[1])
+        if not history:
+            headers += (
+                (LIMIT_HEADER, self._api_limit),
+                (REMAINING_HEADER, b"%d" % (amount - record[0])),
+                (RESET_HEADER, record[2]),
+            )
+            return None
+        if record[4] <= now:
+            local.reopen(record, LocalWindows.HISTORY, now)
+        record[3] += 1
+        amount = self.history.amount
+        if record[3] > amount:
+            return self._decide(self.history, record[3], record[4])
+        headers += (
+            (LIMIT_HEADER, self._history_limit),
+            (REMAINING_HEADER, b"%d" % (amount - record[3])),
+            (RESET_HEADER, record[5]),
+        )
+        return None
 
     @staticmethod
     def _decide(item: RateLimitItem, count: int, reset_at: float) -> Decision:
@@ -340,8 +381,11 @@ class RateLimitGate:
         self.limiter = limiter
         self.exempt = exempt
         self.refusal: ASGIApp = refusal if refusal is not None else refuse
-        #: Counts kept in this process: :meth:`decide_local` decides.
+        #: Counts kept in this process: :meth:`admit_local` decides.
         self.local = limiter.local
+        # What each recently seen path counts against: a chart scrolling back asks for the
+        # same path again and again (the times are in the query).
+        self._kinds: dict[str, int] = {}
 
     async def decide(self, scope: Scope) -> Decision | None:
         """Count the request or handshake of ``scope``; ``None`` when its path is not limited."""
@@ -372,11 +416,13 @@ class RateLimitGate:
         """:meth:`admit` when the counts are kept in this process (``local``), with nothing
         to await: the limiter is on the path of every history request a chart scrolls with."""
         path: str = scope["path"]
-        if not path.startswith("/api/") or path in self.exempt:
+        kind = self._kinds.get(path)
+        if kind is None:
+            kind = self._kind(path)
+        if kind == _UNLIMITED:
             return True
         limiter = self.limiter
-        history = _HISTORY_PATH.match(path) is not None
-        refused = limiter.admit_local(limiter.client_address(scope), history, headers)
+        refused = limiter.admit_local(limiter.client_address(scope), kind == _HISTORY, headers)
         if refused is None:
             return True
         headers += refused.headers()
@@ -386,6 +432,13 @@ class RateLimitGate:
     def limits(self, path: str) -> bool:
         """Whether HTTP requests for ``path`` count against a limit."""
         return path.startswith("/api/") and path not in self.exempt
+
+    def _kind(self, path: str) -> int:
+        kind = _UNLIMITED if not self.limits(path) else _HISTORY if is_history_path(path) else _API
+        if len(self._kinds) >= _KNOWN_PATHS:
+            self._kinds.clear()
+        self._kinds[path] = kind
+        return kind
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send) -> None:

@@ -150,10 +150,10 @@ async def test_access_line_names_the_authenticated_caller(
 async def test_a_failing_rate_limiter_gets_the_envelope_and_an_access_line(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: LocalWindows, key: str, seconds: float) -> None:
+    def broken(self: LocalWindows, client: str, now: float) -> None:
         raise RuntimeError("limiter store exploded")
 
-    monkeypatch.setattr(LocalWindows, "hit", broken)
+    monkeypatch.setattr(LocalWindows, "record", broken)
     caplog.set_level(logging.INFO)
     app = production.create_app(settings(enable_rate_limiting=True))
     async for client in client_for(app):

@@ -201,27 +201,34 @@ class FakeClock:
         return self.now
 
 
+API, HISTORY = LocalWindows.API, LocalWindows.HISTORY
+
+
 def test_local_window_opens_at_the_first_hit_and_lasts_its_length() -> None:
     clock = FakeClock()
-    windows = LocalWindows(clock)
-    assert windows.incr("a", 60) == (1, 1_060.0)
+    windows = LocalWindows(60, clock)
+    assert windows.hit("a", API) == (1, 1_060.0)
     clock.now = 1_030.0
-    assert windows.incr("a", 60) == (2, 1_060.0)
-    assert windows.incr("b", 60) == (1, 1_090.0), "each key has a window of its own"
+    assert windows.hit("a", API) == (2, 1_060.0)
+    assert windows.hit("a", HISTORY) == (1, 1_090.0), "history has a window of its own"
+    assert windows.hit("b", API) == (1, 1_090.0), "each client has windows of its own"
     clock.now = 1_060.0
-    assert windows.incr("a", 60) == (1, 1_120.0), "the ended window's hits no longer count"
-    assert windows.incr("b", 60) == (2, 1_090.0)
+    assert windows.hit("a", API) == (1, 1_120.0), "the ended window's hits no longer count"
+    assert windows.hit("a", HISTORY) == (2, 1_090.0)
+    assert windows.hit("b", API) == (2, 1_090.0)
 
 
-def test_local_windows_forget_ended_windows() -> None:
+def test_local_windows_forget_clients_whose_windows_ended() -> None:
     clock = FakeClock()
-    windows = LocalWindows(clock)
+    windows = LocalWindows(60, clock)
     for n in range(1_000):
-        windows.incr(f"client-{n}", 60)
-    assert len(windows) == 1_000
-    clock.now += LocalWindows.SWEEP_SECONDS + 1
-    windows.incr("late", 60)
-    assert len(windows) == 1, "opening a window after a minute dropped the ended ones"
+        windows.hit(f"client-{n}", API)
+    clock.now = 1_030.0
+    windows.hit("reader", HISTORY)
+    assert len(windows) == 1_001
+    clock.now = 1_000.0 + LocalWindows.SWEEP_SECONDS + 1
+    windows.hit("late", API)
+    assert sorted(windows.records) == ["late", "reader"], "a live history window is kept"
 
 
 async def test_history_counts_against_both_limits_in_memory() -> None:
