@@ -29,11 +29,12 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 from starlette.types import Scope
 
 from .config import Settings
-from .request_context import log_fields_var, route_template
+from .request_context import EXCHANGE_KEY, log_fields_var, route_template
 
 ACCESS_LOGGER = "lightweight_charts_pro_backend.access"
-#: A finished HTTP request as the metrics take it: method, route template, status, seconds.
-FinishedRequest = tuple[str, str, int, float]
+#: A finished HTTP request as the metrics take it: method, route template, status, seconds,
+#: and the points of the history chunk it served (``None`` if it served none).
+FinishedRequest = tuple[str, str, int, float, int | None]
 #: The servers' loggers, sent to the root handler so they share the service's format.
 SERVER_LOGGERS = (
     "uvicorn",
@@ -272,8 +273,8 @@ class AccessLog:
         return self.logger.isEnabledFor(logging.INFO)
 
     def report_to(self, report: Callable[[list[FinishedRequest]], None]) -> None:
-        """Hand each batch's finished requests to ``report`` as ``(method, route template,
-        status, seconds)``, whether or not access lines are written."""
+        """Hand each batch's finished requests to ``report`` (see ``FinishedRequest``), whether
+        or not access lines are written."""
         self._report = report
 
     def request(
@@ -347,7 +348,7 @@ class AccessLog:
                 route = route_template(scope)
                 seconds = ended - started
                 if finished is not None:
-                    finished.append((method, route, status, seconds))
+                    finished.append((method, route, status, seconds, scope[EXCHANGE_KEY].points))
                 if not write_lines:
                     continue
                 params = scope.get("path_params")
@@ -378,13 +379,21 @@ class AccessLog:
                 _write_bytes(handler.stream, b"".join(lines))
             finally:
                 handler.release()
-        for created, context, message, extras in records:
-            fields = {**context, **extras} if context else extras
-            record = self.logger.makeRecord(
-                name, logging.INFO, __file__, 0, message, (), None, extra=fields
-            )
-            record.created = created
-            self.logger.handle(record)
+        if not records:
+            return
+        # Each record carries its own request's fields: whatever request the flush runs in
+        # must not lend it any through ContextFilter.
+        token = log_fields_var.set(None)
+        try:
+            for created, context, message, extras in records:
+                fields = {**context, **extras} if context else extras
+                record = self.logger.makeRecord(
+                    name, logging.INFO, __file__, 0, message, (), None, extra=fields
+                )
+                record.created = created
+                self.logger.handle(record)
+        finally:
+            log_fields_var.reset(token)
 
 
 def _write_bytes(stream: TextIO, data: bytes) -> None:

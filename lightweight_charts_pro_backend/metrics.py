@@ -90,6 +90,7 @@ CLOSE_REASONS: Final = {
 }
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+_REST: Final = ("rest",)
 StoreTotals = Callable[[], tuple[int, int]]
 
 _HTTP_REQUESTS_HELP = "HTTP requests answered, by method, route template and status class."
@@ -235,6 +236,13 @@ class Metrics:
         reports them."""
         self._collect_hooks.append(hook)
 
+    @property
+    def started(self) -> collections.Counter[str] | None:
+        """With :attr:`batched` reports, the count of requests started by method, which the
+        middleware increments itself (cheaper than :meth:`request_started` on every request);
+        otherwise ``None``."""
+        return self._started if self.batched else None
+
     def request_started(self, method: str) -> None:
         if not self.enabled:
             return
@@ -244,8 +252,9 @@ class Metrics:
         else:
             self._in_progress_child(_method_label(method)).inc()
 
-    def requests_finished(self, requests: list[tuple[str, str, int, float]]) -> None:
-        """Report finished requests, each ``(method, route, status, seconds)``."""
+    def requests_finished(self, requests: list[tuple[str, str, int, float, int | None]]) -> None:
+        """Report finished requests, each ``(method, route, status, seconds, points)``, with
+        ``points`` the size of the history chunk it served over REST, else ``None``."""
         if not self._local:
             for request in requests:
                 self.request_finished(*request)
@@ -255,16 +264,23 @@ class Metrics:
         self._http.observe_all(
             [
                 ((method if method in _METHODS else "other", route, status), seconds)
-                for method, route, status, seconds in requests
+                for method, route, status, seconds, _points in requests
             ]
         )
+        self._history.observe_all(
+            [(_REST, request[4]) for request in requests if request[4] is not None]
+        )
 
-    def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
+    def request_finished(
+        self, method: str, route: str, status: int, seconds: float, points: int | None = None
+    ) -> None:
         if not self.enabled:
             return
         if self._local:
-            self.requests_finished([(method, route, status, seconds)])
+            self.requests_finished([(method, route, status, seconds, points)])
             return
+        if points is not None:
+            self.history_served("rest", points)
         method = _method_label(method)
         self._in_progress_child(method).dec()
         key = (method, route, status)

@@ -15,6 +15,7 @@ answered by the limiter's own CORS-wrapped responder, and gets them too.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -113,10 +114,12 @@ class RequestIdMiddleware:
         # Finished requests reach one process's metrics in the access log's batches (scrapes
         # flush it first); with several workers each is reported on its own, at once.
         self._report_each: Metrics | None = None
+        self._started: collections.Counter[str] | None = None
         if self.metrics is not None:
             if access_log is not None and self.metrics.batched:
                 access_log.report_to(self.metrics.requests_finished)
                 self.metrics.before_collect(access_log.flush)
+                self._started = self.metrics.started
             else:
                 self._report_each = self.metrics
 
@@ -162,9 +165,10 @@ class RequestIdMiddleware:
             await send(message)
 
         access_log = self.access_log
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.request_started(scope["method"])
+        if self._started is not None:
+            self._started[scope["method"]] += 1
+        elif self.metrics is not None:
+            self.metrics.request_started(scope["method"])
         started = time.perf_counter()
         try:
             app = self.app
@@ -189,8 +193,10 @@ class RequestIdMiddleware:
             if access_log is not None:
                 access_log.request(scope, status, started, ended, fields)
             if self._report_each is not None:
+                route = route_template(scope)
+                seconds = ended - started
                 self._report_each.request_finished(
-                    scope["method"], route_template(scope), status, ended - started
+                    scope["method"], route, status, seconds, exchange.points
                 )
 
     async def _last_resort(

@@ -36,12 +36,15 @@ class Exchange:
     ``send`` once more (each wrapper is another call on every message of every request).
     """
 
-    __slots__ = ("headers", "status")
+    __slots__ = ("headers", "points", "status")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.headers = headers
         #: The response's status once ``http.response.start`` went out, else 0.
         self.status = 0
+        #: The points of the history chunk in the response, if it is one: reported with the
+        #: request's metrics (``history_requests_total``, ``history_chunk_points``).
+        self.points: int | None = None
 
 
 def current_request_id() -> str | None:

@@ -83,13 +83,14 @@ def check_depth(body: bytes, limit: int) -> None:
 async def read_json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
     """The body as a JSON object; ``None`` for an empty body when ``optional``.
 
-    Refuses with 413 (too large), 422 (empty, not JSON, not an object, nested too deeply).
+    Refuses with 413 (too large), 422 (empty, not JSON, not an object, nested too deeply). A
+    body of only whitespace is not an empty body: it is refused as not JSON, optional or not.
     """
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_request_body_bytes)
+    if not body and optional:
+        return None
     if not body.strip(_JSON_WHITESPACE):
-        if optional:
-            return None
         raise InvalidRequest("The request body is empty; send a JSON object.")
     check_depth(body, settings.max_json_depth)
     try:

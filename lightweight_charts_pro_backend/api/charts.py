@@ -16,13 +16,14 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response, status
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
 from ..auth import READ
 from ..charts.memory import release_freed_memory
 from ..charts.service import ChartsService, Series, UpsertResult, check_id
 from ..config import Settings
 from ..errors import InvalidRequest
-from ..metrics import Metrics
+from ..request_context import EXCHANGE_KEY, Exchange
 from . import render
 from .body import check_point_count, read_json_object
 from .deps import ChartReader, ChartsDep, ChartWriter, SettingsDep, authorize
@@ -315,15 +316,19 @@ async def history(request: Request) -> Response:
     await authorize(request, READ)
     state = request.app.state
     body = await history_chunk_json(
-        state.charts, request.path_params, request.query_params, state.metrics
+        state.charts, request.path_params, request.query_params, request.scope
     )
     return Response(body, media_type=JSON)
 
 
 async def history_chunk_json(
-    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str], metrics: Metrics
+    charts: ChartsService, path: Mapping[str, str], query: Mapping[str, str], scope: Scope
 ) -> bytes:
-    """The history chunk for the route's path and query parameters (shared with the lane)."""
+    """The history chunk for the route's path and query parameters (shared with the lane).
+
+    The number of points served goes on the request's :class:`Exchange`; the outermost
+    middleware reports it with the request's metrics.
+    """
     pane = path["pane_id"]
     series_id = path["series_id"]
     chunk = await charts.history(
@@ -334,7 +339,8 @@ async def history_chunk_json(
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
-    metrics.history_served("rest", chunk.count)
+    exchange: Exchange = scope[EXCHANGE_KEY]
+    exchange.points = chunk.count
     return render.history_json(series_id, chunk)
 
 
@@ -363,5 +369,6 @@ async def history_by_body(
         after_time=body.get("after_time"),
         count=count,
     )
-    request.app.state.metrics.history_served("rest", chunk.count)
+    exchange: Exchange = request.scope[EXCHANGE_KEY]
+    exchange.points = chunk.count
     return Response(render.history_json(series_id, chunk), media_type=JSON)

@@ -54,7 +54,7 @@ class HistoryLane:
         try:
             if state.authenticator.enforce:
                 await state.authenticator.require(Headers(scope=scope), chart_id, READ)
-            body = await history_chunk_json(state.charts, path, query, state.metrics)
+            body = await history_chunk_json(state.charts, path, query, scope)
         except ChartsError as exc:
             await render_charts_error(exc)(scope, receive, send)
             return

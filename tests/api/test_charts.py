@@ -33,6 +33,15 @@ async def test_create_is_idempotent_and_listed(client: httpx.AsyncClient) -> Non
     assert listing[0]["updatedAt"].endswith("+00:00")
 
 
+async def test_a_blank_body_is_not_an_empty_one(client: httpx.AsyncClient) -> None:
+    json_type = {"Content-Type": "application/json"}
+    blank = await client.post("/api/charts/c1", content=b" \n", headers=json_type)
+    assert blank.status_code == 422 and blank.json()["errorCode"] == "VALIDATION_ERROR"
+    assert (await client.get("/api/charts")).json()["charts"] == [], "nothing was created"
+    empty = await client.post("/api/charts/c1", content=b"", headers=json_type)
+    assert empty.status_code == 201 and empty.json()["options"] == {}
+
+
 async def test_series_round_trip_and_whole_chart(client: httpx.AsyncClient) -> None:
     response = await put_series(client)
     assert response.json() == {"seriesId": "s1", "seriesType": "candlestick", "count": 30}

@@ -216,3 +216,22 @@ async def test_batched_access_line_is_the_line_of_a_record(
         assert abs(written - datetime.fromisoformat(want.pop("timestamp"))).total_seconds() < 5
         assert got == want
         assert got["request_id"] == "a1b2c3d4" and got["user"] == "alice"
+
+
+async def test_a_flush_lends_no_fields_to_the_lines_it_writes(
+    restore_logging: None, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format="json"), access_log=True)
+    caplog.set_level(logging.INFO)  # a second handler: the lines go through logging
+    access = AccessLog()
+    scope = {"method": "GET", "path": "/health", "client": ("::1", 50000)}
+    ended = time.perf_counter()
+    access.request(scope, 200, ended - 0.001, ended, {"request_id": "quiet"})
+    token = log_fields_var.set({"request_id": "flusher", "user": "mallory"})
+    try:
+        access.flush()
+    finally:
+        log_fields_var.reset(token)
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["request_id"] == "quiet" and line["message"].startswith("GET /health 200")
+    assert "user" not in line, "the flushing request's user is not this line's"
