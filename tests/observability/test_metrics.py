@@ -56,6 +56,20 @@ async def test_labels_are_route_templates_never_raw_paths() -> None:
         assert raw not in text
 
 
+async def test_requests_are_counted_with_access_lines_off() -> None:
+    async for client in client_for(production.create_app(settings(log_level="WARNING"))):
+        body = {"paneId": 0, "seriesType": "line", "data": CANDLES}
+        assert (await client.post("/api/charts/c1/data/s1", json=body)).is_success
+        for _ in range(3):
+            await client.get("/api/charts/c1/history/0/s1?count=5")
+        text = await scrape(client)
+    route = "/api/charts/{chart_id}/history/{pane_id}/{series_id}"
+    assert total(text, "http_requests_total", route=route, status="2xx") == 3
+    assert total(text, "history_chunk_points_sum") == 15
+    assert samples(text, "http_requests_in_progress", method="GET") == [1.0]  # the scrape
+    assert samples(text, "http_requests_in_progress", method="POST") == [0.0]
+
+
 async def test_apps_in_one_process_count_separately() -> None:
     first = production.create_app(settings())
     second = production.create_app(settings())
