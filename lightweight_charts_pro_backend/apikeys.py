@@ -7,22 +7,29 @@ guessing 2^256 values) and lets a key be found by its hash in one lookup. A key'
 first 12 hex digits of its hash: safe to show, used to list and revoke.
 
 Where keys live is a :class:`KeyStore`. :class:`SettingsKeyStore` serves the ``API_KEYS`` setting
-(persistence off); a database-backed store implements the same protocol when persistence is on.
+(persistence off); :class:`DatabaseKeyStore` keeps them in the database's ``api_keys`` table
+(persistence on), where a key the CLI creates or revokes reaches every worker without a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .config import ApiKeySetting, Settings
+from .database import Database, api_keys_table
 
 API_KEY_PREFIX: Final = "lcp_"
 _SCOPES: Final = ("charts:read", "charts:write")
@@ -164,10 +171,142 @@ class SettingsKeyStore:
         return "API_KEYS='" + orjson.dumps(entries).decode() + "'"
 
 
+class DatabaseKeyStore:
+    """Keys in the ``api_keys`` table: the store when persistence is on.
+
+    :meth:`find` runs on every request authenticated by a key, so it answers from a per-process
+    cache whose entries live ``cache_seconds``: a key created or revoked by another process (the
+    CLI, another worker) takes effect here within that time, and at once when revoked through
+    this same store. Unknown hashes are cached too, so a client repeating a wrong key costs one
+    query per ``cache_seconds``.
+
+    Example::
+
+        store = DatabaseKeyStore(database)
+        await store.seed(settings.api_keys)   # keys given in API_KEYS join the table
+        record = await store.find(hash_key(secret))
+    """
+
+    MAX_CACHED: Final = 4096
+    CACHE_SECONDS: Final = 5.0
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = database
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def find(self, key_hash: str) -> ApiKey | None:
+        now = self.clock()
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+
+        async def lookup(conn: AsyncConnection) -> Row[Any] | None:
+            query = select(api_keys_table).where(api_keys_table.c.key_hash == key_hash)
+            return (await conn.execute(query)).first()
+
+        row = await self.database.read(lookup)
+        record = _from_row(row) if row is not None else None
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache.clear()
+        self._cache[key_hash] = (now + self.cache_seconds, record)
+        return record
+
+    async def add(self, key: ApiKey) -> None:
+        async with self.database.transaction(write=True) as conn:
+            await conn.execute(insert(api_keys_table).values(**_to_row(key)))
+        self._cache.pop(key.key_hash, None)
+
+    async def all(self) -> list[ApiKey]:
+        async def every(conn: AsyncConnection) -> list[Row[Any]]:
+            query = select(api_keys_table).order_by(
+                api_keys_table.c.created_at, api_keys_table.c.id
+            )
+            return list((await conn.execute(query)).all())
+
+        return [_from_row(row) for row in await self.database.read(every)]
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey:
+        table = api_keys_table
+        async with self.database.transaction(write=True) as conn:
+            row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
+            if row is None:
+                raise LookupError(f"No API key has id {key_id!r}.")
+            record = _from_row(row)
+            if record.revoked_at is None:
+                record = replace(record, revoked_at=at)
+                stamp = at.timestamp()
+                await conn.execute(
+                    update(table).where(table.c.id == key_id).values(revoked_at=stamp)
+                )
+        self._cache.pop(record.key_hash, None)
+        return record
+
+    async def seed(self, entries: Iterable[ApiKeySetting]) -> int:
+        """Add the keys of the ``API_KEYS`` setting that the table lacks (a deployment turning
+        persistence on keeps its keys); returns how many were added. A key already in the table
+        is left as it is there: a revocation in the database stands."""
+        added = 0
+        for entry in entries:
+            record = ApiKey.from_setting(entry)
+            if await self.find(record.key_hash) is not None:
+                continue
+            try:
+                await self.add(record)
+            except sa_exc.IntegrityError:
+                continue  # another worker seeded it first
+            added += 1
+        return added
+
+
+def _to_row(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "key_hash": key.key_hash,
+        "chart_ids": None if key.chart_ids is None else sorted(key.chart_ids),
+        "scopes": key.scope,
+        "created_at": None if key.created_at is None else key.created_at.timestamp(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.timestamp(),
+    }
+
+
+def _from_row(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        key_hash=row.key_hash,
+        chart_ids=None if row.chart_ids is None else frozenset(row.chart_ids),
+        scopes=frozenset(row.scopes.split()),
+        created_at=_time(row.created_at),
+        revoked_at=_time(row.revoked_at),
+    )
+
+
+def _time(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
 @asynccontextmanager
 async def open_keystore(settings: Settings) -> AsyncIterator[KeyStore]:
-    """The key store the CLI manages and the app reads: the ``API_KEYS`` setting.
-
-    The database-backed store (persistence on) plugs in here.
-    """
-    yield SettingsKeyStore(settings.api_keys)
+    """The key store the CLI manages and the app reads: the ``api_keys`` table when persistence
+    is on (made if missing, with the ``API_KEYS`` setting's keys added), else the ``API_KEYS``
+    setting."""
+    if not settings.enable_persistence:
+        yield SettingsKeyStore(settings.api_keys)
+        return
+    database = Database.from_settings(settings)
+    try:
+        await database.create_tables()
+        store = DatabaseKeyStore(database)
+        await store.seed(settings.api_keys)
+        yield store
+    finally:
+        await database.close()

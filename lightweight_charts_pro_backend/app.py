@@ -23,7 +23,7 @@ from .api import health as health_api
 from .api import metrics as metrics_api
 from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
-from .apikeys import SettingsKeyStore
+from .apikeys import DatabaseKeyStore, KeyStore, SettingsKeyStore
 from .auth import Authenticator
 from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
@@ -164,7 +164,13 @@ def build_app(
             app.state.bus = bus
             app.state.charts = charts
             app.state.hub = hub
-            app.state.keystore = SettingsKeyStore(settings.api_keys)
+            keystore: KeyStore
+            if database is not None:
+                keystore = DatabaseKeyStore(database)
+                await keystore.seed(settings.api_keys)
+            else:
+                keystore = SettingsKeyStore(settings.api_keys)
+            app.state.keystore = keystore
             app.state.authenticator = Authenticator(settings, app.state.keystore)
             stack.push_async_callback(charts.close)
             if repository is not None:

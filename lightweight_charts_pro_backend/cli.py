@@ -15,7 +15,8 @@ Settings (``SECRET_KEY``, ``API_KEYS``, ...) come from the environment and ``.en
 server. ``demo`` and ``load`` talk to a running server over HTTP (``--url``) and need the
 ``client`` extra. While persistence is off, keys live in the ``API_KEYS`` setting:
 ``apikey create`` and ``apikey revoke`` print the new setting line to put in ``.env`` (then
-restart the server).
+restart the server). With ``ENABLE_PERSISTENCE=true`` they live in the database's ``api_keys``
+table, which running servers read (through a cache of a few seconds).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from pydantic import ValidationError
 
 from . import loader
-from .apikeys import SettingsKeyStore, new_api_key, open_keystore
+from .apikeys import DatabaseKeyStore, SettingsKeyStore, new_api_key, open_keystore
 from .auth import ALL_SCOPES, create_access_token, parse_chart_ids, parse_scope
 from .config import Settings, get_settings
 
@@ -201,6 +203,10 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> None:
     print(create_access_token(claims, settings, delta))
 
 
+# How long a server may keep answering from its cache of keys (persistence on).
+_KEY_CACHE: Final = f"{DatabaseKeyStore.CACHE_SECONDS:g} s"
+
+
 def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
     if not _KEY_NAME.fullmatch(args.name):
         raise CommandError("--name: use 1-100 letters, digits, spaces or _ . @ : -.")
@@ -218,6 +224,8 @@ def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
         print("\nThe server reads keys from the API_KEYS setting. Put this line in .env")
         print("(it keeps the keys already there) and restart the server:\n")
         print(in_settings.setting_line())
+    else:
+        print(f"\nStored in the database; running servers accept it within {_KEY_CACHE}.")
 
 
 def _apikey_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -261,6 +269,8 @@ def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> None:
     if in_settings is not None:
         print("\nThe server reads keys from API_KEYS: put this line in .env and restart it:\n")
         print(in_settings.setting_line())
+    else:
+        print(f"Running servers refuse it within {_KEY_CACHE}.")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:

@@ -4,6 +4,7 @@ Three tables hold the charts. ``charts`` (one row per chart, with its options, v
 times it was created, changed and last read), ``series`` (one row per series, with a surrogate
 key and the count and time range of its points) and ``points`` (one row per point, primary key
 ``(series_pk, time)``, the point's fields as the JSON the client sent, times normalized).
+``api_keys`` holds the API keys, as hashes (``apikeys.DatabaseKeyStore``).
 
 Nothing connects at import time: ``Database.from_settings`` builds the engine, and the app does
 that in its lifespan. Queries live in ``charts/repository.py``.
@@ -60,7 +61,7 @@ T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
-SCHEMA_REVISION: Final = "0001"
+SCHEMA_REVISION: Final = "0002"
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -145,9 +146,26 @@ class PointModel(Base):
     data: Mapped[str] = mapped_column(PointJSON, nullable=False)
 
 
+class ApiKeyModel(Base):
+    """An API key: never the secret, only its SHA-256 (``sha256:<hex>``). Times are epoch
+    seconds, as in the other tables."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("key_hash"), _MYSQL_TABLE)
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(71), nullable=False)
+    chart_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    scopes: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
 charts_table: Final[Table] = ChartModel.__table__  # type: ignore[assignment]
 series_table: Final[Table] = SeriesModel.__table__  # type: ignore[assignment]
 points_table: Final[Table] = PointModel.__table__  # type: ignore[assignment]
+api_keys_table: Final[Table] = ApiKeyModel.__table__  # type: ignore[assignment]
 
 
 # MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error
@@ -322,11 +340,13 @@ class Database:
         """Create the tables when ``charts`` is missing and stamp the Alembic revision.
 
         Returns whether they were created. Several workers may start at once: a worker that
-        loses the race to create them finds them there.
+        loses the race to create them finds them there. Tables an older version created at
+        startup (revision 0001, before ``api_keys``) get the missing table and the new stamp.
         """
         async with self.transaction(write=True) as conn:
             present = await conn.run_sync(lambda sync: inspect(sync).has_table("charts"))
         if present:
+            await self._add_api_keys_table()
             return False
         try:
             async with self.transaction(write=True) as conn:
@@ -339,6 +359,24 @@ class Database:
             return False
         logger.info("created the database tables at revision %s", SCHEMA_REVISION)
         return True
+
+    async def _add_api_keys_table(self) -> None:
+        async with self.transaction(write=True) as conn:
+            if await conn.run_sync(lambda sync: inspect(sync).has_table("api_keys")):
+                return
+        try:
+            async with self.transaction(write=True) as conn:
+                await conn.run_sync(lambda sync: api_keys_table.create(sync))
+                await conn.execute(
+                    text("UPDATE alembic_version SET version_num = :head WHERE version_num = :old"),
+                    {"head": SCHEMA_REVISION, "old": "0001"},
+                )
+        except sa_exc.DatabaseError:
+            async with self.transaction() as conn:
+                if not await conn.run_sync(lambda sync: inspect(sync).has_table("api_keys")):
+                    raise
+            return
+        logger.info("added the api_keys table (revision %s)", SCHEMA_REVISION)
 
     async def close(self) -> None:
         await self.engine.dispose()

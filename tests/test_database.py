@@ -85,6 +85,24 @@ async def test_tables_created_at_startup_are_at_the_head_revision(
     await _in_thread(command.check, config)
 
 
+async def test_startup_adds_the_tables_a_newer_revision_brings(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = alembic_config(monkeypatch, database_url)
+    await _in_thread(command.upgrade, config, "0001")  # tables of the first release
+    database = Database.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    try:
+        assert await database.create_tables() is False  # charts were there
+        async with database.transaction() as conn:
+            stamped = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+            keys = (await conn.execute(text("SELECT COUNT(*) FROM api_keys"))).scalar_one()
+        assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == 0
+    finally:
+        await database.close()
+    await _in_thread(command.upgrade, config, "head")  # nothing to do
+    await _in_thread(command.check, config)
+
+
 async def _in_thread(function: Callable[..., None], *args: object) -> None:
     """Alembic's env.py runs its own event loop, so it cannot run on the test's loop."""
     await asyncio.to_thread(function, *args)
