@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import time
@@ -68,6 +70,33 @@ def spread(port: int, count: int) -> None:
     assert statuses == [404] * count
 
 
+def sample_sum(scrape: str, name: str, **labels: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def served_history(port: int, points: int) -> None:
+    """A series and a REST history chunk of ``points`` on one connection, so one worker (which
+    holds the chart in its memory) serves both."""
+    data = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(points)]
+    body = json.dumps({"paneId": 0, "seriesType": "line", "data": data})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/api/charts/hist/data/s", body, {"Content-Type": "application/json"})
+        stored = conn.getresponse()
+        assert stored.status == 200, stored.read()
+        stored.read()
+        conn.request("GET", f"/api/charts/hist/history/0/s?count={points}")
+        reply = conn.getresponse()
+        assert reply.status == 200 and len(json.loads(reply.read())["data"]) == points
+    finally:
+        conn.close()
+
+
 def test_one_scrape_sums_all_workers(gunicorn_server, tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -79,8 +108,11 @@ def test_one_scrape_sums_all_workers(gunicorn_server, tmp_path: Path) -> None:
 
     spread(server.port, 200)
     assert request(server.port, "POST", "/api/charts/created").status == 201
+    served_history(server.port, points=7)
     scrape = request(server.port, "GET", "/metrics").body.decode()
     assert requests_for_route(scrape, ROUTE) >= 200
+    assert sample_sum(scrape, "history_requests_total", transport="rest") == 1
+    assert sample_sum(scrape, "history_chunk_points_sum") == 7
     assert "spread-1" not in scrape, "labels use route templates, never raw paths"
 
     server.wait_for_line(lambda line: line.get("path") == "/api/charts/spread-199")
