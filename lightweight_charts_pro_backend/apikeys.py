@@ -201,12 +201,16 @@ class DatabaseKeyStore:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        # Bumped by every change made through this store: a lookup that was under way when
+        # a change landed does not cache what it read before it.
+        self._changes = 0
 
     async def find(self, key_hash: str) -> ApiKey | None:
         now = self.clock()
         cached = self._cache.get(key_hash)
         if cached is not None and cached[0] > now:
             return cached[1]
+        changes = self._changes
 
         async def lookup(conn: AsyncConnection) -> Row[Any] | None:
             query = select(api_keys_table).where(api_keys_table.c.key_hash == key_hash)
@@ -214,56 +218,78 @@ class DatabaseKeyStore:
 
         row = await self.database.read(lookup)
         record = _from_row(row) if row is not None else None
-        if len(self._cache) >= self.MAX_CACHED:
-            self._cache.clear()
-        self._cache[key_hash] = (now + self.cache_seconds, record)
+        if changes == self._changes:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[key_hash] = (now + self.cache_seconds, record)
         return record
 
     async def add(self, key: ApiKey) -> None:
-        async with self.database.transaction(write=True) as conn:
-            await conn.execute(insert(api_keys_table).values(**_to_row(key)))
-        self._cache.pop(key.key_hash, None)
+        try:
+            async with self.database.transaction(write=True) as conn:
+                await conn.execute(insert(api_keys_table).values(**_to_row(key)))
+        finally:
+            self._forget(key.key_hash)
 
     async def all(self) -> list[ApiKey]:
         async def every(conn: AsyncConnection) -> list[Row[Any]]:
-            query = select(api_keys_table).order_by(
-                api_keys_table.c.created_at, api_keys_table.c.id
-            )
-            return list((await conn.execute(query)).all())
+            return list((await conn.execute(select(api_keys_table))).all())
 
-        return [_from_row(row) for row in await self.database.read(every)]
+        records = [_from_row(row) for row in await self.database.read(every)]
+        # Oldest first; keys without a creation time (from API_KEYS) first of all.
+        return sorted(records, key=lambda r: (r.created_at is not None, r.created_at, r.id))
 
     async def revoke(self, key_id: str, at: datetime) -> ApiKey:
         table = api_keys_table
-        async with self.database.transaction(write=True) as conn:
-            row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
-            if row is None:
-                raise LookupError(f"No API key has id {key_id!r}.")
-            record = _from_row(row)
-            if record.revoked_at is None:
-                record = replace(record, revoked_at=at)
-                stamp = at.timestamp()
+        try:
+            async with self.database.transaction(write=True) as conn:
+                # Only a key not revoked yet: the first revocation time stands, even when two
+                # revocations race.
                 await conn.execute(
-                    update(table).where(table.c.id == key_id).values(revoked_at=stamp)
+                    update(table)
+                    .where(table.c.id == key_id, table.c.revoked_at.is_(None))
+                    .values(revoked_at=at.timestamp())
                 )
-        self._cache.pop(record.key_hash, None)
+                row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
+        finally:
+            self._changes += 1
+        if row is None:
+            raise LookupError(f"No API key has id {key_id!r}.")
+        record = _from_row(row)
+        self._forget(record.key_hash)
         return record
 
     async def seed(self, entries: Iterable[ApiKeySetting]) -> int:
         """Add the keys of the ``API_KEYS`` setting that the table lacks (a deployment turning
-        persistence on keeps its keys); returns how many were added. A key already in the table
-        is left as it is there: a revocation in the database stands."""
+        persistence on keeps its keys), and revoke in the table those the setting marks
+        revoked; returns how many keys were added. A revocation in the table stands: taking a
+        key out of the setting, or its ``revokedAt``, does not bring it back."""
         added = 0
         for entry in entries:
             record = ApiKey.from_setting(entry)
-            if await self.find(record.key_hash) is not None:
-                continue
-            try:
-                await self.add(record)
-            except sa_exc.IntegrityError:
-                continue  # another worker seeded it first
-            added += 1
+            stored = await self._stored(record.key_hash)
+            if stored is None:
+                try:
+                    await self.add(record)
+                except sa_exc.DBAPIError:
+                    # Another worker seeding at the same time got there first (a duplicate,
+                    # or a deadlock on its row); anything else is still an error.
+                    if await self._stored(record.key_hash) is None:
+                        raise
+                else:
+                    added += 1
+                    continue
+            if record.revoked_at is not None and (stored is None or stored.revoked_at is None):
+                await self.revoke(record.id, record.revoked_at)
         return added
+
+    async def _stored(self, key_hash: str) -> ApiKey | None:
+        self._forget(key_hash)
+        return await self.find(key_hash)
+
+    def _forget(self, key_hash: str) -> None:
+        self._changes += 1
+        self._cache.pop(key_hash, None)
 
 
 def _to_row(key: ApiKey) -> dict[str, Any]:
@@ -304,9 +330,20 @@ async def open_keystore(settings: Settings) -> AsyncIterator[KeyStore]:
         return
     database = Database.from_settings(settings)
     try:
+        # The command adds the table to a database made by an older version, but makes no
+        # database of its own: a DATABASE_URL pointing at the wrong place is an error here.
+        if not await database.has_tables():
+            raise NoKeyTable(
+                f"The database at {database.url} has no tables: start the server once, or run "
+                "`alembic upgrade head`, with the same DATABASE_URL."
+            )
         await database.create_tables()
         store = DatabaseKeyStore(database)
         await store.seed(settings.api_keys)
         yield store
     finally:
         await database.close()
+
+
+class NoKeyTable(LookupError):
+    """Persistence is on but the database has no tables (so no ``api_keys``) yet."""

@@ -34,7 +34,13 @@ from typing import Final
 from pydantic import ValidationError
 
 from . import loader
-from .apikeys import DatabaseKeyStore, SettingsKeyStore, new_api_key, open_keystore
+from .apikeys import (
+    DatabaseKeyStore,
+    NoKeyTable,
+    SettingsKeyStore,
+    new_api_key,
+    open_keystore,
+)
 from .auth import ALL_SCOPES, create_access_token, parse_chart_ids, parse_scope
 from .config import Settings, get_settings
 
@@ -53,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args.run(args, get_settings())
-    except (CommandError, ValidationError, ValueError) as exc:
+    except (CommandError, NoKeyTable, ValidationError, ValueError) as exc:
         print(f"charts-backend: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

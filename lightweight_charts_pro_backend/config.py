@@ -29,7 +29,8 @@ LogFormat = Literal["json", "text"]
 
 
 class ApiKeySetting(BaseModel):
-    """One API key given in the ``API_KEYS`` setting (used when persistence is off).
+    """One API key given in the ``API_KEYS`` setting (the key store while persistence is off;
+    added to the database's ``api_keys`` table when it is on).
 
     Only the SHA-256 of the key is kept; ``charts`` absent or null means every chart.
     ``charts-backend apikey create`` prints a ready entry.

@@ -336,6 +336,11 @@ class Database:
         await self.read(select_one)
         return {"dialect": self.dialect}
 
+    async def has_tables(self) -> bool:
+        """Whether the service's tables are there (``charts`` is the first of them)."""
+        async with self.transaction() as conn:
+            return bool(await conn.run_sync(lambda sync: inspect(sync).has_table("charts")))
+
     async def create_tables(self) -> bool:
         """Create the tables when ``charts`` is missing and stamp the Alembic revision.
 
@@ -361,20 +366,32 @@ class Database:
         return True
 
     async def _add_api_keys_table(self) -> None:
+        def missing(sync: Any) -> tuple[bool, bool]:
+            inspector = inspect(sync)
+            return not inspector.has_table("api_keys"), inspector.has_table("alembic_version")
+
         async with self.transaction(write=True) as conn:
-            if await conn.run_sync(lambda sync: inspect(sync).has_table("api_keys")):
-                return
+            absent, stamped = await conn.run_sync(missing)
+        if not absent:
+            return
         try:
             async with self.transaction(write=True) as conn:
                 await conn.run_sync(lambda sync: api_keys_table.create(sync))
-                await conn.execute(
-                    text("UPDATE alembic_version SET version_num = :head WHERE version_num = :old"),
-                    {"head": SCHEMA_REVISION, "old": "0001"},
-                )
-        except sa_exc.DatabaseError:
+                if stamped:
+                    await conn.execute(
+                        text(
+                            "UPDATE alembic_version SET version_num = :head "
+                            "WHERE version_num = :old"
+                        ),
+                        {"head": SCHEMA_REVISION, "old": "0001"},
+                    )
+        except sa_exc.DatabaseError as exc:
             async with self.transaction() as conn:
-                if not await conn.run_sync(lambda sync: inspect(sync).has_table("api_keys")):
-                    raise
+                if (await conn.run_sync(missing))[0]:
+                    raise RuntimeError(
+                        "The database lacks the api_keys table and the service could not add "
+                        f"it ({type(exc).__name__}); run `alembic upgrade head`."
+                    ) from exc
             return
         logger.info("added the api_keys table (revision %s)", SCHEMA_REVISION)
 

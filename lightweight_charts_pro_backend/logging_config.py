@@ -14,12 +14,13 @@ one format. Example line::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -107,19 +108,31 @@ class JsonFormatter(OrjsonFormatter):
 
         orjson writes the timestamp's ``datetime`` as ``isoformat`` does.
         """
-        return orjson.dumps(
-            {
-                "timestamp": datetime.fromtimestamp(created, UTC),
-                "level": "INFO",
-                "logger": logger,
-                "message": message,
-                "pid": self.pid,
-                **(context or _NO_FIELDS),
-                **(extras or _NO_FIELDS),
-            },
-            default=self.json_default,
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+        data = {
+            "timestamp": datetime.fromtimestamp(created, UTC),
+            "level": "INFO",
+            "logger": logger,
+            "message": message,
+            "pid": self.pid,
+            **(context or _NO_FIELDS),
+            **(extras or _NO_FIELDS),
+        }
+        try:
+            return orjson.dumps(data, default=self.json_default, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            return (_lenient_json(data) + "\n").encode()
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        try:
+            return super().jsonify_log_record(log_data)
+        except orjson.JSONEncodeError:
+            return _lenient_json(log_data)
+
+
+def _lenient_json(data: dict[str, Any]) -> str:
+    """JSON for values orjson refuses, such as a string with a lone surrogate (a JWT's ``sub``
+    may carry one): the standard library escapes them; anything else is written as text."""
+    return json.dumps(data, default=str, ensure_ascii=True, separators=(",", ":"))
 
 
 class TextFormatter(logging.Formatter):
@@ -320,11 +333,27 @@ class AccessLog:
             pending, self._pending = self._pending, []
         if not pending:
             return
-        report = self._report
-        finished: list[FinishedRequest] | None = [] if report is not None else None
         write_lines = self.enabled()
-        if finished is None and not write_lines:
+        if self._report is None and not write_lines:
             return
+        finished: list[FinishedRequest] = [
+            (
+                entry[0]["method"],
+                route_template(entry[0]),
+                entry[1],
+                entry[3] - entry[2],
+                getattr(entry[0].get(EXCHANGE_KEY), "points", None),
+            )
+            for entry in pending
+            if entry[0] is not None
+        ]
+        # Reported before any line is rendered: a line that fails must not cost the metrics.
+        if self._report is not None and finished:
+            self._report(finished)
+        if write_lines:
+            self._write(pending, iter(finished))
+
+    def _write(self, pending: list[tuple[Any, ...]], finished: Iterator[FinishedRequest]) -> None:
         handler = _sole_handler(self.logger)
         formatter = handler.formatter if handler is not None else None
         line = formatter.line if isinstance(formatter, JsonFormatter | TextFormatter) else None
@@ -339,18 +368,10 @@ class AccessLog:
         for entry in pending:
             scope = entry[0]
             if scope is None:
-                if not write_lines:
-                    continue
                 _, created, context, message, extras = entry
             else:
-                _, status, started, ended, context = entry
-                method: str = scope["method"]
-                route = route_template(scope)
-                seconds = ended - started
-                if finished is not None:
-                    finished.append((method, route, status, seconds, scope[EXCHANGE_KEY].points))
-                if not write_lines:
-                    continue
+                context = entry[4]
+                method, route, status, seconds, _points = next(finished)
                 params = scope.get("path_params")
                 if context is not None and params and "chart_id" in params:
                     context.setdefault("chart_id", params["chart_id"])
@@ -366,13 +387,11 @@ class AccessLog:
                     "client": client[0] if client else None,
                 }
                 message = f"{method} {path} {status} {duration_ms}ms"
-                created = ended + offset
+                created = entry[3] + offset
             if line is not None:
                 lines.append(line(created, name, message, context, extras))
             else:
                 records.append((created, context, message, extras))
-        if finished is not None and report is not None:
-            report(finished)
         if handler is not None and lines:
             handler.acquire()
             try:

@@ -56,7 +56,8 @@ from prometheus_client.utils import floatToGoString
 HistoryTransport = Literal["rest", "websocket"]
 RateLimitScope = Literal["api", "history", "websocket"]
 
-_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Method labels; any other method counts as "other" (servers may pass any token as a method).
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASSES: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 # History chunks are served in well under a millisecond, so the buckets start far below
 # prometheus_client's default 5 ms.
@@ -234,13 +235,14 @@ class Metrics:
     def before_collect(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` before each scrape (one process): a holder of unreported requests
         reports them."""
-        self._collect_hooks.append(hook)
+        if hook not in self._collect_hooks:
+            self._collect_hooks.append(hook)
 
     @property
     def started(self) -> collections.Counter[str] | None:
-        """With :attr:`batched` reports, the count of requests started by method, which the
-        middleware increments itself (cheaper than :meth:`request_started` on every request);
-        otherwise ``None``."""
+        """With :attr:`batched` reports, the count of requests started by method label
+        (:data:`METHODS` or ``"other"``), which the middleware increments itself (cheaper than
+        :meth:`request_started` on every request); otherwise ``None``."""
         return self._started if self.batched else None
 
     def request_started(self, method: str) -> None:
@@ -248,7 +250,7 @@ class Metrics:
             return
         if self._local:
             # In progress: started, less those observed as finished (read at scrape time).
-            self._started[method] += 1
+            self._started[_method_label(method)] += 1
         else:
             self._in_progress_child(_method_label(method)).inc()
 
@@ -263,7 +265,7 @@ class Metrics:
             return
         self._http.observe_all(
             [
-                ((method if method in _METHODS else "other", route, status), seconds)
+                ((method if method in METHODS else "other", route, status), seconds)
                 for method, route, status, seconds, _points in requests
             ]
         )
@@ -515,7 +517,7 @@ class _HotPathCollector:
 
 
 def _method_label(method: str) -> str:
-    return method if method in _METHODS else "other"
+    return method if method in METHODS else "other"
 
 
 def _sql_verb(statement: str) -> str:

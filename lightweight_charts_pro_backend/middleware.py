@@ -27,7 +27,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import AccessLog
-from .metrics import Metrics, close_reason
+from .metrics import METHODS, Metrics, close_reason
 from .ratelimit import DECISION_KEY, RateLimitGate
 from .request_context import (
     EXCHANGE_KEY,
@@ -166,7 +166,8 @@ class RequestIdMiddleware:
 
         access_log = self.access_log
         if self._started is not None:
-            self._started[scope["method"]] += 1
+            method = scope["method"]
+            self._started[method if method in METHODS else "other"] += 1
         elif self.metrics is not None:
             self.metrics.request_started(scope["method"])
         started = time.perf_counter()
@@ -190,14 +191,14 @@ class RequestIdMiddleware:
             # de-facto code for "client closed request".
             status = exchange.status or 499
             ended = time.perf_counter()
-            if access_log is not None:
-                access_log.request(scope, status, started, ended, fields)
             if self._report_each is not None:
                 route = route_template(scope)
                 seconds = ended - started
                 self._report_each.request_finished(
                     scope["method"], route, status, seconds, exchange.points
                 )
+            if access_log is not None:
+                access_log.request(scope, status, started, ended, fields)
 
     async def _last_resort(
         self,

@@ -48,13 +48,14 @@ LIMIT_HEADER: Final = b"x-ratelimit-limit"
 REMAINING_HEADER: Final = b"x-ratelimit-remaining"
 RESET_HEADER: Final = b"x-ratelimit-reset"
 #: ``/api/charts/{chart_id}/history`` and everything under it.
-_HISTORY_PATH: Final = re.compile(r"/api/charts/[^/]*/history(?:/|$)")
+_HISTORY_PATH: Final = re.compile(r"/api/charts/[^/]*/history(?:/|\Z)")
 Headers = list[tuple[bytes, bytes]]
 # What an HTTP path counts against (RateLimitGate); at most _KNOWN_PATHS paths are remembered.
 _UNLIMITED: Final = 0
 _API: Final = 1
 _HISTORY: Final = 2
 _KNOWN_PATHS: Final = 4096
+_KNOWN_PATH_LENGTH: Final = 256
 
 
 class Decision:
@@ -434,10 +435,14 @@ class RateLimitGate:
         return path.startswith("/api/") and path not in self.exempt
 
     def _kind(self, path: str) -> int:
-        kind = _UNLIMITED if not self.limits(path) else _HISTORY if is_history_path(path) else _API
-        if len(self._kinds) >= _KNOWN_PATHS:
-            self._kinds.clear()
-        self._kinds[path] = kind
+        if not self.limits(path):
+            return _UNLIMITED
+        kind = _HISTORY if is_history_path(path) else _API
+        # Only short API paths are remembered: a client cannot fill memory with long ones.
+        if len(path) <= _KNOWN_PATH_LENGTH:
+            if len(self._kinds) >= _KNOWN_PATHS:
+                self._kinds.clear()
+            self._kinds[path] = kind
         return kind
 
 

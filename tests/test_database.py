@@ -123,6 +123,27 @@ def test_alembic_command_line_works_from_the_repository_root(tmp_path: Path) -> 
     assert "No new upgrade operations detected" in outputs["check"]
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://u:p@127.0.0.1:9/db", "mysql+aiomysql://u:p@127.0.0.1:9/db"]
+)
+def test_migrations_render_as_sql_without_a_server(url: str) -> None:
+    """``alembic upgrade head --sql``: the script a DBA reviews, no connection made."""
+    env = {**os.environ, "DATABASE_URL": url}
+    alembic = Path(sys.executable).parent / "alembic"
+    proc = subprocess.run(
+        [str(alembic), "upgrade", "head", "--sql"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for table in ("charts", "series", "points", "api_keys"):
+        assert f"CREATE TABLE {table} (" in proc.stdout
+    assert f"'{SCHEMA_REVISION}'" in proc.stdout
+
+
 def test_database_urls_name_a_supported_driver() -> None:
     for url in (
         "sqlite+aiosqlite:///./charts.db",

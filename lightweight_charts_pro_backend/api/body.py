@@ -88,10 +88,12 @@ async def read_json_object(request: Request, *, optional: bool = False) -> dict[
     """
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_request_body_bytes)
-    if not body and optional:
-        return None
-    if not body.strip(_JSON_WHITESPACE):
+    if not body:
+        if optional:
+            return None
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    if not body.strip(_JSON_WHITESPACE):
+        raise InvalidRequest("The request body is only whitespace, not JSON; send a JSON object.")
     check_depth(body, settings.max_json_depth)
     try:
         value = _loads(body)

@@ -326,8 +326,7 @@ async def history_chunk_json(
 ) -> bytes:
     """The history chunk for the route's path and query parameters (shared with the lane).
 
-    The number of points served goes on the request's :class:`Exchange`; the outermost
-    middleware reports it with the request's metrics.
+    The number of points served is reported with the request's metrics.
     """
     pane = path["pane_id"]
     series_id = path["series_id"]
@@ -339,9 +338,18 @@ async def history_chunk_json(
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
     )
-    exchange: Exchange = scope[EXCHANGE_KEY]
-    exchange.points = chunk.count
+    _served_history(scope, chunk.count)
     return render.history_json(series_id, chunk)
+
+
+def _served_history(scope: Scope, points: int) -> None:
+    """Report a REST history chunk: with the request's metrics when the outermost middleware
+    is there to (it reads the request's Exchange), else at once."""
+    exchange: Exchange | None = scope.get(EXCHANGE_KEY)
+    if exchange is not None:
+        exchange.points = points
+    else:
+        scope["app"].state.metrics.history_served("rest", points)
 
 
 history_route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is history)
@@ -369,6 +377,5 @@ async def history_by_body(
         after_time=body.get("after_time"),
         count=count,
     )
-    exchange: Exchange = request.scope[EXCHANGE_KEY]
-    exchange.points = chunk.count
+    _served_history(request.scope, chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -22,7 +22,7 @@ MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 def upgrade() -> None:
     # A server started on revision 0001 may have added the table itself (Database.create_tables).
-    if sa.inspect(op.get_bind()).has_table("api_keys"):
+    if not context.is_offline_mode() and sa.inspect(op.get_bind()).has_table("api_keys"):
         return
     op.create_table(
         "api_keys",

@@ -235,3 +235,22 @@ async def test_a_flush_lends_no_fields_to_the_lines_it_writes(
     (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
     assert line["request_id"] == "quiet" and line["message"].startswith("GET /health 200")
     assert "user" not in line, "the flushing request's user is not this line's"
+
+
+async def test_a_value_orjson_refuses_still_gets_its_line_and_its_metrics(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format="json"), access_log=True)
+    reported: list[object] = []
+    access = AccessLog()
+    access.report_to(reported.extend)
+    scope = {"method": "GET", "path": "/api/charts", "client": ("::1", 50000)}
+    ended = time.perf_counter()
+    # A JWT's sub may carry a lone surrogate; orjson refuses to encode one.
+    access.request(scope, 200, ended - 0.001, ended, {"request_id": "odd", "user": "\ud800x"})
+    access.flush()
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["request_id"] == "odd" and line["user"] == "\ud800x"
+    assert [(method, status) for method, _, status, *_ in reported] == [("GET", 200)]  # type: ignore[misc]
+    logging.getLogger("lightweight_charts_pro_backend.test").warning("odd", extra={"v": "\udfff"})
+    assert json.loads(capsys.readouterr().out)["v"] == "\udfff"

@@ -98,6 +98,13 @@ async def test_keys_of_the_setting_join_the_table_once(tmp_path: Path) -> None:
         assert await DatabaseKeyStore(database).seed([setting]) == 0
         (stored,) = await store.all()
         assert stored.revoked_at is not None, "a revocation in the table outlives the setting"
+
+        _, other = new_api_key("revoked-in-env", now=CREATED)
+        await store.seed([ApiKeySetting.model_validate(other.to_setting())])
+        revoked_at = CREATED.replace(day=5)
+        revoked = ApiKeySetting.model_validate({**other.to_setting(), "revokedAt": revoked_at})
+        assert await DatabaseKeyStore(database).seed([revoked]) == 0
+        assert (await store.find(other.key_hash)).revoked_at == revoked_at  # type: ignore[union-attr]
     finally:
         await database.close()
 
@@ -108,6 +115,9 @@ async def test_the_command_line_and_a_running_app_share_the_keys(
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'charts.db'}"
     env = f"SECRET_KEY={SECRET}\nENABLE_PERSISTENCE=true\nDATABASE_URL={database_url}\n"
     (tmp_path / ".env").write_text(env)
+    refused = run(tmp_path, "apikey", "create", "--name", "ingest", ok=False).stderr
+    assert "has no tables" in refused and "alembic upgrade head" in refused
+    run(tmp_path, "db", "upgrade")
     created = run(tmp_path, "apikey", "create", "--name", "ingest", "--charts", "a").stdout
     secret = created.splitlines()[1]
     assert secret.startswith("lcp_") and "Stored in the database" in created

@@ -10,6 +10,7 @@ from lightweight_charts_pro_backend.ratelimit import (
     ClientAddress,
     LocalWindows,
     RateLimiter,
+    RateLimitGate,
     is_history_path,
 )
 
@@ -187,10 +188,43 @@ def test_forwarded_hop_forms(hop: str, client: str) -> None:
         ("/api/charts/history", False),
         ("/api/charts/history/data/0/s", False),
         ("/api/charts/a/data/0/history", False),
+        ("/api/charts/a/historyX", False),
+        ("/api/charts/a/history\n", False),
     ],
 )
 def test_history_paths(path: str, history: bool) -> None:
     assert is_history_path(path) is history
+
+
+async def test_allowed_requests_carry_the_limit_they_count_against(
+    app_client: ClientFactory,
+) -> None:
+    settings = make_settings(**limited(rate_limit_per_minute=10, rate_limit_history_per_minute=4))
+    async with app_client(settings, production=True) as client:
+        series = {"seriesType": "line", "data": [{"time": 1, "value": 1}]}
+        stored = await client.post("/api/charts/a/data/s", json=series)
+        history = await client.get("/api/charts/a/history/0/s")
+        again = await client.get("/api/charts/a/history/0/s")
+    now = time.time()
+    assert (stored.headers["x-ratelimit-limit"], stored.headers["x-ratelimit-remaining"]) == (
+        "10",
+        "9",
+    )
+    assert (history.headers["x-ratelimit-limit"], history.headers["x-ratelimit-remaining"]) == (
+        "4",
+        "3",
+    )
+    assert again.headers["x-ratelimit-remaining"] == "2"
+    for reply in (stored, history, again):
+        assert now < int(reply.headers["x-ratelimit-reset"]) <= now + 61
+
+
+def test_the_gate_remembers_only_short_api_paths() -> None:
+    gate = RateLimitGate(RateLimiter(make_settings(**limited())), frozenset({"/api/metrics"}))
+    scope = {"type": "http", "client": ("203.0.113.9", 1), "headers": []}
+    for path in ("/health", "/api/metrics", "/api/charts/" + "x" * 300, "/api/charts/a"):
+        assert gate.admit_local({**scope, "path": path}, [])
+    assert list(gate._kinds) == ["/api/charts/a"]
 
 
 class FakeClock:
