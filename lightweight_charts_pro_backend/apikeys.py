@@ -14,6 +14,7 @@ Where keys live is a :class:`KeyStore`. :class:`SettingsKeyStore` serves the ``A
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,13 +31,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .config import ApiKeySetting, Settings
 from .database import Database, api_keys_table
+from .errors import DatabaseUnavailable
 
 API_KEY_PREFIX: Final = "lcp_"
 _SCOPES: Final = ("charts:read", "charts:write")
+_KEY_SHAPE: Final = re.compile(API_KEY_PREFIX + r"[A-Za-z0-9_-]{43}")
 
 
 def generate_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_key_shaped(key: str) -> bool:
+    """Whether ``key`` looks like a key :func:`generate_key` makes (``lcp_`` and 43 URL-safe
+    characters)."""
+    return _KEY_SHAPE.fullmatch(key) is not None
 
 
 def hash_key(key: str) -> str:
@@ -216,11 +225,18 @@ class DatabaseKeyStore:
             query = select(api_keys_table).where(api_keys_table.c.key_hash == key_hash)
             return (await conn.execute(query)).first()
 
-        row = await self.database.read(lookup)
+        try:
+            row = await self.database.read(lookup)
+        except DatabaseUnavailable:
+            # While the database is away, a key seen recently stays as it was seen.
+            if cached is not None and cached[1] is not None:
+                return cached[1]
+            raise
         record = _from_row(row) if row is not None else None
         if changes == self._changes:
+            self._cache.pop(key_hash, None)
             if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
+                del self._cache[next(iter(self._cache))]  # the longest cached
             self._cache[key_hash] = (now + self.cache_seconds, record)
         return record
 

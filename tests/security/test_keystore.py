@@ -10,9 +10,17 @@ import pytest
 from sqlalchemy import text
 
 from lightweight_charts_pro_backend import app_production
-from lightweight_charts_pro_backend.apikeys import DatabaseKeyStore, hash_key, new_api_key
+from lightweight_charts_pro_backend.apikeys import (
+    ApiKey,
+    DatabaseKeyStore,
+    SettingsKeyStore,
+    hash_key,
+    new_api_key,
+)
+from lightweight_charts_pro_backend.auth import Authenticator
 from lightweight_charts_pro_backend.config import ApiKeySetting
 from lightweight_charts_pro_backend.database import Database
+from lightweight_charts_pro_backend.errors import DatabaseUnavailable, InvalidApiKey
 
 from .conftest import SECRET, ClientFactory, make_settings
 from .test_cli import run
@@ -139,3 +147,44 @@ async def test_the_command_line_and_a_running_app_share_the_keys(
         clock.now += DatabaseKeyStore.CACHE_SECONDS
         refused = await client.get("/api/charts/a", headers=headers)
     assert refused.status_code == 401 and refused.json()["errorCode"] == "API_KEY_REVOKED"
+
+
+async def test_a_key_seen_recently_survives_a_database_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+    try:
+        clock = FakeClock()
+        store = DatabaseKeyStore(database, clock=clock)
+        secret, record = new_api_key("ingest", now=CREATED)
+        await store.add(record)
+        assert await store.find(hash_key(secret)) == record
+        clock.now += 60
+
+        async def away(work: object) -> None:
+            raise DatabaseUnavailable("The database is unavailable.")
+
+        monkeypatch.setattr(database, "read", away)
+        assert await store.find(hash_key(secret)) == record, "the last answer stands"
+        with pytest.raises(DatabaseUnavailable):
+            await store.find(hash_key("lcp_" + "b" * 43))
+    finally:
+        await database.close()
+
+
+async def test_a_string_that_is_no_key_is_not_looked_up() -> None:
+    class Counting(SettingsKeyStore):
+        lookups = 0
+
+        async def find(self, key_hash: str) -> ApiKey | None:
+            Counting.lookups += 1
+            return await super().find(key_hash)
+
+    authenticator = Authenticator(make_settings(), Counting([]))
+    for junk in ("lcp_", "lcp_short", "lcp_" + "a" * 44, "lcp_" + "!" * 43):
+        with pytest.raises(InvalidApiKey):
+            await authenticator.api_key_principal(junk)
+    assert Counting.lookups == 0
+    with pytest.raises(InvalidApiKey):
+        await authenticator.api_key_principal("lcp_" + "a" * 43)
+    assert Counting.lookups == 1
