@@ -23,7 +23,7 @@ from .api import health as health_api
 from .api import metrics as metrics_api
 from .api.errors import install_error_handlers
 from .api.fastlane import HistoryLane
-from .apikeys import DatabaseKeyStore, KeyStore, SettingsKeyStore
+from .apikeys import KeyStore, SettingsKeyStore
 from .auth import Authenticator
 from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
@@ -34,6 +34,7 @@ from .cors import install_cors, with_cors
 from .database import Database
 from .demo import page as demo_page
 from .guards import check_production, docs_enabled, log_production_warnings
+from .keytable import DatabaseKeyStore
 from .logging_config import AccessLog, configure_logging
 from .metrics import Metrics, multiprocess_dir
 from .middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from . import loader
 from .apikeys import (
-    DatabaseKeyStore,
+    KEY_CACHE_SECONDS,
     NoKeyTable,
     SettingsKeyStore,
     new_api_key,
@@ -210,7 +210,7 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> None:
 
 
 # How long a server may keep answering from its cache of keys (persistence on).
-_KEY_CACHE: Final = f"{DatabaseKeyStore.CACHE_SECONDS:g} s"
+_KEY_CACHE: Final = f"{KEY_CACHE_SECONDS:g} s"
 
 
 def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:

@@ -4,7 +4,7 @@ Three tables hold the charts. ``charts`` (one row per chart, with its options, v
 times it was created, changed and last read), ``series`` (one row per series, with a surrogate
 key and the count and time range of its points) and ``points`` (one row per point, primary key
 ``(series_pk, time)``, the point's fields as the JSON the client sent, times normalized).
-``api_keys`` holds the API keys, as hashes (``apikeys.DatabaseKeyStore``).
+``api_keys`` holds the API keys, as hashes (``keytable.DatabaseKeyStore``).
 
 Nothing connects at import time: ``Database.from_settings`` builds the engine, and the app does
 that in its lifespan. Queries live in ``charts/repository.py``.

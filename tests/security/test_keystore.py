@@ -12,7 +12,6 @@ from sqlalchemy import text
 from lightweight_charts_pro_backend import app_production
 from lightweight_charts_pro_backend.apikeys import (
     ApiKey,
-    DatabaseKeyStore,
     SettingsKeyStore,
     hash_key,
     new_api_key,
@@ -21,6 +20,7 @@ from lightweight_charts_pro_backend.auth import Authenticator
 from lightweight_charts_pro_backend.config import ApiKeySetting
 from lightweight_charts_pro_backend.database import Database
 from lightweight_charts_pro_backend.errors import DatabaseUnavailable, InvalidApiKey
+from lightweight_charts_pro_backend.keytable import DatabaseKeyStore
 
 from .conftest import SECRET, ClientFactory, make_settings
 from .test_cli import run
