@@ -396,6 +396,14 @@ class AccessLog:
             handler.acquire()
             try:
                 _write_bytes(handler.stream, b"".join(lines))
+            except Exception:
+                # As logging does for one record (a closed pipe, a full disk): report it on
+                # stderr and go on; the request that happened to flush must not fail for it.
+                handler.handleError(
+                    logging.makeLogRecord(
+                        {"name": name, "msg": "%d access lines lost", "args": (len(lines),)}
+                    )
+                )
             finally:
                 handler.release()
         if not records:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.config
 import random
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -254,3 +256,28 @@ async def test_a_value_orjson_refuses_still_gets_its_line_and_its_metrics(
     assert [(method, status) for method, _, status, *_ in reported] == [("GET", 200)]  # type: ignore[misc]
     logging.getLogger("lightweight_charts_pro_backend.test").warning("odd", extra={"v": "\udfff"})
     assert json.loads(capsys.readouterr().out)["v"] == "\udfff"
+
+
+async def test_a_stream_that_fails_costs_the_lines_not_the_request(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format="json"), access_log=True)
+
+    class Broken(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise BrokenPipeError("the collector went away")
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(Broken(), encoding="utf-8"))
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, LogHandler)]
+    monkeypatch.setattr(root, "handlers", ours)  # the service's handler alone: one batched write
+    reported: list[object] = []
+    access = AccessLog()
+    access.report_to(reported.extend)
+    scope = {"method": "GET", "path": "/api/charts", "client": ("::1", 50000)}
+    ended = time.perf_counter()
+    access.request(scope, 200, ended - 0.001, ended, {"request_id": "lost"})
+    access.flush()  # does not raise
+    assert len(reported) == 1, "the metrics still count the request"
+    error = capsys.readouterr().err
+    assert "BrokenPipeError" in error and "access lines lost" in error
