@@ -12,7 +12,9 @@ both, the same 500-candle history chunks requested from both in alternating wrk 
 
 A third process serves the development app as it runs by default, with uvicorn's own access
 line per request (``--no-access-log`` left out): the production app's batched JSON access lines
-against the line a development setup writes, reported beside the target, not instead of it.
+against the line a development setup writes, reported beside the target, not instead of it. A
+fourth serves the production app with ``RATE_LIMIT_HEADERS=true`` (the three ``X-RateLimit-*``
+headers on every limited response, not only on refusals), also reported beside the target.
 
 Target (issue 6): production req/s >= 0.85 x development req/s, same run. The figure is the
 median over rounds of each round's ratio (the two runs of a round are back to back, so slow
@@ -68,6 +70,7 @@ SERIES = "candles"
 CHUNK = 500
 HISTORY_ROUTE = "/api/charts/{chart_id}/history/{pane_id}/{series_id}"
 DEFAULT_LOGGING = "development-access-log"
+LIMIT_HEADERS = "production-limit-headers"
 TARGET = 0.85
 # Settings caps both limits at 1,000,000 per minute (16,667/s): above what one process serves
 # here, so an enforcing limiter costs its bookkeeping but refuses nothing.
@@ -96,6 +99,16 @@ def served_history_requests(port: int) -> float:
         for family in text_string_to_metric_families(scrape)
         for sample in family.samples
         if sample.name == "http_requests_total" and sample.labels.get("route") == HISTORY_ROUTE
+    )
+
+
+def rate_limit_clients(port: int) -> float:
+    scrape = expect(http_request(port, "GET", "/metrics"), 200, "GET /metrics").body.decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "rate_limit_clients"
     )
 
 
@@ -172,6 +185,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 access_log=True,
             ).start()
             servers.append(logging_development)
+            with_headers = Server(
+                LIMIT_HEADERS,
+                PRODUCTION_APP,
+                True,
+                {**PRODUCTION_ENV, "RATE_LIMIT_HEADERS": "true"},
+                plan.server_prefix,
+            ).start()
+            servers.append(with_headers)
             for srv in servers:
                 create_chart(srv.port, CHART)
                 post_series(srv.port, CHART, SERIES, body, args.candles)
@@ -179,19 +200,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 dev = expect(http_request(development.port, "GET", path), 200, path)
                 prod = expect(http_request(production.port, "GET", path), 200, path)
                 other = expect(http_request(logging_development.port, "GET", path), 200, path)
-                if not dev.body == prod.body == other.body:
+                limited = expect(http_request(with_headers.port, "GET", path), 200, path)
+                if not dev.body == prod.body == other.body == limited.body:
                     raise BenchError(f"{path}: the apps answer different bytes")
                 if "x-request-id" not in prod.headers:
                     raise BenchError("production answers without X-Request-ID")
             log(
-                f"data: {args.candles:,} candles in both; {len(paths)} history URLs of {CHUNK} "
-                f"candles ({len(dev.body):,} bytes each), identical bytes from both apps"
+                f"data: {args.candles:,} candles in each; {len(paths)} history URLs of {CHUNK} "
+                f"candles ({len(dev.body):,} bytes each), identical bytes from every app"
             )
-            enforced = "x-ratelimit-limit" in prod.headers
+            clients = rate_limit_clients(production.port)
+            if clients < 1 or "x-ratelimit-limit" not in limited.headers:
+                raise BenchError("the production apps do not count requests against a limit")
             log(
                 "production: JSON logs at INFO to a file, access line per request, metrics, "
-                f"ENABLE_RATE_LIMITING=true at {int(HIGHEST_LIMIT):,}/min "
-                f"({'enforced: X-RateLimit-* headers present' if enforced else 'not enforced'})"
+                f"ENABLE_RATE_LIMITING=true at {int(HIGHEST_LIMIT):,}/min (enforced: "
+                f"rate_limit_clients={clients:.0f}); X-RateLimit-* headers on refusals only, "
+                f"the default; '{LIMIT_HEADERS}' sends them on every request"
             )
             requests_before = served_history_requests(production.port)
             lines_before = access_lines(production)
@@ -207,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             round_ratios: list[float] = []
             cpu_ratios: list[float] = []
             default_ratios: list[float] = []
+            header_ratios: list[float] = []
             production_requests = 0
             repeats = Repeats(args.max_repeats)
             while len(round_ratios) < args.rounds:
@@ -232,12 +258,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 round_ratios.append(ratio(prod_rps, dev_rps))
                 cpu_ratios.append(ratio(cpu_us["development"][-1], cpu_us["production"][-1]))
                 default_ratios.append(ratio(prod_rps, results[DEFAULT_LOGGING][-1].rps))
+                header_ratios.append(ratio(results[LIMIT_HEADERS][-1].rps, dev_rps))
                 log(
                     f"  round {r + 1}: development {dev_rps:>7,.0f} req/s "
                     f"{cpu_us['development'][-1]:6.1f} CPU-us/req   production {prod_rps:>7,.0f} "
                     f"req/s {cpu_us['production'][-1]:6.1f} CPU-us/req   ratio "
-                    f"{round_ratios[-1]:.3f} (CPU {cpu_ratios[-1]:.3f})   development with "
-                    f"uvicorn's access line {results[DEFAULT_LOGGING][-1].rps:>7,.0f} req/s "
+                    f"{round_ratios[-1]:.3f} (CPU {cpu_ratios[-1]:.3f})"
+                )
+                log(
+                    f"           {LIMIT_HEADERS} {results[LIMIT_HEADERS][-1].rps:>7,.0f} req/s "
+                    f"{cpu_us[LIMIT_HEADERS][-1]:6.1f} CPU-us/req   development with uvicorn's "
+                    f"access line {results[DEFAULT_LOGGING][-1].rps:>7,.0f} req/s "
                     f"{cpu_us[DEFAULT_LOGGING][-1]:6.1f} CPU-us/req"
                 )
 
@@ -263,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         figures["production_over_development_worst_round"] = min(round_ratios)
         figures["production_over_development_cpu"] = median(cpu_ratios)
         figures["production_over_logging_development"] = median(default_ratios)
+        figures["production_with_limit_headers_over_development"] = median(header_ratios)
         value = figures["production_over_development"]
         log("\nsummary (production):")
         log(
@@ -273,6 +305,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "  server CPU per request, development/production = "
             f"{figures['production_over_development_cpu']:.3f} (median; the same ratio measured "
             "by CPU time, insensitive to other load on the machine)"
+        )
+        log(
+            f"  req/s production with RATE_LIMIT_HEADERS=true/development = "
+            f"{figures['production_with_limit_headers_over_development']:.3f} (median; the three "
+            "X-RateLimit-* headers on every response)"
         )
         log(
             "  req/s production/development with uvicorn's access line = "

@@ -206,6 +206,8 @@ def build_app(
             )
             stack.push_async_callback(_cancel, maintenance)
             metrics.track_store(charts.memory_totals)
+            if limiter is not None:
+                metrics.track_rate_limits(limiter.clients)
             if metrics.enabled and multiprocess_dir() is not None:
                 refresher = asyncio.create_task(_refresh_store_gauges(metrics))
                 stack.push_async_callback(_cancel, refresher)

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     enable_rate_limiting: bool = True
     rate_limit_per_minute: int = Field(default=60, ge=1, le=1_000_000)
     rate_limit_history_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+    # X-RateLimit-Limit/-Remaining/-Reset on every limited response, not only on a refusal.
+    rate_limit_headers: bool = False
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
 

@@ -130,6 +130,7 @@ class Metrics:
         self.enabled = enabled
         self.registry = CollectorRegistry()
         self._store_totals: StoreTotals | None = None
+        self._rate_limit_clients: Callable[[], int | None] | None = None
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._in_progress_children: dict[str, Any] = {}
         self._history_children: dict[str, Any] = {}
@@ -213,6 +214,13 @@ class Metrics:
         self.charts = Gauge(
             "charts",
             "Charts held in memory (summed over workers).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.rate_limit_clients = Gauge(
+            "rate_limit_clients",
+            "Client addresses with an open rate-limit window (counted in memory; summed over "
+            "workers).",
             multiprocess_mode="livesum",
             registry=registry,
         )
@@ -394,11 +402,22 @@ class Metrics:
         """Read ``(charts, points)`` from ``totals`` whenever the gauges are refreshed."""
         self._store_totals = totals
 
+    def track_rate_limits(self, clients: Callable[[], int | None]) -> None:
+        """Read the number of clients the rate limiter tracks from ``clients`` (``None``:
+        kept elsewhere, e.g. in Redis) whenever the gauges are refreshed."""
+        self._rate_limit_clients = clients
+
     def refresh_store_gauges(self) -> None:
-        if self.enabled and self._store_totals is not None:
+        if not self.enabled:
+            return
+        if self._store_totals is not None:
             charts, points = self._store_totals()
             self.charts.set(charts)
             self.series_points.set(points)
+        if self._rate_limit_clients is not None:
+            clients = self._rate_limit_clients()
+            if clients is not None:
+                self.rate_limit_clients.set(clients)
 
     # Exposition
 

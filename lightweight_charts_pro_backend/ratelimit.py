@@ -205,6 +205,13 @@ class LocalWindows:
     def __len__(self) -> int:
         return len(self.records)
 
+    def clients(self) -> int:
+        """Clients with a window still open."""
+        now = self.clock()
+        return sum(
+            1 for record in list(self.records.values()) if record[1] > now or record[4] > now
+        )
+
 
 class RateLimiter:
     """The app's limits; one per process, on ``app.state.rate_limiter`` (``None`` when off).
@@ -226,6 +233,9 @@ class RateLimiter:
         self._local = LocalWindows(float(self.api.get_expiry()))
         self._api_limit = b"%d" % self.api.amount
         self._history_limit = b"%d" % self.history.amount
+        #: Whether allowed requests get the limit headers too (``RATE_LIMIT_HEADERS``); a
+        #: refusal always carries them, with ``Retry-After``.
+        self.headers = settings.rate_limit_headers
         if settings.redis_url:
             # The worker's pid in the client name tells operators (and the tests) which worker
             # holds which connection in Redis' CLIENT LIST.
@@ -265,6 +275,10 @@ class RateLimiter:
             return self._decide(self.history, count, reset_at)
         return await self._hit(self.history, "history", client)
 
+    def clients(self) -> int | None:
+        """Clients with a window open in this process; ``None`` when Redis keeps the counts."""
+        return self._local.clients() if self._redis is None else None
+
     @property
     def local(self) -> bool:
         """Whether the counts are kept in this process (no ``REDIS_URL``): then
@@ -300,6 +314,8 @@ class RateLimiter:
         if record[0] > amount:
             return self._decide(self.api, record[0], record[1])
         if not history:
+            if not self.headers:
+                return None
             headers += (
                 (LIMIT_HEADER, self._api_limit),
                 (REMAINING_HEADER, b"%d" % (amount - record[0])),
@@ -312,6 +328,8 @@ class RateLimiter:
         amount = self.history.amount
         if record[3] > amount:
             return self._decide(self.history, record[3], record[4])
+        if not self.headers:
+            return None
         headers += (
             (LIMIT_HEADER, self._history_limit),
             (REMAINING_HEADER, b"%d" % (amount - record[3])),
@@ -366,9 +384,11 @@ class RateLimitGate:
     """Decides, for the outermost middleware, whether a request may go on.
 
     Limits ``/api`` requests and ``/ws`` handshakes, except the ``exempt`` paths (the metrics
-    path, wherever it is mounted). The middleware puts :meth:`Decision.headers` on the response
+    path, wherever it is mounted). The middleware puts :meth:`Decision.headers` on a refusal
     (``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` in UTC epoch seconds,
-    and ``Retry-After`` on a refusal) and hands a refused request to ``refusal``: 429 with the
+    and ``Retry-After``), and the first three on every limited request when ``RATE_LIMIT_HEADERS``
+    is set (they cost uvicorn a check and a write each), and hands a refused request to
+    ``refusal``: 429 with the
     error envelope, through CORS so that browsers can read it. A refused handshake gets 429 where
     the server supports WebSocket denial responses, else a plain refusal (403).
 
@@ -407,9 +427,11 @@ class RateLimitGate:
         decision = await self.decide(scope)
         if decision is None:
             return True
-        headers += decision.headers()
         if decision.allowed:
+            if self.limiter.headers:
+                headers += decision.headers()
             return True
+        headers += decision.headers()
         scope[DECISION_KEY] = decision
         return False
 

@@ -70,6 +70,16 @@ async def test_requests_are_counted_with_access_lines_off() -> None:
     assert samples(text, "http_requests_in_progress", method="POST") == [0.0]
 
 
+async def test_rate_limited_clients_are_counted() -> None:
+    async for client in client_for(production.create_app(settings(rate_limit_per_minute=100))):
+        assert total(await scrape(client), "rate_limit_clients") == 0  # /metrics is not limited
+        await client.get("/api/charts")
+        assert total(await scrape(client), "rate_limit_clients") == 1
+    async for client in client_for(production.create_app(settings(enable_rate_limiting=False))):
+        await client.get("/api/charts")
+        assert total(await scrape(client), "rate_limit_clients") == 0
+
+
 async def test_apps_in_one_process_count_separately() -> None:
     first = production.create_app(settings())
     second = production.create_app(settings())
