@@ -92,24 +92,20 @@ def history_path(before_time: int) -> str:
     return f"/api/charts/{CHART}/history/0/{SERIES}?before_time={before_time}&count={CHUNK}"
 
 
-def served_history_requests(port: int) -> float:
+def scraped(port: int, name: str, **labels: str) -> float:
+    """The sum of the ``name`` samples with these labels in one scrape of ``/metrics``."""
     scrape = expect(http_request(port, "GET", "/metrics"), 200, "GET /metrics").body.decode()
     return sum(
         sample.value
         for family in text_string_to_metric_families(scrape)
         for sample in family.samples
-        if sample.name == "http_requests_total" and sample.labels.get("route") == HISTORY_ROUTE
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
 
 
-def rate_limit_clients(port: int) -> float:
-    scrape = expect(http_request(port, "GET", "/metrics"), 200, "GET /metrics").body.decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(scrape)
-        for sample in family.samples
-        if sample.name == "rate_limit_clients"
-    )
+def served(server: Server) -> float:
+    """History requests the server's metrics counted."""
+    return scraped(server.port, "http_requests_total", route=HISTORY_ROUTE)
 
 
 def access_lines(server: Server) -> int:
@@ -209,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 f"data: {args.candles:,} candles in each; {len(paths)} history URLs of {CHUNK} "
                 f"candles ({len(dev.body):,} bytes each), identical bytes from every app"
             )
-            clients = rate_limit_clients(production.port)
+            clients = scraped(production.port, "rate_limit_clients")
             if clients < 1 or "x-ratelimit-limit" not in limited.headers:
                 raise BenchError("the production apps do not count requests against a limit")
             log(
@@ -218,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 f"rate_limit_clients={clients:.0f}); X-RateLimit-* headers on refusals only, "
                 f"the default; '{LIMIT_HEADERS}' sends them on every request"
             )
-            requests_before = served_history_requests(production.port)
+            requests_before = served(production)
             lines_before = access_lines(production)
 
             log(
@@ -272,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     f"{cpu_us[DEFAULT_LOGGING][-1]:6.1f} CPU-us/req"
                 )
 
-            counted = served_history_requests(production.port) - requests_before
+            counted = served(production) - requests_before
             deadline = time.monotonic() + 10
             logged = access_lines(production) - lines_before
             while logged < production_requests and time.monotonic() < deadline:

@@ -209,7 +209,7 @@ def build_app(
             if limiter is not None:
                 metrics.track_rate_limits(limiter.clients)
             if metrics.enabled and multiprocess_dir() is not None:
-                refresher = asyncio.create_task(_refresh_store_gauges(metrics))
+                refresher = asyncio.create_task(_refresh_gauges(metrics))
                 stack.push_async_callback(_cancel, refresher)
             if access is not None:
                 stack.callback(access.flush)
@@ -287,9 +287,9 @@ async def _flush_access(charts: ChartsService) -> None:
         logger.warning("could not record the last read times at shutdown: %s", exc)
 
 
-async def _refresh_store_gauges(metrics: Metrics) -> None:
+async def _refresh_gauges(metrics: Metrics) -> None:
     while True:
-        metrics.refresh_store_gauges()
+        metrics.refresh_gauges()
         await asyncio.sleep(STORE_GAUGES_INTERVAL_SECONDS)
 
 

@@ -273,7 +273,7 @@ class Metrics:
             return
         self._http.observe_all(
             [
-                ((method if method in METHODS else "other", route, status), seconds)
+                ((_method_label(method), route, status), seconds)
                 for method, route, status, seconds, _points in requests
             ]
         )
@@ -313,10 +313,7 @@ class Metrics:
 
     def _in_progress(self) -> dict[str, int]:
         """Requests in progress by method label (one process): started less finished."""
-        counts: dict[str, int] = {}
-        for method, started in list(self._started.items()):
-            label = _method_label(method)
-            counts[label] = counts.get(label, 0) + started
+        counts = dict(self._started)
         for (method, _route, _status), entry in list(self._http.data.items()):
             counts[method] = counts.get(method, 0) - entry[0]
         return counts
@@ -407,7 +404,7 @@ class Metrics:
         kept elsewhere, e.g. in Redis) whenever the gauges are refreshed."""
         self._rate_limit_clients = clients
 
-    def refresh_store_gauges(self) -> None:
+    def refresh_gauges(self) -> None:
         if not self.enabled:
             return
         if self._store_totals is not None:
@@ -440,15 +437,10 @@ class Observations:
         self.data: dict[tuple[Any, ...], list[Any]] = {}
 
     def observe(self, key: tuple[Any, ...], value: float) -> None:
-        entry = self.data.get(key)
-        if entry is None:
-            entry = self.data[key] = [0, 0.0, [0] * (len(self.bounds) + 1)]
-        entry[0] += 1
-        entry[1] += value
-        entry[2][bisect_left(self.bounds, value)] += 1
+        self.observe_all([(key, value)])
 
     def observe_all(self, observations: list[tuple[tuple[Any, ...], float]]) -> None:
-        """:meth:`observe` each ``(key, value)``, in one call for a batch."""
+        """Count each ``(key, value)``: one call for a batch."""
         data = self.data
         bounds = self.bounds
         for key, value in observations:

@@ -310,31 +310,22 @@ class RateLimiter:
         if record[1] <= now:
             local.reopen(record, LocalWindows.API, now)
         record[0] += 1
-        amount = self.api.amount
-        if record[0] > amount:
-            return self._decide(self.api, record[0], record[1])
-        if not history:
-            if not self.headers:
-                return None
+        if history and record[0] <= self.api.amount:
+            if record[4] <= now:
+                local.reopen(record, LocalWindows.HISTORY, now)
+            record[3] += 1
+            item, window, limit = self.history, LocalWindows.HISTORY, self._history_limit
+        else:
+            item, window, limit = self.api, LocalWindows.API, self._api_limit
+        count = record[window]
+        if count > item.amount:
+            return self._decide(item, count, record[window + 1])
+        if self.headers:
             headers += (
-                (LIMIT_HEADER, self._api_limit),
-                (REMAINING_HEADER, b"%d" % (amount - record[0])),
-                (RESET_HEADER, record[2]),
+                (LIMIT_HEADER, limit),
+                (REMAINING_HEADER, b"%d" % (item.amount - count)),
+                (RESET_HEADER, record[window + 2]),
             )
-            return None
-        if record[4] <= now:
-            local.reopen(record, LocalWindows.HISTORY, now)
-        record[3] += 1
-        amount = self.history.amount
-        if record[3] > amount:
-            return self._decide(self.history, record[3], record[4])
-        if not self.headers:
-            return None
-        headers += (
-            (LIMIT_HEADER, self._history_limit),
-            (REMAINING_HEADER, b"%d" % (amount - record[3])),
-            (RESET_HEADER, record[5]),
-        )
         return None
 
     @staticmethod

@@ -11,7 +11,7 @@ from ..metrics import CONTENT_TYPE, Metrics, multiprocess_dir
 
 async def scrape(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    metrics.refresh_store_gauges()
+    metrics.refresh_gauges()
     if multiprocess_dir() is None:
         body = metrics.render()
     else:

@@ -157,7 +157,7 @@ def test_a_disabled_instance_ignores_every_hook() -> None:
     metrics.websocket_opened()
     metrics.websocket_closed("client")
     metrics.track_store(lambda: (1, 2))
-    metrics.refresh_store_gauges()
+    metrics.refresh_gauges()
     assert metrics.render() == b""
 
 
