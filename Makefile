@@ -37,7 +37,7 @@ run: install
 	$(BIN)/charts-backend demo --serve --host $(HOST) --port $(PORT)
 
 run-production: install
-	$(BIN)/uvicorn lightweight_charts_pro_backend.app_production:create_app --factory --host $(HOST) --port $(PORT)
+	$(BIN)/charts-backend serve --host $(HOST) --port $(PORT)
 
 test: install system-deps
 	$(BIN)/python -m pytest

@@ -44,10 +44,15 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
-# Recycling workers bounds slow leaks, but with the in-memory store a recycled worker forgets its
-# charts, so it is on only when the database holds them.
-max_requests = 1000 if _settings.enable_persistence else 0
-max_requests_jitter = 100 if _settings.enable_persistence else 0
+# Workers are not recycled unless asked: a recycled worker starts with an empty cache and warms
+# it again, so recycling under load costs every chart its cached series for nothing. Set
+# GUNICORN_MAX_REQUESTS (and GUNICORN_MAX_REQUESTS_JITTER) to bound a slow leak anyway; with
+# the in-memory store a recycled worker forgets its charts, so keep it off there.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS") or 0)
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER") or 0)
+# TRUSTED_PROXIES alone decides whose X-Forwarded-For is believed: the server rewrites the client
+# address only for those peers (gunicorn and uvicorn would otherwise believe loopback).
+forwarded_allow_ips = ",".join(_settings.trusted_proxies)
 # gunicorn >= 25.1 opens a control socket under $HOME by default; the service does not use it,
 # and in the image $HOME is not writable.
 control_socket_disable = True

@@ -399,11 +399,13 @@ def http_request(
     body: bytes | None = None,
     timeout: float = 300.0,
     content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """One request on a fresh connection; ``seconds`` spans sending the request to the last byte."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Content-Type": content_type} if body is not None else {}
+        extra = headers or {}
+        headers = {"Content-Type": content_type, **extra} if body is not None else dict(extra)
         started = time.perf_counter()
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
@@ -424,12 +426,15 @@ def expect(resp: Response, status: int | tuple[int, ...], what: str) -> Response
 class KeepAlive:
     """A sequential keep-alive client for latency measurements."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
+    def __init__(
+        self, port: int, timeout: float = 60.0, headers: dict[str, str] | None = None
+    ) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.headers = headers or {}
 
     def get(self, path: str) -> tuple[int, bytes, float]:
         started = time.perf_counter()
-        self.conn.request("GET", path)
+        self.conn.request("GET", path, headers=self.headers)
         resp = self.conn.getresponse()
         data = resp.read()
         return resp.status, data, time.perf_counter() - started
@@ -616,6 +621,7 @@ def run_wrk(
     timeout_s: int = 30,
     prefix: Sequence[str] = (),
     server_pid: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
     """Run wrk against ``paths`` (cycled, one after the other, by a small Lua script)."""
     wrk = ensure_wrk()
@@ -633,6 +639,8 @@ def run_wrk(
         f"{timeout_s}s",
         "--latency",
     ]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
     script_path = None
     if len(paths) > 1:
         quoted = ", ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)

@@ -25,6 +25,7 @@ from bench import (
     bench_memory,
     bench_persistence,
     bench_production,
+    bench_topology,
 )
 from bench._common import BenchError, log, unpin_self, verdict
 
@@ -42,6 +43,11 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
     "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
     "production": (bench_production.main, [], ["--duration", "3", "--rounds", "3"]),
+    "topology": (
+        bench_topology.main,
+        [],
+        ["--candles", "200000", "--duration", "3", "--rounds", "2", "--stall-requests", "4000"],
+    ),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -75,6 +81,11 @@ TARGETS = [
     ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
     ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
     ("production", "production_over_development", "req/s production/development", 0.85, True),
+    ("topology", "two_over_development", "req/s 2 gunicorn workers/development", 1.0, True),
+    ("topology", "two_over_one", "req/s 2 workers/1 worker", 1.3, True),
+    ("topology", "stall_p999_ms", "worker restart: p99.9 ms", 10.0, False),
+    ("topology", "stall_max_ms", "worker restart: max ms", 100.0, False),
+    ("topology", "ingest_candles_per_s", "ingest candles/s through the topology", 300_000.0, True),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {

@@ -55,6 +55,8 @@ NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": Fal
 
 #: In multi-process mode a scrape reaches one worker, so each refreshes its store gauges itself.
 STORE_GAUGES_INTERVAL_SECONDS = 5.0
+#: How often a worker sharing its database compares its cached charts' versions with it.
+VERSION_CHECK_INTERVAL_SECONDS = 5.0
 
 
 def tune_garbage_collector() -> None:
@@ -121,6 +123,7 @@ def build_app(
                     recent_events=settings.websocket_resume_events,
                     recent_max_bytes=settings.websocket_resume_max_bytes,
                     recent_seconds=max(settings.websocket_resume_window_seconds, 60.0),
+                    heartbeat_seconds=settings.event_bus_heartbeat_seconds,
                 )
                 app.state.readiness_checks["redis"] = redis_bus.ping
             else:
@@ -134,15 +137,19 @@ def build_app(
             await bus.start()
             stack.push_async_callback(bus.close)
             if limiter is not None:
+                await limiter.start()
                 stack.push_async_callback(limiter.close)
+            shared = redis_bus is not None or (repository is not None and several_workers())
             charts = ChartsService(
                 bus,
                 repository=repository,
                 cache_bytes=int(settings.series_cache_mb * 2**20),
                 default_chunk_size=settings.default_chunk_size,
                 chunk_size_threshold=settings.chunk_size_threshold,
-                # other workers may write the same database: validate cached charts
-                validate_reads=redis_bus is not None or several_workers(),
+                # other workers may write the same database: a cached chart is trusted while
+                # the bus is known to deliver, and checked against the database otherwise
+                validate_reads=shared,
+                bus_current=redis_bus.current if redis_bus is not None else None,
             )
             hub = Hub(
                 bus,
@@ -160,6 +167,8 @@ def build_app(
                 redis_bus.on_remote(charts.observe)
                 redis_bus.on_reset(charts.invalidate_all)
                 redis_bus.on_reset(hub.resync_all)
+                redis_bus.on_lost(charts.invalidate_charts)
+                redis_bus.on_lost(hub.resync_charts)
             await hub.start()
             stack.push_async_callback(hub.close)
             app.state.bus = bus
@@ -205,6 +214,9 @@ def build_app(
                 name="chart-maintenance",
             )
             stack.push_async_callback(_cancel, maintenance)
+            if shared and charts.persistent:
+                sweeper = asyncio.create_task(_check_versions(charts), name="version-check")
+                stack.push_async_callback(_cancel, sweeper)
             metrics.track_store(charts.memory_totals)
             if limiter is not None:
                 metrics.track_rate_limits(limiter.clients)
@@ -285,6 +297,16 @@ async def _flush_access(charts: ChartsService) -> None:
         await charts.flush_access()
     except Exception as exc:
         logger.warning("could not record the last read times at shutdown: %s", exc)
+
+
+async def _check_versions(charts: ChartsService) -> None:
+    """Compare cached charts with the database now and then, in case an announcement was lost."""
+    while True:
+        await asyncio.sleep(VERSION_CHECK_INTERVAL_SECONDS)
+        try:
+            await charts.check_versions()
+        except Exception as exc:
+            logger.warning("could not compare cached charts with the database: %s", exc)
 
 
 async def _refresh_gauges(metrics: Metrics) -> None:

@@ -292,6 +292,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port or settings.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        # TRUSTED_PROXIES alone decides whose X-Forwarded-For is believed (uvicorn's default
+        # believes loopback).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
     )
 
 

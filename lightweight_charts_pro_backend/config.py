@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     rate_limit_headers: bool = False
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
+    # How often each process proves the Redis event bus delivers; a read without min_version
+    # may be this much (times 2.5, at most) behind another replica's write.
+    event_bus_heartbeat_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Database
     database_url: str = "sqlite+aiosqlite:///./charts.db"

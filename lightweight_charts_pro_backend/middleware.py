@@ -175,10 +175,9 @@ class RequestIdMiddleware:
             app = self.app
             gate = self.rate_limits
             if gate is not None:
-                # In-process counts have nothing to await: no coroutine on every request.
-                if gate.local:
-                    admitted = gate.admit_local(scope, exchange.headers)
-                else:
+                # Decided in this process without a coroutine, unless only Redis can tell.
+                admitted = gate.admit_now(scope, exchange.headers)
+                if admitted is None:
                     admitted = await gate.admit(scope, exchange.headers)
                 if not admitted:
                     app = gate.refusal

@@ -1,5 +1,5 @@
-"""Per-client rate limits: counted in the process, or in Redis (through the ``limits`` library)
-shared by every worker.
+"""Per-client rate limits: counted in the process, or shared by every worker and replica through
+Redis without a round trip per request.
 
 Two fixed one-minute windows per client address: ``RATE_LIMIT_PER_MINUTE`` for every request
 under ``/api`` and every WebSocket handshake under ``/ws``, and ``RATE_LIMIT_HISTORY_PER_MINUTE``
@@ -11,25 +11,31 @@ The client address is the socket peer, unless the peer is in ``TRUSTED_PROXIES``
 right-most ``X-Forwarded-For`` hop that is not itself a trusted proxy, since every hop left of it
 was written by a party nobody vouches for.
 
-When Redis cannot be reached the request is let through and a warning logged (at most once a
-minute): an outage of the limiter's store must not take the API down with it.
+With ``REDIS_URL`` (:class:`SharedWindows`) the windows are one-minute windows aligned to the
+clock, counted in each process and exchanged with Redis in the background; a process decides
+alone while it holds credit, a share of what remains of the limit, and asks Redis (one pipelined
+round trip) once its credit is spent. When Redis cannot be reached each process limits on its own
+counts and a warning is logged (at most once a minute): an outage of the limiter's store must not
+take the API down with it, nor lift the limits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import RedisStorage
-from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api.errors import error_response
@@ -56,6 +62,9 @@ _API: Final = 1
 _HISTORY: Final = 2
 _KNOWN_PATHS: Final = 4096
 _KNOWN_PATH_LENGTH: Final = 256
+_API_ONLY: Final = (1,)
+_HISTORY_ONLY: Final = (3,)
+_API_AND_HISTORY: Final = (1, 3)
 
 
 class Decision:
@@ -88,6 +97,10 @@ class Decision:
             f"Rate limit exceeded: {self.limit} {what} per minute per client. "
             f"Retry in {self.retry_after} s."
         )
+
+
+#: What :meth:`RateLimiter.admit_shared` answers when only Redis can decide.
+UNDECIDED: Final = Decision(True, 0, 0, 0.0)
 
 
 class ClientAddress:
@@ -136,13 +149,6 @@ def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return ipaddress.ip_address(candidate)
     except ValueError:
         return None
-
-
-def storage_uri(redis_url: str) -> str:
-    """The ``limits`` URI for a ``REDIS_URL``."""
-    if redis_url.startswith("unix://"):
-        return "async+redis+unix://" + redis_url.removeprefix("unix://")
-    return "async+" + redis_url
 
 
 class LocalWindows:
@@ -213,6 +219,214 @@ class LocalWindows:
         )
 
 
+class SharedWindows:
+    """Fixed one-minute windows aligned to the clock, shared by every process through Redis.
+
+    A client's record is ``[window, API hits not yet sent, API total last heard, history hits
+    not yet sent, history total last heard]``; ``API`` and ``HISTORY`` are the offsets of the
+    two windows in it. A hit is decided in this process while the hits it has not sent stay
+    below its credit, ``(limit - total last heard) // (4 x processes)``; past it, the hit is
+    sent with the unsent ones and decided on the total Redis answers (:meth:`hit_remote`). A
+    background task sends every process's unsent hits every ``SYNC_SECONDS`` and keeps count
+    of the processes sharing the limits (a sorted set of heartbeats).
+
+    Overshoot: a hit decided by Redis is exact over the hits sent; the hits admitted on credit
+    and not yet sent are at most ``processes x (limit // (4 x processes))`` in all, so no more
+    than that many requests (at most a quarter of the limit) pass beyond it in a window.
+    """
+
+    API: Final = 1
+    HISTORY: Final = 3
+    SECONDS: Final = 60
+    SYNC_SECONDS: Final = 0.1
+    PEER_SECONDS: Final = 1.0
+    #: A process not heard of for this long no longer counts as sharing the limits.
+    PEER_TTL_SECONDS: Final = 5.0
+    #: Records kept at most; the oldest window's records go first, then anyone's.
+    MAX_RECORDS: Final = 100_000
+
+    def __init__(
+        self,
+        redis_url: str,
+        limits: dict[int, int],
+        *,
+        prefix: str = "charts-ratelimit",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.prefix = prefix
+        self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.redis: Redis = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=1.0,
+            socket_timeout=1.0,
+            client_name=f"charts-ratelimit-{os.getpid()}",
+        )
+        self.records: dict[str, list[int]] = {}
+        self.processes = 1
+        #: Whether Redis answered the last exchange; while not, each process counts alone.
+        self.available = True
+        self._unsent: set[str] = set()
+        self._peers_at = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self._warned_at = -math.inf
+        self._swept_window = -1
+
+    def window(self, now: float) -> int:
+        return int(now // self.SECONDS)
+
+    def record(self, client: str, window: int) -> list[int]:
+        record = self.records.get(client)
+        if record is None or record[0] != window:
+            if record is None and len(self.records) >= self.MAX_RECORDS:
+                self._evict(window)
+            record = self.records[client] = [window, 0, 0, 0, 0]
+        return record
+
+    def credit(self, offset: int, known: int) -> int:
+        if not self.available:
+            return self.limits[offset]  # alone: every hit is decided here
+        return max(0, self.limits[offset] - known) // (4 * self.processes)
+
+    def hit_local(self, client: str, offsets: tuple[int, ...]) -> tuple[int, int, float] | None:
+        """Count one hit of ``client`` in the windows at ``offsets``, in turn, stopping at the
+        first window over its limit: that window's offset, its count and its end (epoch s).
+        ``None``, with nothing counted, when a window's credit is spent: :meth:`hit_remote`."""
+        now = self.clock()
+        window = self.window(now)
+        record = self.record(client, window)
+        for offset in offsets:
+            unsent, known = record[offset], record[offset + 1]
+            if unsent >= self.credit(offset, known) and known + unsent < self.limits[offset]:
+                return None
+        for offset in offsets:
+            record[offset] += 1
+            count = record[offset] + record[offset + 1]
+            if count > self.limits[offset]:
+                break
+        self._unsent.add(client)
+        return offset, count, (window + 1) * self.SECONDS
+
+    async def hit_remote(self, client: str, offsets: tuple[int, ...]) -> tuple[int, int, float]:
+        """:meth:`hit_local` decided by Redis: this hit and the unsent ones are sent, and the
+        totals answered decide (or this process's own counts, when Redis cannot answer)."""
+        window = self.window(self.clock())
+        record = self.record(client, window)
+        for offset in offsets:
+            sent = record[offset] + 1
+            record[offset] = 0
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hincrby(self._key(window), self._field(offset, client), sent)
+                    pipe.expire(self._key(window), 2 * self.SECONDS)
+                    total, _ = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                record[offset] += sent
+                self._unsent.add(client)
+                self._unavailable(exc)
+                count = record[offset] + record[offset + 1]
+            else:
+                self.available = True
+                record[offset + 1] = count = max(record[offset + 1], int(total))
+            if count > self.limits[offset]:
+                break
+        return offset, count, (window + 1) * self.SECONDS
+
+    async def start(self) -> None:
+        """Join the processes sharing the limits, then exchange counts in the background."""
+        await self.sync()
+        self._task = asyncio.create_task(self._run(), name="rate-limit-sync")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.zrem(self._peers_key, self.origin)
+        await self.redis.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.SYNC_SECONDS)
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Send the unsent hits of every client and learn their totals; now and then, say
+        that this process is alive and count the processes that are."""
+        now = self.clock()
+        window = self.window(now)
+        clients, self._unsent = self._unsent, set()
+        sent: list[tuple[list[int], int, int]] = []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for client in clients:
+                    record = self.records.get(client)
+                    if record is None or record[0] != window:
+                        continue
+                    for offset in (self.API, self.HISTORY):
+                        sent.append((record, offset, record[offset]))
+                        pipe.hincrby(self._key(window), self._field(offset, client), record[offset])
+                        record[offset] = 0
+                if sent:
+                    pipe.expire(self._key(window), 2 * self.SECONDS)
+                peers = now - self._peers_at >= self.PEER_SECONDS
+                if peers:
+                    pipe.zadd(self._peers_key, {self.origin: now})
+                    pipe.zremrangebyscore(self._peers_key, "-inf", now - self.PEER_TTL_SECONDS)
+                    pipe.zcard(self._peers_key)
+                results = await pipe.execute() if sent or peers else []
+        except (RedisError, OSError) as exc:
+            for record, offset, count in sent:
+                record[offset] += count
+            self._unsent |= clients
+            self._unavailable(exc)
+            return
+        self.available = True
+        for (record, offset, _), total in zip(sent, results, strict=False):
+            record[offset + 1] = max(record[offset + 1], int(total))
+        if peers:
+            self._peers_at = now
+            self.processes = max(1, int(results[-1]))
+        if window != self._swept_window:
+            self._evict(window)
+
+    def _evict(self, window: int) -> None:
+        """Drop the records of ended windows; when all are current, the oldest half."""
+        self._swept_window = window
+        kept = {c: r for c, r in self.records.items() if r[0] == window}
+        if len(kept) >= self.MAX_RECORDS:
+            kept = dict(list(kept.items())[len(kept) // 2 :])
+        self.records = kept
+
+    def clients(self) -> int:
+        window = self.window(self.clock())
+        return sum(1 for record in list(self.records.values()) if record[0] == window)
+
+    @property
+    def _peers_key(self) -> str:
+        return f"{self.prefix}:processes"
+
+    def _key(self, window: int) -> str:
+        return f"{self.prefix}:{window}"
+
+    @staticmethod
+    def _field(offset: int, client: str) -> str:
+        return ("api/" if offset == SharedWindows.API else "history/") + client
+
+    def _unavailable(self, exc: Exception) -> None:
+        self.available = False
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_SECONDS:
+            self._warned_at = now
+            logger.warning(
+                "Rate limit store unavailable (%s); each process limits on its own counts until "
+                "it is back.",
+                exc,
+            )
+
+
 class RateLimiter:
     """The app's limits; one per process, on ``app.state.rate_limiter`` (``None`` when off).
 
@@ -227,63 +441,77 @@ class RateLimiter:
         self.api = RateLimitItemPerMinute(settings.rate_limit_per_minute)
         self.history = RateLimitItemPerMinute(settings.rate_limit_history_per_minute)
         self.client_address = ClientAddress(settings.trusted_proxies)
-        self._pool: ConnectionPool | None = None
-        self._redis: RedisStorage | None = None
         # Both limits are per minute.
         self._local = LocalWindows(float(self.api.get_expiry()))
+        self._shared: SharedWindows | None = None
+        if settings.redis_url:
+            self._shared = SharedWindows(
+                settings.redis_url,
+                {SharedWindows.API: self.api.amount, SharedWindows.HISTORY: self.history.amount},
+            )
         self._api_limit = b"%d" % self.api.amount
         self._history_limit = b"%d" % self.history.amount
         #: Whether allowed requests get the limit headers too (``RATE_LIMIT_HEADERS``); a
         #: refusal always carries them, with ``Retry-After``.
         self.headers = settings.rate_limit_headers
-        if settings.redis_url:
-            # The worker's pid in the client name tells operators (and the tests) which worker
-            # holds which connection in Redis' CLIENT LIST.
-            self._pool = ConnectionPool.from_url(
-                settings.redis_url, client_name=f"charts-ratelimit-{os.getpid()}"
-            )
-            self._redis = RedisStorage(
-                storage_uri(settings.redis_url),
-                implementation="redispy",
-                wrap_exceptions=True,
-                key_prefix="charts-ratelimit",
-                # limits passes this through to redis.asyncio.Redis; its stub types options
-                # as scalars.
-                connection_pool=self._pool,  # type: ignore[arg-type]
-            )
-        self._warned_at = -math.inf
+
+    async def start(self) -> None:
+        if self._shared is not None:
+            await self._shared.start()
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
 
     async def hit(self, client: str, *, history: bool = False) -> Decision:
         """Count one API request from ``client`` (and one history request when ``history``);
         the decision of the tighter limit comes back."""
-        if self._redis is None:
+        shared = self._shared
+        if shared is None:
             return self.hit_local(client, history)
-        if not history:
-            return await self._hit(self.api, "api", client)
-        try:
-            within_api = await self._count(self.api, "api", client) <= self.api.amount
-        except StorageError as exc:
-            return self._unavailable(self.api, exc)
-        if not within_api:
-            return await self._hit(self.api, "api", client, counted=True)
-        return await self._hit(self.history, "history", client)
+        offsets = _API_AND_HISTORY if history else _API_ONLY
+        outcome = shared.hit_local(client, offsets) or await shared.hit_remote(client, offsets)
+        return self._shared_decision(outcome)
 
     async def hit_history(self, client: str) -> Decision:
         """Count one history request from ``client`` (a ``request_history`` frame)."""
-        if self._redis is None:
+        shared = self._shared
+        if shared is None:
             count, reset_at = self._local.hit(client, LocalWindows.HISTORY)
             return self._decide(self.history, count, reset_at)
-        return await self._hit(self.history, "history", client)
+        outcome = shared.hit_local(client, _HISTORY_ONLY) or await shared.hit_remote(
+            client, _HISTORY_ONLY
+        )
+        return self._shared_decision(outcome)
 
-    def clients(self) -> int | None:
-        """Clients with a window open in this process; ``None`` when Redis keeps the counts."""
-        return self._local.clients() if self._redis is None else None
+    def _shared_decision(self, outcome: tuple[int, int, float]) -> Decision:
+        offset, count, reset_at = outcome
+        item = self.api if offset == SharedWindows.API else self.history
+        return self._decide(item, count, reset_at)
+
+    def clients(self) -> int:
+        """Clients with a window open in this process."""
+        return self._local.clients() if self._shared is None else self._shared.clients()
 
     @property
     def local(self) -> bool:
-        """Whether the counts are kept in this process (no ``REDIS_URL``): then
-        :meth:`hit_local` decides without awaiting anything."""
-        return self._redis is None
+        """Whether the counts are kept in this process alone (no ``REDIS_URL``)."""
+        return self._shared is None
+
+    def admit_shared(self, client: str, history: bool, headers: Headers) -> Decision | None:
+        """:meth:`admit_local` for limits shared through Redis; :data:`UNDECIDED` when this
+        process cannot decide alone (:meth:`hit` must)."""
+        shared = self._shared
+        assert shared is not None
+        outcome = shared.hit_local(client, _API_AND_HISTORY if history else _API_ONLY)
+        if outcome is None:
+            return UNDECIDED
+        decision = self._shared_decision(outcome)
+        if not decision.allowed:
+            return decision
+        if self.headers:
+            headers += decision.headers()
+        return None
 
     def hit_local(self, client: str, history: bool = False) -> Decision:
         """:meth:`hit`, for a limiter that counts in this process."""
@@ -332,44 +560,6 @@ class RateLimiter:
     def _decide(item: RateLimitItem, count: int, reset_at: float) -> Decision:
         return Decision(count <= item.amount, item.amount, max(0, item.amount - count), reset_at)
 
-    async def _count(self, item: RateLimitItem, kind: str, client: str) -> int:
-        # The fixed-window strategy (``FixedWindowRateLimiter.hit``) spelled out on the storage.
-        assert self._redis is not None
-        return await self._redis.incr(_key(item, kind, client), item.get_expiry())
-
-    async def _hit(
-        self, item: RateLimitItem, kind: str, client: str, *, counted: bool = False
-    ) -> Decision:
-        storage = self._redis
-        assert storage is not None
-        key = _key(item, kind, client)
-        try:
-            if counted:
-                count = await storage.get(key)
-            else:
-                count = await storage.incr(key, item.get_expiry())
-            reset_at = await storage.get_expiry(key)
-        except StorageError as exc:
-            return self._unavailable(item, exc)
-        return self._decide(item, count, reset_at)
-
-    def _unavailable(self, item: RateLimitItem, exc: StorageError) -> Decision:
-        self._warn_unavailable(exc)
-        return Decision(True, item.amount, item.amount, time.time() + item.get_expiry())
-
-    def _warn_unavailable(self, exc: StorageError) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= _WARN_EVERY_SECONDS:
-            self._warned_at = now
-            logger.warning(
-                "Rate limit store unavailable (%s); requests pass unlimited until it is back.",
-                exc.storage_error,
-            )
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-
 
 class RateLimitGate:
     """Decides, for the outermost middleware, whether a request may go on.
@@ -393,8 +583,7 @@ class RateLimitGate:
         self.limiter = limiter
         self.exempt = exempt
         self.refusal: ASGIApp = refusal if refusal is not None else refuse
-        #: Counts kept in this process: :meth:`admit_local` decides.
-        self.local = limiter.local
+        self._local = limiter.local
         # What each recently seen path counts against: a chart scrolling back asks for the
         # same path again and again (the times are in the query).
         self._kinds: dict[str, int] = {}
@@ -426,9 +615,9 @@ class RateLimitGate:
         scope[DECISION_KEY] = decision
         return False
 
-    def admit_local(self, scope: Scope, headers: Headers) -> bool:
-        """:meth:`admit` when the counts are kept in this process (``local``), with nothing
-        to await: the limiter is on the path of every history request a chart scrolls with."""
+    def admit_now(self, scope: Scope, headers: Headers) -> bool | None:
+        """:meth:`admit` with nothing to await, as the limiter is on the path of every history
+        request a chart scrolls with; ``None`` when only Redis can decide (then :meth:`admit`)."""
         path: str = scope["path"]
         kind = self._kinds.get(path)
         if kind is None:
@@ -436,7 +625,13 @@ class RateLimitGate:
         if kind == _UNLIMITED:
             return True
         limiter = self.limiter
-        refused = limiter.admit_local(limiter.client_address(scope), kind == _HISTORY, headers)
+        client = limiter.client_address(scope)
+        if self._local:
+            refused = limiter.admit_local(client, kind == _HISTORY, headers)
+        else:
+            refused = limiter.admit_shared(client, kind == _HISTORY, headers)
+            if refused is UNDECIDED:
+                return None
         if refused is None:
             return True
         headers += refused.headers()
@@ -490,10 +685,6 @@ def _count_refusal(scope: Scope, limit: RateLimitScope) -> None:
     metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
     if metrics is not None:
         metrics.rate_limited(limit)
-
-
-def _key(item: RateLimitItem, kind: str, client: str) -> str:
-    return f"{kind}/{item.amount}/minute/{client}"
 
 
 def is_history_path(path: str) -> bool:

@@ -39,6 +39,16 @@ import pytest
 START_TIMEOUT = 60.0
 
 
+async def wait_for_window_room(seconds: float) -> None:
+    """Shared rate limits count in one-minute windows aligned to the clock: start a test that
+    counts refusals with at least ``seconds`` of the current window left."""
+    import asyncio
+
+    left = 60 - time.time() % 60
+    if left < seconds:
+        await asyncio.sleep(left + 0.2)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -336,6 +346,7 @@ class MariaDBServer(ServerProcess):
                 f"--datadir={self.data}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
+                f"--tmpdir={self.tmpdir}",
                 *(["--user=root"] if os.geteuid() == 0 else []),
             ],
             capture_output=True,
@@ -344,6 +355,12 @@ class MariaDBServer(ServerProcess):
         )
         if proc.returncode != 0:
             raise ServerError(f"mariadb-install-db failed: {proc.stderr or proc.stdout}")
+
+    @property
+    def tmpdir(self) -> Path:
+        path = self.base / "tmp"
+        path.mkdir(exist_ok=True)
+        return path
 
     def _command(self) -> list[str]:
         assert self.mariadbd
@@ -355,6 +372,8 @@ class MariaDBServer(ServerProcess):
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
             f"--pid-file={self.base / 'mariadb.pid'}",
+            # Temporary tables in the server's own directory, not in /tmp shared with others.
+            f"--tmpdir={self.tmpdir}",
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=256M",
             "--innodb-log-file-size=256M",
@@ -503,6 +522,28 @@ def redis_server(directory: Path) -> Iterator[RedisServer]:
         _stop(process)
 
 
+def restart_redis(redis: RedisServer) -> subprocess.Popen[bytes]:
+    """A new redis-server on the same port as the killed one."""
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    process = subprocess.Popen(
+        [binary, "--port", str(redis.port), "--bind", "127.0.0.1", "--dir", str(redis.directory),
+         "--save", "", "--appendonly", "no", "--logfile", str(redis.directory / "redis-2.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if redis.command("PING").strip() == "PONG":
+                return process
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("redis did not restart")
+
+
 @dataclass(frozen=True)
 class GunicornServer:
     port: int
@@ -526,9 +567,12 @@ def gunicorn_server(
     *,
     workers: int = 2,
     env: Mapping[str, str] | None = None,
+    config: Path | None = None,
 ) -> Iterator[GunicornServer]:
     """``gunicorn APP --factory``-style (``module:create_app()``) with uvicorn workers on a free
-    port, started from ``directory`` (so no project ``.env`` is read) and stopped at the end."""
+    port, started from ``directory`` (so no project ``.env`` is read) and stopped at the end.
+    ``config``: a gunicorn configuration file to read (the project's ``gunicorn.conf.py``);
+    the options given here still override it."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = directory / "gunicorn.log"
@@ -546,6 +590,7 @@ def gunicorn_server(
                 "--workers", str(workers),
                 "--worker-class", "uvicorn.workers.UvicornWorker",
                 "--graceful-timeout", "5",
+                *(["--config", str(config)] if config is not None else []),
             ],
             cwd=directory,
             env=environment,

@@ -11,16 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from starlette.types import Scope
 
 from ..auth import READ
 from ..charts.memory import release_freed_memory
-from ..charts.service import ChartsService, Series, UpsertResult, check_id
+from ..charts.service import ChartsService, ReplaceResult, UpsertResult, check_id
 from ..config import Settings
 from ..errors import InvalidRequest
 from ..request_context import EXCHANGE_KEY, Exchange
@@ -84,7 +84,41 @@ def _accepting(*names: str) -> dict[str, str]:
 
 _SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options")
 _UPSERT_FIELDS = _accepting("pane_id", "series_type", "data")
-_HISTORY_FIELDS = _accepting("pane_id", "series_id", "before_time", "after_time", "count")
+_HISTORY_FIELDS = _accepting(
+    "pane_id", "series_id", "before_time", "after_time", "count", "min_version"
+)
+MinVersion = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        description="Answer with no older version of the chart than this (a write's version).",
+    ),
+]
+#: The chart's version after a write, on every write response (a 204 has no body to carry it).
+VERSION_HEADER = "X-Chart-Version"
+
+
+def _written(body: dict[str, Any], version: int, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps({**body, "version": version}),
+        status_code=status_code,
+        media_type=JSON,
+        headers={VERSION_HEADER: str(version)},
+    )
+
+
+def _deleted(version: int) -> Response:
+    return Response(status_code=204, headers={VERSION_HEADER: str(version)})
+
+
+def _min_version(query: Mapping[str, str]) -> int | None:
+    """The ``min_version`` (or ``minVersion``) query parameter: read no older version than it."""
+    value = query.get("min_version") or query.get("minVersion")
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value) or value.startswith("-"):
+        raise InvalidRequest(f"min_version must be an integer >= 0; got {value[:40]!r}.")
+    return int(value)
 
 
 def _pane(value: object) -> int:
@@ -106,7 +140,10 @@ def _require(fields: dict[str, Any], name: str, wire: str) -> Any:
 
 
 @router.get("", response_model=ChartList, responses=_ERRORS)
-async def list_charts(charts: ChartsDep, caller: ChartReader) -> Response:
+async def list_charts(
+    charts: ChartsDep, caller: ChartReader, min_version: MinVersion = None
+) -> Response:
+    # Accepted like on every read; the listing comes from the database when it is shared.
     listing = [
         ChartSummary(
             chart_id=chart.chart_id,
@@ -137,23 +174,24 @@ async def create_chart(
 ) -> Response:
     options = await read_json_object(request, optional=True)
     chart, created = await charts.create_chart(chart_id, options)
-    return Response(
-        orjson.dumps({"chartId": chart.chart_id, "options": chart.options}),
+    return _written(
+        {"chartId": chart.chart_id, "options": chart.options},
+        chart.version,
         status_code=201 if created else 200,
-        media_type=JSON,
     )
 
 
 @router.get("/{chart_id}", response_model=ChartData, responses=_ERRORS)
-async def get_chart(chart_id: str, charts: ChartsDep, caller: ChartReader) -> Response:
-    chart, views = await charts.get_chart(check_id(chart_id, "chartId"))
+async def get_chart(
+    chart_id: str, charts: ChartsDep, caller: ChartReader, min_version: MinVersion = None
+) -> Response:
+    chart, views = await charts.get_chart(check_id(chart_id, "chartId"), min_version=min_version)
     return Response(render.chart_json(chart, views), media_type=JSON)
 
 
 @router.delete("/{chart_id}", status_code=204, responses=_ERRORS)
 async def delete_chart(chart_id: str, charts: ChartsDep, caller: ChartWriter) -> Response:
-    await charts.delete_chart(check_id(chart_id, "chartId"))
-    return Response(status_code=204)
+    return _deleted(await charts.delete_chart(check_id(chart_id, "chartId")))
 
 
 @router.post(
@@ -170,21 +208,19 @@ async def replace_series(
     settings: SettingsDep,
     caller: ChartWriter,
 ) -> Response:
-    series = await _replace(charts, settings, chart_id, series_id, request)
-    count = series.count
-    if count >= _LARGE_WRITE:
+    result = await _replace(charts, settings, chart_id, series_id, request)
+    series = result.series
+    if series.count >= _LARGE_WRITE:
         release_freed_memory()  # the parsed body is garbage by now
-    return Response(
-        orjson.dumps(
-            {"seriesId": series.series_id, "seriesType": series.series_type, "count": count}
-        ),
-        media_type=JSON,
+    return _written(
+        {"seriesId": series.series_id, "seriesType": series.series_type, "count": series.count},
+        result.version,
     )
 
 
 async def _replace(
     charts: ChartsService, settings: Settings, chart_id: str, series_id: str, request: Request
-) -> Series:
+) -> ReplaceResult:
     body = _fields(await read_json_object(request) or {}, _SERIES_FIELDS)
     check_point_count(body.get("data"), settings)
     return await charts.replace_series(
@@ -215,11 +251,9 @@ async def upsert_points(
     result = await _upsert(charts, settings, chart_id, series_id, request)
     if result.count >= _LARGE_WRITE:
         release_freed_memory()
-    return Response(
-        orjson.dumps(
-            {"seriesId": series_id, "count": result.count, "totalCount": result.total_count}
-        ),
-        media_type=JSON,
+    return _written(
+        {"seriesId": series_id, "count": result.count, "totalCount": result.total_count},
+        result.version,
     )
 
 
@@ -242,9 +276,16 @@ async def _upsert(
 
 @router.get("/{chart_id}/data/{pane_id}/{series_id}", response_model=SeriesData, responses=_ERRORS)
 async def get_series(
-    chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartReader
+    chart_id: str,
+    pane_id: int,
+    series_id: str,
+    charts: ChartsDep,
+    caller: ChartReader,
+    min_version: MinVersion = None,
 ) -> Response:
-    view = await charts.get_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
+    view = await charts.get_series(
+        check_id(chart_id, "chartId"), _pane(pane_id), series_id, min_version=min_version
+    )
     return Response(render.series_json(view), media_type=JSON)
 
 
@@ -252,8 +293,9 @@ async def get_series(
 async def delete_series(
     chart_id: str, pane_id: int, series_id: str, charts: ChartsDep, caller: ChartWriter
 ) -> Response:
-    await charts.delete_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
-    return Response(status_code=204)
+    return _deleted(
+        await charts.delete_series(check_id(chart_id, "chartId"), _pane(pane_id), series_id)
+    )
 
 
 def _query_time(value: str | None) -> object:
@@ -274,6 +316,13 @@ def _query_count(value: str | None) -> int | None:
     return int(value)
 
 
+MIN_VERSION_PARAMETER: dict[str, Any] = {
+    "name": "min_version",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "Answer with no older version of the chart than this (a write's version).",
+}
 _HISTORY_PARAMETERS = [
     {"name": "chart_id", "in": "path", "required": True, "schema": {"type": "string"}},
     {
@@ -303,6 +352,7 @@ _HISTORY_PARAMETERS = [
         "required": False,
         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
     },
+    MIN_VERSION_PARAMETER,
 ]
 
 
@@ -337,6 +387,7 @@ async def history_chunk_json(
         before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
         after_time=_query_time(query.get("after_time") or query.get("afterTime")),
         count=_query_count(query.get("count")),
+        min_version=_min_version(query),
     )
     _served_history(scope, chunk.count)
     return render.history_json(series_id, chunk)
@@ -376,6 +427,7 @@ async def history_by_body(
         before_time=body.get("before_time"),
         after_time=body.get("after_time"),
         count=count,
+        min_version=body.get("min_version"),
     )
     _served_history(request.scope, chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)

@@ -37,6 +37,9 @@ class ChartList(WireModel):
 class ChartCreated(WireModel):
     chart_id: str
     options: dict[str, Any]
+    version: int = Field(
+        description="The chart's version after the write: pass it as min_version to read it back."
+    )
 
 
 class SeriesWrite(WireModel):
@@ -60,12 +63,18 @@ class SeriesWritten(WireModel):
     series_id: str
     series_type: str
     count: int
+    version: int = Field(
+        description="The chart's version after the write: pass it as min_version to read it back."
+    )
 
 
 class PointsWritten(WireModel):
     series_id: str
     count: int
     total_count: int
+    version: int = Field(
+        description="The chart's version after the write: pass it as min_version to read it back."
+    )
 
 
 class ChunkInfo(WireModel):
@@ -82,6 +91,7 @@ class HistoryQuery(WireModel):
     before_time: int | float | str | dict[str, int] | None = None
     after_time: int | float | str | dict[str, int] | None = None
     count: int = Field(default=500, ge=1, le=10_000)
+    min_version: int | None = Field(default=None, ge=0)
 
 
 class HistoryChunk(WireModel):

@@ -14,7 +14,7 @@ class ChartEvent:
 
     ``data`` holds the JSON array of the points an ``upsert`` wrote, encoded once so that every
     listener can forward the bytes without re-encoding. ``options`` holds the chart's new options
-    on an ``options`` event.
+    on an ``options`` event; ``total`` the series' point count after an ``upsert``.
     """
 
     chart_id: str
@@ -25,3 +25,4 @@ class ChartEvent:
     count: int = 0
     data: bytes | None = None
     options: dict[str, Any] | None = None
+    total: int | None = None

@@ -184,6 +184,15 @@ class ChartsRepository:
         rows = await self._all(select(charts.c.version).where(charts.c.id == chart_id))
         return int(rows[0][0]) if rows else None
 
+    async def chart_versions(self, chart_ids: list[str]) -> dict[str, int]:
+        """The committed versions of those of ``chart_ids`` that exist, in one query."""
+        if not chart_ids:
+            return {}
+        rows = await self._all(
+            select(charts.c.id, charts.c.version).where(charts.c.id.in_(chart_ids))
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
     async def list_charts(self) -> list[ChartSummary]:
         counts = (
             select(func.count())

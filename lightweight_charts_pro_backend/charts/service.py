@@ -55,6 +55,11 @@ MAX_PANE: Final = 100
 MAX_CHUNK: Final = 10_000
 #: Charts removed per cleanup pass at most; the next pass takes the rest.
 EXPIRE_BATCH: Final = 1000
+#: How long a read carrying ``min_version`` waits for the event bus to bring its chart up to
+#: that version before it reads the database instead.
+CATCH_UP_SECONDS: Final = 0.1
+#: Charts whose versions one query of :meth:`ChartsService.check_versions` compares.
+_VERSION_BATCH: Final = 500
 
 Query = Literal["newest", "before", "after"]
 
@@ -96,6 +101,8 @@ class Series:
     key: int = 0
     samples: TimeSamples | None = None
     loading: bool = False
+    # Upserts made while the series loads, replayed onto the loaded store.
+    backlog: list[EncodedPoints] = field(default_factory=list)
 
     def record(self) -> SeriesRecord:
         return SeriesRecord(
@@ -145,6 +152,12 @@ class SeriesView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceResult:
+    series: Series
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertResult:
     count: int
     total_count: int
@@ -156,6 +169,10 @@ class _KeyedLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def held(self, key: str) -> bool:
+        """Whether someone holds or waits for ``key``'s lock."""
+        return key in self._locks
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
@@ -195,11 +212,18 @@ class ChartsService:
         chunk_size_threshold: int = 1000,
         clock: Callable[[], float] = time.time,
         validate_reads: bool = False,
+        bus_current: Callable[[], bool] | None = None,
     ) -> None:
         self._bus = bus
-        # Other processes write the same database: check a cached chart's version before
-        # serving it (read-your-writes across workers and replicas).
+        # Other processes write the same database (``validate_reads``): a cached chart is
+        # current only while ``bus_current`` says that every change committed elsewhere has
+        # reached ``observe``; otherwise its version is checked against the database per read.
         self._validate = validate_reads and repository is not None
+        self._bus_current: Callable[[], bool] = bus_current or _never
+        # Readers waiting for a chart to reach the version they were promised, by chart id.
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        # Newest version heard from the bus for charts being opened (read from the database).
+        self._heard: dict[str, int] = {}
         self._repo = repository
         self._cache = SeriesCache(cache_bytes) if repository is not None else None
         self._charts: dict[str, Chart] = {}
@@ -209,6 +233,9 @@ class ChartsService:
         self._clock = clock
         self.default_chunk_size = default_chunk_size
         self.chunk_size_threshold = chunk_size_threshold
+        # One series loads at a time, pausing this many times as long as each page took.
+        self._load_turn = asyncio.Lock()
+        self.load_pause_ratio = 1.0
 
     @property
     def persistent(self) -> bool:
@@ -249,12 +276,28 @@ class ChartsService:
         chart = self._charts.get(chart_id)
         if chart is not None and self._repo is not None:
             chart.stale = True
+            self._wake(chart_id)
 
     def invalidate_all(self) -> None:
         """Mark every chart in memory as possibly behind the database (changes were missed)."""
         if self._repo is not None:
             for chart in self._charts.values():
                 chart.stale = True
+            for chart_id in list(self._waiters):
+                self._wake(chart_id)
+
+    def invalidate_charts(self, chart_ids: list[str] | None) -> None:
+        """:meth:`invalidate` for each of ``chart_ids``; ``None``: :meth:`invalidate_all`."""
+        if chart_ids is None:
+            self.invalidate_all()
+        else:
+            for chart_id in chart_ids:
+                self.invalidate(chart_id)
+
+    def _wake(self, chart_id: str) -> None:
+        waiter = self._waiters.pop(chart_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def observe(self, event: ChartEvent) -> None:
         """Take note of a change committed by another process.
@@ -264,33 +307,48 @@ class ChartsService:
         progress) marks the chart stale, reloaded from the database on next use, so nothing is
         ever applied out of order.
         """
+        if self._repo is None:
+            return
         chart = self._charts.get(event.chart_id)
-        if chart is None or self._repo is None:
+        if chart is None:
+            if self._opening.held(event.chart_id):
+                # Being read from the database: that read may or may not include this change.
+                heard = self._heard.get(event.chart_id, -1)
+                self._heard[event.chart_id] = max(heard, event.version)
             return
         if event.op != "chart_deleted" and event.version <= chart.version:
             return  # already known: this process read or wrote it
-        if (
+        if not (
             event.op == "upsert"
             and event.version == chart.version + 1
             and not chart.stale
             and not chart.lock.locked()
             and self._apply_remote_upsert(chart, event)
         ):
-            return
-        chart.stale = True
+            chart.stale = True
+        self._wake(event.chart_id)
 
     def _apply_remote_upsert(self, chart: Chart, event: ChartEvent) -> bool:
         """Apply another process's upsert to the series in memory; False when it cannot be
-        (series not loaded, or points that do not decode)."""
+        (points that do not decode, or a series not loaded and no total to go by)."""
         series = chart.series.get((event.pane_id or 0, event.series_id or ""))
-        if series is None or series.store is None or series.loading or event.data is None:
+        if series is None or event.data is None:
+            return False
+        if series.store is None and event.total is None:
             return False
         try:
             points = _decode_points(event.data)
         except (ValueError, TypeError, KeyError):
             return False
         store = series.store
-        if len(points):
+        if store is None:
+            if len(points):
+                assert event.total is not None
+                self._count_upsert(series, points, event.total)
+                if series.loading:
+                    series.backlog.append(points)
+                chart.generation += 2  # a database read that overlapped this is recomputed
+        elif len(points):
             before = len(store)
             appended = series.last_time is None or points.times[0] > series.last_time
             store.upsert(points)
@@ -323,18 +381,51 @@ class ChartsService:
         )
         return len(self._charts), points
 
-    async def get_chart_or_raise(self, chart_id: str) -> Chart:
+    async def get_chart_or_raise(self, chart_id: str, min_version: int | None = None) -> Chart:
+        """The chart, current as far as this process can tell without asking the database
+        (see :meth:`history`), and at ``min_version`` or newer when given."""
         chart = self._charts.get(chart_id)
         if chart is None:
             chart, _ = await self._open(chart_id, create=False)
             if chart is None:
                 check_id(chart_id, "chartId")
                 raise ChartNotFound(chart_id)
-        elif self._validate and not chart.stale:
+        elif self._validate and not chart.stale and not self._bus_current():
             await self._check_version(chart)
         if chart.stale:
             await self._refresh_for_read(chart)
+        if min_version is not None and chart.version < min_version:
+            await self._catch_up(chart, min_version)
         return chart
+
+    async def _catch_up(self, chart: Chart, min_version: int) -> None:
+        """Bring ``chart`` to ``min_version``: wait briefly for the bus to deliver the changes
+        another process committed, then read the database. Raises rather than serve a version
+        older than promised (:class:`DatabaseUnavailable` when the database cannot be read).
+        A token newer than the database (forged, or of a deleted chart) gets the database's
+        newest state."""
+        if self._repo is None:
+            return  # memory only: this process holds every version there is
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_SECONDS
+        while chart.version < min_version and not chart.stale and self._bus_current():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            waiter = self._waiters.get(chart.chart_id)
+            if waiter is None or waiter.done():
+                waiter = self._waiters[chart.chart_id] = loop.create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                if self._waiters.get(chart.chart_id) is waiter:
+                    del self._waiters[chart.chart_id]
+        if chart.version >= min_version:
+            return
+        async with chart.lock:
+            if chart.version < min_version or chart.stale:
+                await self._refresh(chart)
 
     async def _check_version(self, chart: Chart) -> None:
         """Mark the chart stale when the database holds a newer version (another process wrote
@@ -363,16 +454,21 @@ class ChartsService:
             chart = self._charts.get(chart_id)
             if chart is not None:
                 return chart, False
-            record = await self._repo.load_chart(chart_id)
-            created = False
-            if record is None and create:
-                record = await self._repo.insert_chart(chart_id, {}, self._clock())
-                created = record is not None
-                if record is None:  # another process created it just now
-                    record = await self._repo.load_chart(chart_id)
+            try:
+                record = await self._repo.load_chart(chart_id)
+                created = False
+                if record is None and create:
+                    record = await self._repo.insert_chart(chart_id, {}, self._clock())
+                    created = record is not None
+                    if record is None:  # another process created it just now
+                        record = await self._repo.load_chart(chart_id)
+            finally:
+                heard = self._heard.pop(chart_id, None)
             if record is None:
                 return None, False
             chart = self._charts[chart_id] = _chart_from(record)
+            # A change announced while the chart was being read may be missing from it.
+            chart.stale = heard is not None and heard > chart.version
             return chart, created
 
     async def _refresh_for_read(self, chart: Chart) -> None:
@@ -478,7 +574,8 @@ class ChartsService:
                 await self._committed(chart, versioned, "options", options=options)
         return chart, created
 
-    async def delete_chart(self, chart_id: str) -> None:
+    async def delete_chart(self, chart_id: str) -> int:
+        """Delete the chart; returns its last version (that of the deletion)."""
         chart = await self.get_chart_or_raise(chart_id)
         async with chart.lock:
             if self._charts.get(chart_id) is not chart:
@@ -489,6 +586,7 @@ class ChartsService:
             self._forget(chart)
             chart.version += 1
             await self._bus.publish(ChartEvent(chart_id, chart.version, "chart_deleted"))
+            return chart.version
 
     # ------------------------------------------------------------------ writes
 
@@ -502,7 +600,7 @@ class ChartsService:
         options: dict[str, Any] | None = None,
         *,
         from_json: bool = False,
-    ) -> Series:
+    ) -> ReplaceResult:
         """Replace the whole series (creating chart and series when missing)."""
         check_id(chart_id, "chartId")
         check_id(series_id, "seriesId")
@@ -541,10 +639,10 @@ class ChartsService:
                 if self._cache.fits(len(points)):
                     self._cache.add(series, SeriesStore(points))
             chart.series[(pane_id, series_id)] = series
-            await self._committed(
+            version = await self._committed(
                 chart, versioned, "replace", pane_id=pane_id, series_id=series_id, count=len(points)
             )
-        return series
+        return ReplaceResult(series, version)
 
     async def upsert_points(
         self,
@@ -602,6 +700,7 @@ class ChartsService:
                 series_id=series_id,
                 count=len(points),
                 data=points.json_array(),
+                total=series.count,
             )
             total = series.count
         self._schedule_load(chart, series)
@@ -616,6 +715,8 @@ class ChartsService:
             store.upsert(points)
             assert self._cache is not None
             self._cache.resized(series)
+        elif series.loading:
+            series.backlog.append(points)
         samples = series.samples
         if samples is not None:
             if appended:
@@ -626,7 +727,22 @@ class ChartsService:
         series.first_time = stored.first_time
         series.last_time = stored.last_time
 
-    async def delete_series(self, chart_id: str, pane_id: int, series_id: str) -> None:
+    @staticmethod
+    def _count_upsert(series: Series, points: EncodedPoints, total: int) -> None:
+        """Account for an upsert of a series whose points are not in memory."""
+        appended = series.last_time is None or points.times[0] > series.last_time
+        if series.samples is not None:
+            if appended:
+                series.samples.extend(points.times)
+            elif total != series.count:
+                series.samples = None
+        series.count = total
+        first, last = points.times[0], points.times[-1]
+        series.first_time = first if series.first_time is None else min(first, series.first_time)
+        series.last_time = last if series.last_time is None else max(last, series.last_time)
+
+    async def delete_series(self, chart_id: str, pane_id: int, series_id: str) -> int:
+        """Delete the series; returns the chart's version after it."""
         chart = await self.get_chart_or_raise(chart_id)
         async with self._writing(chart):
             series = chart.get_series_or_raise(pane_id, series_id)
@@ -636,18 +752,24 @@ class ChartsService:
             del chart.series[(pane_id, series_id)]
             if self._cache is not None:
                 self._cache.discard(series)
-            await self._committed(chart, versioned, "delete", pane_id=pane_id, series_id=series_id)
+            return await self._committed(
+                chart, versioned, "delete", pane_id=pane_id, series_id=series_id
+            )
 
     # ------------------------------------------------------------------ reads
 
-    async def get_series(self, chart_id: str, pane_id: int, series_id: str) -> SeriesView:
-        chart = await self.get_chart_or_raise(chart_id)
+    async def get_series(
+        self, chart_id: str, pane_id: int, series_id: str, *, min_version: int | None = None
+    ) -> SeriesView:
+        chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
         series = chart.get_series_or_raise(pane_id, series_id)
         self._touch(chart)
         return await self._view(chart, series)
 
-    async def get_chart(self, chart_id: str) -> tuple[Chart, list[SeriesView]]:
-        chart = await self.get_chart_or_raise(chart_id)
+    async def get_chart(
+        self, chart_id: str, *, min_version: int | None = None
+    ) -> tuple[Chart, list[SeriesView]]:
+        chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
         self._touch(chart)
         return chart, [await self._view(chart, s) for s in list(chart.series.values())]
 
@@ -670,13 +792,25 @@ class ChartsService:
         before_time: object = None,
         after_time: object = None,
         count: int | None = None,
+        min_version: object = None,
     ) -> Chunk:
         """Up to ``count`` points strictly before ``before_time`` or strictly after
-        ``after_time``; with neither, the newest points."""
+        ``after_time``; with neither, the newest points.
+
+        Served from memory without a database query while the chart is current: with other
+        processes writing the same database, that is while the event bus is healthy (changes
+        arrive at most the bus delay after their commit). A read carrying ``min_version`` (the
+        version a write answered) never sees an older version of the chart.
+        """
         count = self.default_chunk_size if count is None else check_count(count)
         chart = self._charts.get(chart_id)
-        if chart is None or chart.stale or self._validate:
-            chart = await self.get_chart_or_raise(chart_id)
+        if (
+            chart is None
+            or chart.stale
+            or min_version is not None
+            or (self._validate and not self._bus_current())
+        ):
+            chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
         series = chart.get_series_or_raise(pane_id, series_id)
         if before_time is not None and after_time is not None:
             raise InvalidRequest("Give beforeTime or afterTime, not both.")
@@ -769,32 +903,76 @@ class ChartsService:
         task.add_done_callback(self._tasks.discard)
 
     async def _load(self, chart: Chart, series: Series) -> None:
+        """Load the series' points page by page, without holding the chart: writes go on
+        meanwhile and are replayed onto the loaded points (``Series.backlog``). Loads take
+        turns, and each pauses as long as its last page took, so that warming a worker's
+        cache takes at most half of its time from the requests it serves meanwhile (from
+        the database)."""
         assert self._repo is not None and self._cache is not None
         try:
-            async with chart.lock:
+            async with self._load_turn:
                 if chart.series.get((series.pane_id, series.series_id)) is not series:
                     return
                 if series.store is not None:
                     return
+                series.backlog = []
                 store = SeriesStore()
+                started = time.perf_counter()
                 async for page in self._repo.load_points(series.key):
                     store.upsert(page)  # appends: pages come in ascending time
-                if len(store) != series.count:
-                    chart.stale = True  # the database moved on behind this process's back
-                    return
-                if self._cache.add(series, store) and series.samples is None:
-                    series.samples = TimeSamples.of(store.times())
+                    now = time.perf_counter()
+                    await asyncio.sleep((now - started) * self.load_pause_ratio)
+                    started = time.perf_counter()
+                async with chart.lock:
+                    if chart.series.get((series.pane_id, series.series_id)) is not series:
+                        return  # replaced or deleted meanwhile
+                    for points in series.backlog:
+                        store.upsert(points)
+                    if len(store) != series.count:
+                        chart.stale = True  # the database moved on behind this process's back
+                        return
+                    if self._cache.add(series, store) and series.samples is None:
+                        series.samples = TimeSamples.of(store.times())
         except DatabaseUnavailable as exc:
             logger.warning("could not load series %s/%s: %s", chart.chart_id, series.series_id, exc)
         except Exception:
             logger.exception("loading series %s/%s failed", chart.chart_id, series.series_id)
         finally:
             series.loading = False
+            series.backlog = []
 
     async def wait_loaded(self) -> None:
         """Wait for the background loads started so far (tests and benchmarks use this)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def check_versions(self) -> int:
+        """Compare the versions of the charts in memory with the database, a few queries in
+        all, and mark those that are behind stale. A safety net under the event bus, for a
+        change whose announcement was lost (its writer died between commit and publish).
+        Returns how many charts were found behind."""
+        if self._repo is None:
+            return 0
+        ids = [chart_id for chart_id, chart in self._charts.items() if not chart.stale]
+        behind = 0
+        for start in range(0, len(ids), _VERSION_BATCH):
+            batch = ids[start : start + _VERSION_BATCH]
+            generations = {
+                chart_id: chart.generation
+                for chart_id in batch
+                if (chart := self._charts.get(chart_id)) is not None
+            }
+            versions = await self._repo.chart_versions(batch)
+            for chart_id, generation in generations.items():
+                chart = self._charts.get(chart_id)
+                if chart is None or chart.generation != generation or generation % 2:
+                    continue  # written meanwhile by this process: its memory is current
+                version = versions.get(chart_id)
+                if version is None or version > chart.version:
+                    chart.stale = True
+                    behind += 1
+                    self._wake(chart_id)
+        return behind
 
     # ------------------------------------------------------------------ expiry
 
@@ -845,6 +1023,19 @@ class ChartsService:
         if expired:
             logger.info("removed %d idle chart(s)", len(expired))
         return expired
+
+
+def check_min_version(value: object) -> int | None:
+    """``min_version`` as given by a caller: None, or an integer >= 0."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise InvalidRequest(f"min_version must be an integer >= 0; got {value!r:.40}.")
+    return value
+
+
+def _never() -> bool:
+    return False
 
 
 def _chart_from(record: ChartRecord) -> Chart:

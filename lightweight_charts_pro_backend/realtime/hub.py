@@ -310,7 +310,15 @@ class Hub:
     def resync_all(self) -> None:
         """Events may have been lost (the shared bus was down): every socket is told to refetch
         its chart, and the next event of each chart is taken as it comes."""
-        for channel in tuple(self._channels.values()):
+        self.resync_charts(None)
+
+    def resync_charts(self, chart_ids: list[str] | None) -> None:
+        """:meth:`resync_all` for the sockets of ``chart_ids`` only (``None``: all charts)."""
+        if chart_ids is None:
+            channels = tuple(self._channels.values())
+        else:
+            channels = tuple(c for i in chart_ids if (c := self._channels.get(i)) is not None)
+        for channel in channels:
             channel.pending.clear()
             if channel.gap is not None:
                 channel.gap.cancel()

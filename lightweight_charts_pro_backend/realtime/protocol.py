@@ -107,8 +107,10 @@ def _accepting(*names: str) -> dict[str, str]:
 FIELDS: Final[dict[str, dict[str, str]]] = {
     "ping": _accepting("timestamp"),
     "pong": _accepting("timestamp"),
-    "request_history": _accepting("pane_id", "series_id", "before_time", "after_time", "count"),
-    "get_initial_data": _accepting("pane_id", "series_id"),
+    "request_history": _accepting(
+        "pane_id", "series_id", "before_time", "after_time", "count", "min_version"
+    ),
+    "get_initial_data": _accepting("pane_id", "series_id", "min_version"),
     "resume": _accepting("since_version"),
 }
 for _accepted in FIELDS.values():

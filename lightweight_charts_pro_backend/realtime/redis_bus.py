@@ -11,7 +11,14 @@ reconnects to another worker can ``resume`` from it (:meth:`RedisEventBus.recent
 Redis going away does not stop the service: publishing is skipped while the subscriber is
 disconnected, the subscriber reconnects with exponential backoff, and once it is back every
 ``on_reset`` callback runs, because changes made meanwhile were not heard (caches are stale,
-sockets must resync).
+sockets must resync). The charts whose changes this process could not publish are named in its
+next heartbeat, so that the other processes stop trusting their copies of them too.
+
+Each process publishes a heartbeat on the same channel every ``heartbeat_seconds`` and listens
+for its own. Redis delivers a channel's messages in the order it received them, so hearing its
+own heartbeat tells a process that every change published before it has been delivered:
+:meth:`RedisEventBus.current` is true while that happened within the last two and a half
+intervals, and caches kept by the bus can then be trusted without asking the database.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 import uuid
@@ -40,8 +48,25 @@ STREAM_PREFIX: Final = "lwc:recent:"
 BACKOFF_FIRST_SECONDS: Final = 0.1
 BACKOFF_MAX_SECONDS: Final = 5.0
 _WARN_EVERY_SECONDS: Final = 30.0
+#: Heartbeats missed (in intervals) before the bus is no longer current.
+_SILENT_INTERVALS: Final = 2.5
+#: Charts named in one heartbeat at most; beyond, the heartbeat says "all of them".
+_LOST_CHARTS_MAX: Final = 1000
+_HEARTBEAT_PREFIX: Final = b'{"hb"'
 
 ResetCallback = Callable[[], None]
+LostCallback = Callable[[list[str] | None], None]
+
+
+def encode_heartbeat(origin: str, lost: list[str] | None, lost_all: bool) -> bytes:
+    """A heartbeat: the origin, and the charts whose changes it could not publish (``lost``;
+    ``lost_all`` when it lost track of which)."""
+    head: dict[str, Any] = {"hb": 1, "o": origin}
+    if lost_all:
+        head["lostAll"] = True
+    elif lost:
+        head["lost"] = lost
+    return orjson.dumps(head)
 
 
 def encode_event(event: ChartEvent, origin: str) -> bytes:
@@ -53,6 +78,8 @@ def encode_event(event: ChartEvent, origin: str) -> bytes:
         head["n"] = event.count
     if event.options is not None:
         head["opt"] = event.options
+    if event.total is not None:
+        head["t"] = event.total
     # orjson never writes a raw newline, so the first one ends the header.
     return orjson.dumps(head) + b"\n" + (event.data or b"")
 
@@ -70,6 +97,7 @@ def decode_event(payload: bytes) -> tuple[str, ChartEvent]:
         count=head.get("n", 0),
         data=data if head["op"] == "upsert" else None,
         options=head.get("opt"),
+        total=head.get("t"),
     )
     return head["o"], event
 
@@ -88,6 +116,7 @@ class RedisEventBus(InProcessEventBus):
         recent_events: int = 500,
         recent_max_bytes: int = 16 * 2**20,
         recent_seconds: float = 60.0,
+        heartbeat_seconds: float = 1.0,
     ) -> None:
         super().__init__()
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -102,7 +131,15 @@ class RedisEventBus(InProcessEventBus):
         self._recent_ms = max(1, int(recent_seconds * 1000))
         self._remote: list[Listener] = []
         self._resets: list[ResetCallback] = []
+        self._lost_listeners: list[LostCallback] = []
         self._reader: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
+        self.heartbeat_seconds = heartbeat_seconds
+        self._silent_after = heartbeat_seconds * _SILENT_INTERVALS
+        self._heard_at = -math.inf
+        # Charts with a change this process could not publish, for the next heartbeat.
+        self._unannounced: set[str] = set()
+        self._unannounced_all = False
         self._subscribed = asyncio.Event()
         self.connected = False
         self._lost = False
@@ -120,20 +157,32 @@ class RedisEventBus(InProcessEventBus):
         """Call ``callback`` when the subscription comes back after a loss (changes were missed)."""
         self._resets.append(callback)
 
+    def on_lost(self, callback: LostCallback) -> None:
+        """Call ``callback`` with the charts another process changed without announcing the
+        change (``None``: any chart may be concerned)."""
+        self._lost_listeners.append(callback)
+
+    def current(self) -> bool:
+        """Whether every change published by any process up to a moment ago (at most about
+        two and a half heartbeat intervals) has been delivered to this process."""
+        return self.connected and time.monotonic() - self._heard_at <= self._silent_after
+
     async def start(self, wait_seconds: float = 5.0) -> None:
         """Start the subscriber; waits up to ``wait_seconds`` for it (Redis down: it keeps
         retrying in the background and the service starts anyway)."""
         self._reader = asyncio.create_task(self._read(), name="redis-event-bus")
+        self._beater = asyncio.create_task(self._beat(), name="redis-event-bus-heartbeat")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
         if not self.connected:
             logger.warning("Redis is not reachable yet; live updates stay in this process")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._beater, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().close()
         await self._redis.aclose()
 
@@ -148,6 +197,7 @@ class RedisEventBus(InProcessEventBus):
         await super().publish(event)
         if not self.connected:
             self._lost = True  # peers miss this one: they resync when the bus is back
+            self._unannounced_change(event.chart_id)
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -156,7 +206,30 @@ class RedisEventBus(InProcessEventBus):
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._lost = True
+            self._unannounced_change(event.chart_id)
             self._warn(f"could not publish chart {event.chart_id} v{event.version}: {exc}")
+
+    def _unannounced_change(self, chart_id: str) -> None:
+        if len(self._unannounced) >= _LOST_CHARTS_MAX:
+            self._unannounced_all = True
+        else:
+            self._unannounced.add(chart_id)
+
+    async def _beat(self) -> None:
+        """Publish a heartbeat every interval, naming the charts with unannounced changes."""
+        while True:
+            if self.connected:
+                lost, lost_all = sorted(self._unannounced), self._unannounced_all
+                try:
+                    await self._redis.publish(
+                        CHANNEL, encode_heartbeat(self.origin, lost, lost_all)
+                    )
+                except (RedisError, OSError) as exc:
+                    self._warn(f"could not publish a heartbeat: {exc}")
+                else:
+                    self._unannounced.difference_update(lost)
+                    self._unannounced_all = self._unannounced_all and not lost_all
+            await asyncio.sleep(self.heartbeat_seconds)
 
     def _remember(self, pipe: Any, event: ChartEvent) -> None:
         key = STREAM_PREFIX + event.chart_id
@@ -236,11 +309,14 @@ class RedisEventBus(InProcessEventBus):
             finally:
                 self.connected = False
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
     def _deliver(self, payload: bytes) -> None:
+        if payload.startswith(_HEARTBEAT_PREFIX):
+            self._heartbeat(payload)
+            return
         try:
             origin, event = decode_event(payload)
         except Exception:
@@ -258,6 +334,29 @@ class RedisEventBus(InProcessEventBus):
                 listener(event)
             except Exception:
                 logger.exception("event listener failed for chart %s", event.chart_id)
+
+    def _heartbeat(self, payload: bytes) -> None:
+        try:
+            head = orjson.loads(payload)
+            origin = head["o"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.warning("ignoring a heartbeat the bus cannot read")
+            return
+        if origin == self.origin:
+            self._heard_at = time.monotonic()
+            return
+        lost: list[str] | None
+        if head.get("lostAll"):
+            lost = None
+        elif isinstance(head.get("lost"), list):
+            lost = [chart_id for chart_id in head["lost"] if isinstance(chart_id, str)]
+        else:
+            return
+        for callback in self._lost_listeners:
+            try:
+                callback(lost)
+            except Exception:
+                logger.exception("event bus lost-changes callback failed")
 
     def _reset(self) -> None:
         for callback in self._resets:

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..api import render
 from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
-from ..charts.service import ChartsService, check_id, check_pane
+from ..charts.service import ChartsService, check_id, check_min_version, check_pane
 from ..errors import ChartNotFound, ChartsError, InvalidRequest, RateLimited
 from ..metrics import Metrics, close_reason
 from ..ratelimit import RateLimiter
@@ -272,6 +272,7 @@ class ChartSession:
             before_time=fields.get("before_time"),
             after_time=fields.get("after_time"),
             count=fields.get("count"),
+            min_version=fields.get("min_version"),
         )
         head: dict[str, object] = {
             "type": "history_response",
@@ -290,13 +291,20 @@ class ChartSession:
         if "series_id" not in fields:
             if "pane_id" in fields:
                 raise InvalidRequest("paneId needs a seriesId; omit both for the whole chart.")
-            chart, views = await self.charts.get_chart(self.chart_id)
+            chart, views = await self.charts.get_chart(
+                self.chart_id, min_version=check_min_version(fields.get("min_version"))
+            )
             head["version"] = chart.version
             self.conn.send(prefixed_message(head, render.chart_json(chart, views)))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])
-        view = await self.charts.get_series(self.chart_id, pane_id, series_id)
+        view = await self.charts.get_series(
+            self.chart_id,
+            pane_id,
+            series_id,
+            min_version=check_min_version(fields.get("min_version")),
+        )
         head |= {
             "chartId": self.chart_id,
             "paneId": pane_id,

@@ -24,7 +24,9 @@ async def put_series(
 async def test_create_is_idempotent_and_listed(client: httpx.AsyncClient) -> None:
     first = await client.post("/api/charts/c1", json={"layout": {"textColor": "#333"}})
     assert first.status_code == 201
-    assert first.json() == {"chartId": "c1", "options": {"layout": {"textColor": "#333"}}}
+    options = {"layout": {"textColor": "#333"}}
+    assert first.json() == {"chartId": "c1", "options": options, "version": 1}
+    assert first.headers["x-chart-version"] == "1"
     again = await client.post("/api/charts/c1")
     assert again.status_code == 200
     assert again.json()["options"] == {"layout": {"textColor": "#333"}}
@@ -44,7 +46,12 @@ async def test_a_blank_body_is_not_an_empty_one(client: httpx.AsyncClient) -> No
 
 async def test_series_round_trip_and_whole_chart(client: httpx.AsyncClient) -> None:
     response = await put_series(client)
-    assert response.json() == {"seriesId": "s1", "seriesType": "candlestick", "count": 30}
+    assert response.json() == {
+        "seriesId": "s1",
+        "seriesType": "candlestick",
+        "count": 30,
+        "version": 1,
+    }
     series = (await client.get("/api/charts/c1/data/0/s1")).json()
     assert series == {
         "seriesId": "s1",
@@ -124,7 +131,7 @@ async def test_upsert_appends_replaces_and_corrects(client: httpx.AsyncClient) -
         {"time": last + 60, "open": 5, "high": 6, "low": 4, "close": 6},
     ]
     response = await client.patch("/api/charts/c1/data/s1", json={"pane_id": 0, "data": changes})
-    assert response.json() == {"seriesId": "s1", "count": 3, "totalCount": 31}
+    assert response.json() == {"seriesId": "s1", "count": 3, "totalCount": 31, "version": 2}
     data = (await client.get("/api/charts/c1/data/0/s1")).json()["data"]
     assert data == [*CANDLES[:3], changes[0], *CANDLES[4:29], changes[1], changes[2]]
 

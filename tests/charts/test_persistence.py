@@ -197,7 +197,7 @@ async def test_restart_keeps_versions_updates_and_deletions(database_url: str) -
             "/api/charts/a/data/s",
             content=body({"data": [{"time": 4, "value": 40}, {"time": 9, "value": 9}]}),
         )
-        assert patch.json() == {"seriesId": "s", "count": 2, "totalCount": 2}
+        assert patch.json() == {"seriesId": "s", "count": 2, "totalCount": 2, "version": 7}
         await client.post(
             "/api/charts/a/data/gone", content=body({"seriesType": "line", "data": []})
         )
@@ -530,6 +530,7 @@ async def test_a_write_from_another_process_is_noticed_at_the_next_write(
         assert set(chart.series) == {(0, "s"), (0, "t")}
         chunk = await second.history("shared", 0, "s")
         assert orjson.loads(chunk.data) == [{"time": 1, "value": 1}, {"time": 2, "value": 3}]
+        await second.wait_loaded()
 
         # told by an event (the cross-process bus), a reader need not wait for its next write
         await first.upsert_points("shared", 0, "s", [{"time": 3, "value": 4}])

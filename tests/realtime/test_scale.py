@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +25,8 @@ from ..servers import (
     RedisServer,
     gunicorn_server,
     redis_server,
+    restart_redis,
+    wait_for_window_room,
 )
 from .conftest import candles, open_socket, receive
 
@@ -197,6 +197,7 @@ async def test_resume_on_another_worker_replays_the_missed_updates(cluster: Clus
 
 
 async def test_rate_limits_are_shared_by_the_replicas(cluster: Cluster) -> None:
+    await wait_for_window_room(10)
     url = "{}/api/charts/nowhere/history/0/s"
     statuses = [
         (await fresh_get(url.format(cluster.url(i % 2)))).status_code
@@ -205,28 +206,6 @@ async def test_rate_limits_are_shared_by_the_replicas(cluster: Cluster) -> None:
     # Per-worker limits would let all of them through (4 workers x the limit).
     assert statuses.count(429) >= 10, statuses
     assert set(statuses) <= {404, 429}, statuses
-
-
-def restart_redis(redis: RedisServer) -> subprocess.Popen[bytes]:
-    """A new redis-server on the same port as the killed one."""
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    process = subprocess.Popen(
-        [binary, "--port", str(redis.port), "--bind", "127.0.0.1", "--dir", str(redis.directory),
-         "--save", "", "--appendonly", "no", "--logfile", str(redis.directory / "redis-2.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if redis.command("PING").strip() == "PONG":
-                return process
-        except subprocess.CalledProcessError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("redis did not restart")
 
 
 async def all_ready(cluster: Cluster, expect: int, rounds: int = 6) -> bool:

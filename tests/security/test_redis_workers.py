@@ -10,7 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..servers import GunicornServer, RedisServer, gunicorn_server, redis_server
+from ..servers import (
+    GunicornServer,
+    RedisServer,
+    gunicorn_server,
+    redis_server,
+    wait_for_window_room,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +57,11 @@ async def _fire(url: str, count: int, concurrency: int = 8) -> list[httpx.Respon
     return responses
 
 
+def overshoot(limit: int, processes: int) -> int:
+    """The most requests the documented bound lets through beyond ``limit``."""
+    return processes * (limit // (4 * processes))
+
+
 def _limiter_pids(redis: RedisServer) -> set[str]:
     return set(re.findall(r"name=charts-ratelimit-(\d+)", redis.command("CLIENT", "LIST")))
 
@@ -60,18 +71,20 @@ async def test_limits_are_shared_by_all_workers(
 ) -> None:
     assert len(workers.worker_pids()) == WORKERS
 
+    await wait_for_window_room(20)
     history = await _fire(workers.url + "/api/charts/x/history/0/s", 40)
     statuses = [r.status_code for r in history]
-    assert statuses.count(429) == 20, statuses
     assert set(statuses) == {404, 429}
+    assert 20 <= statuses.count(404) <= 20 + overshoot(20, WORKERS), statuses
     refused = next(r for r in history if r.status_code == 429)
     assert "20 history requests per minute" in refused.json()["detail"]
     assert int(refused.headers["retry-after"]) >= 1
 
-    listing = await _fire(workers.url + "/api/charts", 20)
+    # Every history request counted against the API limit too: 10 of 50 are left.
+    listing = await _fire(workers.url + "/api/charts", 30)
     statuses = [r.status_code for r in listing]
-    assert statuses.count(200) == 10, statuses
-    assert statuses.count(429) == 10, statuses
+    assert set(statuses) == {200, 429}
+    assert 10 <= statuses.count(200) <= 10 + overshoot(50, WORKERS), statuses
     assert (await _fire(workers.url + "/health", 5))[0].status_code == 200
 
     served_by = _limiter_pids(redis)
