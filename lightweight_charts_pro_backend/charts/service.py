@@ -192,7 +192,7 @@ class ChartsService:
         repository: ChartsRepository | None = None,
         cache_bytes: int = 256 << 20,
         default_chunk_size: int = 500,
-        chunk_size_threshold: int = 1000,
+        chunk_size_threshold: int = 500,
         clock: Callable[[], float] = time.time,
         validate_reads: bool = False,
     ) -> None:

@@ -79,6 +79,20 @@ async def test_large_series_come_as_their_newest_chunk(
         }
 
 
+async def test_series_of_more_than_500_points_come_chunked_by_default(
+    client: httpx.AsyncClient,
+) -> None:
+    line = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(501)]
+    for series, points in (("small", line[:499]), ("large", line)):
+        body = {"paneId": 0, "seriesType": "line", "data": points}
+        assert (await client.post(f"/api/charts/c1/data/{series}", json=body)).status_code == 200
+    small = (await client.get("/api/charts/c1/data/0/small")).json()
+    assert small["chunked"] is False and len(small["data"]) == 499
+    large = (await client.get("/api/charts/c1/data/0/large")).json()
+    assert large["chunked"] is True and large["hasMoreBefore"] is True
+    assert large["data"] == line[-500:] and large["totalCount"] == 501
+
+
 async def test_history_before_after_and_newest(client: httpx.AsyncClient) -> None:
     await put_series(client)
     t10 = CANDLES[10]["time"]
