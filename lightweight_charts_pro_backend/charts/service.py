@@ -646,10 +646,14 @@ class ChartsService:
         self._touch(chart)
         return await self._view(chart, series)
 
-    async def get_chart(self, chart_id: str) -> tuple[Chart, list[SeriesView]]:
+    async def get_chart(
+        self, chart_id: str, *, pane_id: int | None = None
+    ) -> tuple[Chart, list[SeriesView]]:
+        """The chart and a view of each of its series; with ``pane_id``, of that pane's only."""
         chart = await self.get_chart_or_raise(chart_id)
         self._touch(chart)
-        return chart, [await self._view(chart, s) for s in list(chart.series.values())]
+        members = [s for s in chart.series.values() if pane_id in (None, s.pane_id)]
+        return chart, [await self._view(chart, s) for s in members]
 
     async def _view(self, chart: Chart, series: Series) -> SeriesView:
         chunked = series.count >= self.chunk_size_threshold

@@ -288,11 +288,12 @@ class ChartSession:
         if request_id is not None:
             head["requestId"] = request_id
         if "series_id" not in fields:
-            if "pane_id" in fields:
-                raise InvalidRequest("paneId needs a seriesId; omit both for the whole chart.")
-            chart, views = await self.charts.get_chart(self.chart_id)
+            pane_id = None if "pane_id" not in fields else check_pane(fields["pane_id"])
+            chart, views = await self.charts.get_chart(self.chart_id, pane_id=pane_id)
+            if pane_id is not None:
+                head["paneId"] = pane_id
             head["version"] = chart.version
-            self.conn.send(prefixed_message(head, render.chart_json(chart, views)))
+            self.conn.send(prefixed_message(head, render.chart_json(chart, views, pane_id)))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])
