@@ -34,6 +34,7 @@ from .protocol import (
     message_fields,
     pong_message,
     prefixed_message,
+    refusal_message,
     request_id_of,
     text_message,
 )
@@ -236,18 +237,21 @@ class ChartSession:
 
     async def handle(self, text: str | None, data: bytes | None) -> None:
         """Answer one client frame. Never raises for anything the client sent."""
-        request_id = None
+        message = request_id = None
         try:
             message = decode_frame(text, data, self.max_message_bytes)
             request_id = request_id_of(message)
             kind, fields = message_fields(message)
             await _HANDLERS[kind](self, fields, request_id)
         except ChartsError as exc:
-            self.conn.send(error_message(exc.detail, exc.error_code, request_id))
+            self.conn.send(
+                refusal_message(message, self.chart_id, exc.detail, exc.error_code, request_id)
+            )
         except Exception:
             logger.exception("a message on a socket of chart %s failed", self.chart_id)
+            detail = "The server failed to handle this message."
             self.conn.send(
-                error_message("The server failed to handle this message.", "INTERNAL_ERROR")
+                refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
             )
 
     async def _ping(self, fields: dict[str, Any], request_id: object) -> None:
