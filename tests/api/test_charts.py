@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import orjson
@@ -375,7 +376,9 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).json() == {"status": "healthy", "version": "0.1.0"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"]["store"]["status"] == "ok"
+    checks = ready.json()["checks"]
+    assert checks["datafeed"] == {"status": "ok", "chartsInMemory": 0, "durationMs": ANY}
+    assert "store" not in checks
 
 
 async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
