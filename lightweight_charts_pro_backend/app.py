@@ -186,13 +186,14 @@ def build_app(
             if repository is not None:
                 stack.push_async_callback(_flush_access, charts)
 
-            async def store_check() -> dict[str, Any]:
+            async def datafeed_check() -> dict[str, Any]:
                 return {"chartsInMemory": charts.loaded_charts()}
 
             async def websocket_check() -> dict[str, Any]:
                 return {"connections": hub.connection_count, "charts": hub.chart_count}
 
-            app.state.readiness_checks["store"] = store_check
+            # The series store, under the name the deployment guide's readiness probe gives it.
+            app.state.readiness_checks["datafeed"] = datafeed_check
             app.state.readiness_checks["websockets"] = websocket_check
             stack.callback(close_sockets_on_signal(hub))
             tune_garbage_collector()

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
 
     # Data delivery
-    chunk_size_threshold: int = Field(default=1000, ge=1, le=10_000_000)
+    chunk_size_threshold: int = Field(default=500, ge=1, le=10_000_000)
     default_chunk_size: int = Field(default=500, ge=1, le=10_000)
 
     @field_validator("cors_origins", mode="before")

@@ -53,16 +53,18 @@ def series_json(view: SeriesView) -> bytes:
     return b"".join((head[:-1], b',"data":', view.chunk.data, b",", orjson.dumps(fields)[1:]))
 
 
-def chart_json(chart: Chart, views: list[SeriesView]) -> bytes:
+def chart_json(chart: Chart, views: list[SeriesView], pane_id: int | None = None) -> bytes:
+    """The chart with ``views`` under ``panes``; ``pane_id`` is listed even when it has none."""
     panes: dict[int, list[SeriesView]] = defaultdict(list)
+    if pane_id is not None:
+        panes[pane_id] = []
     for view in views:
         panes[view.series.pane_id].append(view)
     pane_parts = []
-    for pane_id in sorted(panes):
+    for pane in sorted(panes):
         members = b",".join(
-            orjson.dumps(view.series.series_id) + b":" + series_json(view)
-            for view in panes[pane_id]
+            orjson.dumps(view.series.series_id) + b":" + series_json(view) for view in panes[pane]
         )
-        pane_parts.append(b'"%d":{%s}' % (pane_id, members))
+        pane_parts.append(b'"%d":{%s}' % (pane, members))
     head = orjson.dumps({"chartId": chart.chart_id, "options": chart.options})
     return b"".join((head[:-1], b',"panes":{', b",".join(pane_parts), b"}}"))

@@ -209,7 +209,7 @@ class ChartsService:
         repository: ChartsRepository | None = None,
         cache_bytes: int = 256 << 20,
         default_chunk_size: int = 500,
-        chunk_size_threshold: int = 1000,
+        chunk_size_threshold: int = 500,
         clock: Callable[[], float] = time.time,
         validate_reads: bool = False,
         bus_current: Callable[[], bool] | None = None,
@@ -767,11 +767,13 @@ class ChartsService:
         return await self._view(chart, series)
 
     async def get_chart(
-        self, chart_id: str, *, min_version: int | None = None
+        self, chart_id: str, *, pane_id: int | None = None, min_version: int | None = None
     ) -> tuple[Chart, list[SeriesView]]:
+        """The chart and a view of each of its series; with ``pane_id``, of that pane's only."""
         chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
         self._touch(chart)
-        return chart, [await self._view(chart, s) for s in list(chart.series.values())]
+        members = [s for s in chart.series.values() if pane_id in (None, s.pane_id)]
+        return chart, [await self._view(chart, s) for s in members]
 
     async def _view(self, chart: Chart, series: Series) -> SeriesView:
         chunked = series.count >= self.chunk_size_threshold

@@ -83,6 +83,30 @@ def error_message(detail: str, error_code: str, request_id: object = None) -> Me
     return frame_message(fields)
 
 
+def refusal_message(
+    message: dict[str, Any] | None,
+    chart_id: str,
+    detail: str,
+    error_code: str,
+    request_id: object = None,
+) -> Message:
+    """The answer to a client frame that failed: an ``error`` frame, except for a
+    ``request_history``, whose clients read failures in its ``history_response``. That one
+    names the series as the frame asked for it (``paneId`` 0 when left out, as in a request);
+    a field of the wrong type is null."""
+    if message is None or message.get("type") != "request_history":
+        return error_message(detail, error_code, request_id)
+    pane_id = message.get("paneId", message.get("pane_id", 0))
+    series_id = message.get("seriesId", message.get("series_id"))
+    fields: dict[str, Any] = {"type": "history_response", "error": detail, "errorCode": error_code}
+    if request_id is not None:
+        fields["requestId"] = request_id
+    fields["chartId"] = chart_id
+    fields["paneId"] = pane_id if type(pane_id) is int else None
+    fields["seriesId"] = series_id if isinstance(series_id, str) else None
+    return frame_message(fields)
+
+
 def ping_message() -> Message:
     return frame_message({"type": "ping", "timestamp": round(time.time(), 3)})
 

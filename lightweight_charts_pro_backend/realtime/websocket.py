@@ -34,6 +34,7 @@ from .protocol import (
     message_fields,
     pong_message,
     prefixed_message,
+    refusal_message,
     request_id_of,
     text_message,
 )
@@ -236,18 +237,21 @@ class ChartSession:
 
     async def handle(self, text: str | None, data: bytes | None) -> None:
         """Answer one client frame. Never raises for anything the client sent."""
-        request_id = None
+        message = request_id = None
         try:
             message = decode_frame(text, data, self.max_message_bytes)
             request_id = request_id_of(message)
             kind, fields = message_fields(message)
             await _HANDLERS[kind](self, fields, request_id)
         except ChartsError as exc:
-            self.conn.send(error_message(exc.detail, exc.error_code, request_id))
+            self.conn.send(
+                refusal_message(message, self.chart_id, exc.detail, exc.error_code, request_id)
+            )
         except Exception:
             logger.exception("a message on a socket of chart %s failed", self.chart_id)
+            detail = "The server failed to handle this message."
             self.conn.send(
-                error_message("The server failed to handle this message.", "INTERNAL_ERROR")
+                refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
             )
 
     async def _ping(self, fields: dict[str, Any], request_id: object) -> None:
@@ -289,13 +293,16 @@ class ChartSession:
         if request_id is not None:
             head["requestId"] = request_id
         if "series_id" not in fields:
-            if "pane_id" in fields:
-                raise InvalidRequest("paneId needs a seriesId; omit both for the whole chart.")
+            pane_id = None if "pane_id" not in fields else check_pane(fields["pane_id"])
             chart, views = await self.charts.get_chart(
-                self.chart_id, min_version=check_min_version(fields.get("min_version"))
+                self.chart_id,
+                pane_id=pane_id,
+                min_version=check_min_version(fields.get("min_version")),
             )
+            if pane_id is not None:
+                head["paneId"] = pane_id
             head["version"] = chart.version
-            self.conn.send(prefixed_message(head, render.chart_json(chart, views)))
+            self.conn.send(prefixed_message(head, render.chart_json(chart, views, pane_id)))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])

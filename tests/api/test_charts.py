@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import orjson
@@ -84,6 +85,20 @@ async def test_large_series_come_as_their_newest_chunk(
             "endTime": CANDLES[29]["time"],
             "count": 7,
         }
+
+
+async def test_series_of_more_than_500_points_come_chunked_by_default(
+    client: httpx.AsyncClient,
+) -> None:
+    line = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(501)]
+    for series, points in (("small", line[:499]), ("large", line)):
+        body = {"paneId": 0, "seriesType": "line", "data": points}
+        assert (await client.post(f"/api/charts/c1/data/{series}", json=body)).status_code == 200
+    small = (await client.get("/api/charts/c1/data/0/small")).json()
+    assert small["chunked"] is False and len(small["data"]) == 499
+    large = (await client.get("/api/charts/c1/data/0/large")).json()
+    assert large["chunked"] is True and large["hasMoreBefore"] is True
+    assert large["data"] == line[-500:] and large["totalCount"] == 501
 
 
 async def test_history_before_after_and_newest(client: httpx.AsyncClient) -> None:
@@ -368,7 +383,9 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).json() == {"status": "healthy", "version": "0.1.0"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"]["store"]["status"] == "ok"
+    checks = ready.json()["checks"]
+    assert checks["datafeed"] == {"status": "ok", "chartsInMemory": 0, "durationMs": ANY}
+    assert "store" not in checks
 
 
 async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:

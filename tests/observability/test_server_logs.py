@@ -106,8 +106,8 @@ def test_readiness_reports_each_check_with_its_timing(uvicorn_server) -> None:
     assert reply.status == 200
     body = reply.json()
     assert body["status"] == "ready"
-    store = body["checks"]["store"]
-    assert store["status"] == "ok" and store["durationMs"] >= 0
+    datafeed = body["checks"]["datafeed"]
+    assert datafeed["status"] == "ok" and datafeed["durationMs"] >= 0
     liveness = request(server.port, "GET", "/health").json()
     assert liveness == {"status": "healthy", "version": "0.1.0"}
 

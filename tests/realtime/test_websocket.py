@@ -193,8 +193,43 @@ async def test_history_and_initial_data_over_the_socket(
 
     await ws.send('{"type":"request_history","seriesId":"nope","requestId":"x"}')
     missing = await receive(ws)
-    assert missing["type"] == "error"
+    assert missing["type"] == "history_response" and missing["seriesId"] == "nope"
     assert missing["errorCode"] == "SERIES_NOT_FOUND" and missing["requestId"] == "x"
+    await ws.close()
+
+
+async def test_initial_data_of_one_pane(server: ServerProcess, http: httpx.AsyncClient) -> None:
+    chart = new_chart()
+    points = candles(1_000, 60)
+    await replace(http, chart, "price", points)
+    for series, count in (("volume", 60), ("rsi", 5)):
+        line = [{"time": p["time"], "value": p["close"]} for p in points[:count]]
+        body = {"paneId": 1, "seriesType": "line", "data": line}
+        resp = await http.post(f"/api/charts/{chart}/data/{series}", json=body)
+        assert resp.status_code == 200, resp.text
+    whole = (await http.get(f"/api/charts/{chart}")).json()
+    ws, _ = await open_socket(server.ws_url(chart))
+
+    await ws.send('{"type":"get_initial_data","paneId":1,"requestId":"pane-1"}')
+    pane = await receive(ws)
+    assert pane.pop("type") == "initial_data_response"
+    assert pane.pop("requestId") == "pane-1"
+    assert (pane.pop("chartId"), pane.pop("paneId"), pane.pop("version")) == (chart, 1, 3)
+    assert pane == {"options": whole["options"], "panes": {"1": whole["panes"]["1"]}}
+    assert set(pane["panes"]["1"]) == {"volume", "rsi"}
+    assert pane["panes"]["1"]["volume"]["chunked"] is True  # chunked as in the whole chart
+
+    await ws.send('{"type":"get_initial_data","pane_id":7}')
+    empty = await receive(ws)
+    assert empty["type"] == "initial_data_response" and empty["panes"] == {"7": {}}
+
+    await ws.send('{"type":"get_initial_data","paneId":101,"requestId":"too-far"}')
+    refused = await receive(ws)
+    assert (refused["type"], refused["errorCode"], refused["requestId"]) == (
+        "error",
+        "VALIDATION_ERROR",
+        "too-far",
+    )
     await ws.close()
 
 
@@ -283,44 +318,11 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     ("type not a string", '{"type": 7}', "INVALID_MESSAGE"),
     ("unknown type", '{"type":"subscribe"}', "UNKNOWN_MESSAGE_TYPE"),
     ("unknown field", '{"type":"resume","sinceVersion":0,"extra":1}', "VALIDATION_ERROR"),
-    (
-        "pane as string",
-        '{"type":"request_history","paneId":"0","seriesId":"s"}',
-        "VALIDATION_ERROR",
-    ),
-    (
-        "pane out of range",
-        '{"type":"request_history","paneId":500,"seriesId":"s"}',
-        "VALIDATION_ERROR",
-    ),
-    ("series as list", '{"type":"request_history","seriesId":["s"]}', "VALIDATION_ERROR"),
-    ("series missing", '{"type":"request_history","count":5}', "VALIDATION_ERROR"),
-    ("bad series id", '{"type":"request_history","seriesId":"../x"}', "VALIDATION_ERROR"),
-    (
-        "count as string",
-        '{"type":"request_history","seriesId":"s","count":"5"}',
-        "VALIDATION_ERROR",
-    ),
-    (
-        "count too large",
-        '{"type":"request_history","seriesId":"s","count":100000}',
-        "VALIDATION_ERROR",
-    ),
-    (
-        "bad time",
-        '{"type":"request_history","seriesId":"s","beforeTime":"soon"}',
-        "VALIDATION_ERROR",
-    ),
-    (
-        "both times",
-        '{"type":"request_history","seriesId":"s","beforeTime":1,"afterTime":2}',
-        "VALIDATION_ERROR",
-    ),
     ("negative version", '{"type":"resume","sinceVersion":-1}', "VALIDATION_ERROR"),
     ("version as string", '{"type":"resume","sinceVersion":"3"}', "VALIDATION_ERROR"),
     ("version missing", '{"type":"resume"}', "VALIDATION_ERROR"),
     ("bad request id", '{"type":"ping","requestId":{"a":1}}', "VALIDATION_ERROR"),
-    ("pane without series", '{"type":"get_initial_data","paneId":0}', "VALIDATION_ERROR"),
+    ("pane as string", '{"type":"get_initial_data","paneId":"0"}', "VALIDATION_ERROR"),
     ("huge frame", '{"type":"ping","pad":"' + "x" * 10_000 + '"}', "MESSAGE_TOO_LARGE"),
     ("deeply nested", _nested(2000), "INVALID_JSON"),
     ("binary", b"\x00\x01binary", "BINARY_NOT_SUPPORTED"),
@@ -343,12 +345,69 @@ async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(
         await ws.send('{"type":"ping"}')
         assert (await receive(ws))["type"] == "pong", name
 
-    await ws.send('{"type":"request_history","seriesId":"s","count":"5","requestId":"r1"}')
+    await ws.send('{"type":"resume","sinceVersion":"1","requestId":"r1"}')
     assert (await receive(ws))["requestId"] == "r1"  # errors echo a readable requestId
 
     assert (await http.get(f"/api/charts/{chart}")).json() == before
     await ws.send('{"type":"resume","sinceVersion":1}')
     assert (await receive(ws))["type"] == "resumed"  # no version was spent on the bad frames
+    await ws.close()
+
+
+#: request_history frames that fail: (name, frame, errorCode, paneId and seriesId echoed).
+BAD_HISTORY_REQUESTS: list[tuple[str, str, str, object, object]] = [
+    ("pane as string", '{"paneId":"0","seriesId":"s"}', "VALIDATION_ERROR", None, "s"),
+    ("pane as boolean", '{"paneId":true,"seriesId":"s"}', "VALIDATION_ERROR", None, "s"),
+    ("pane out of range", '{"paneId":500,"seriesId":"s"}', "VALIDATION_ERROR", 500, "s"),
+    ("series as list", '{"seriesId":["s"]}', "VALIDATION_ERROR", 0, None),
+    ("series missing", '{"paneId":2,"count":5}', "VALIDATION_ERROR", 2, None),
+    ("bad series id", '{"seriesId":"../x"}', "VALIDATION_ERROR", 0, "../x"),
+    ("count as string", '{"seriesId":"s","count":"5"}', "VALIDATION_ERROR", 0, "s"),
+    ("count too large", '{"seriesId":"s","count":100000}', "VALIDATION_ERROR", 0, "s"),
+    ("bad time", '{"seriesId":"s","beforeTime":"soon"}', "VALIDATION_ERROR", 0, "s"),
+    ("both times", '{"seriesId":"s","beforeTime":1,"afterTime":2}', "VALIDATION_ERROR", 0, "s"),
+    ("unknown field", '{"pane_id":1,"series_id":"s","extra":1}', "VALIDATION_ERROR", 1, "s"),
+    ("bad request id", '{"seriesId":"s","requestId":{"a":1}}', "VALIDATION_ERROR", 0, "s"),
+    ("no such series", '{"paneId":3,"seriesId":"nope"}', "SERIES_NOT_FOUND", 3, "nope"),
+]
+
+
+async def test_failed_history_requests_are_answered_as_history_responses(
+    server: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    chart = new_chart()
+    await replace(http, chart, "s", candles(0, 5))
+    ws, _ = await open_socket(server.ws_url(chart))
+    for name, fields, code, pane_id, series_id in BAD_HISTORY_REQUESTS:
+        await ws.send('{"type":"request_history",' + fields[1:])
+        reply = await receive(ws)
+        assert isinstance(reply.pop("error"), str), name
+        assert reply == {
+            "type": "history_response",
+            "errorCode": code,
+            "chartId": chart,
+            "paneId": pane_id,
+            "seriesId": series_id,
+        }, name
+
+    frame = '{"type":"request_history","seriesId":"s","count":"5","requestId":"r1"}'
+    await ws.send(frame)
+    assert (await receive(ws))["requestId"] == "r1"
+    await ws.send('{"type":"request_history","seriesId":"s","count":2,"requestId":"r2"}')
+    answered = await receive(ws)
+    assert "error" not in answered and answered["data"] == candles(0, 5)[-2:]
+    await ws.close()
+
+    gone = new_chart()
+    ws, _ = await open_socket(server.ws_url(gone))
+    await ws.send('{"type":"request_history","paneId":0,"seriesId":"s","requestId":7}')
+    missing = await receive(ws)
+    assert (missing["type"], missing["errorCode"], missing["requestId"]) == (
+        "history_response",
+        "CHART_NOT_FOUND",
+        7,
+    )
+    assert (missing["chartId"], missing["paneId"], missing["seriesId"]) == (gone, 0, "s")
     await ws.close()
 
 

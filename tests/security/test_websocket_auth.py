@@ -1,6 +1,6 @@
 """WebSocket admission over real sockets: credentials in each place a browser or a service can
 put them, refusals closed with 1008 and a reason, expiry ending a socket, origin checks, and the
-history rate limit answered with an error frame.
+history rate limit answered in the history_response.
 
 The chart socket itself belongs to the realtime package; these tests mount a minimal endpoint
 that calls the auth and rate-limit functions exactly as the real handler must (see
@@ -147,7 +147,7 @@ async def test_token_expiring_ends_the_socket(settings: Settings) -> None:
             assert await closed_with(ws) == (1008, "The token has expired.")
 
 
-async def test_history_rate_limit_answers_with_error_frame(settings: Settings) -> None:
+async def test_history_rate_limit_is_answered_in_the_history_response(settings: Settings) -> None:
     with serve(settings) as base:
         http = base.replace("ws://", "http://").removesuffix("/ws/charts")
         async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
@@ -167,9 +167,14 @@ async def test_history_rate_limit_answers_with_error_frame(settings: Settings) -
                 }
                 await ws.send(orjson.dumps(frame).decode())
                 answers.append(await receive(ws))
-            assert [a["type"] for a in answers] == ["history_response"] * 3 + ["error"] * 2
+            assert [a["type"] for a in answers] == ["history_response"] * 5
+            assert ["error" in a for a in answers] == [False] * 3 + [True] * 2
             assert answers[3]["errorCode"] == "RATE_LIMITED"
-            assert answers[3]["requestId"] == "3"
+            assert (answers[3]["requestId"], answers[3]["paneId"], answers[3]["seriesId"]) == (
+                "3",
+                0,
+                "s",
+            )
             assert "3 history requests per minute" in answers[3]["error"]
             await ws.send('{"type":"ping"}')
             assert (await receive(ws))["type"] == "pong"

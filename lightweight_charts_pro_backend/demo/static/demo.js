@@ -199,8 +199,12 @@ function onUpdate(message) {
 function onHistory(message) {
   stats.historyResponses += 1;
   const entry = series.get(`${message.paneId}/${message.seriesId}`);
+  if (entry) entry.loading = false;
+  if (message.error) {
+    infoEl.textContent = `${message.errorCode}: ${message.error}`;
+    return;
+  }
   if (!entry) return;
-  entry.loading = false;
   const first = entry.data[0];
   const older = first ? message.data.filter((p) => p.time < first.time) : message.data;
   entry.hasMoreBefore = Boolean(message.hasMoreBefore);
