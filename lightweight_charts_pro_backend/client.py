@@ -18,6 +18,10 @@ Example::
             ...
 
 ``AsyncChartsClient`` has the same methods as coroutines (``subscribe`` is an async iterator).
+Both are thin drivers of one request core (:class:`_Operations`): every operation is written once,
+as a generator of the HTTP calls it makes, and the same core remembers the version each write of
+the client returned, so that its later reads of that chart carry it as ``min_version`` and see
+its own writes whichever worker or replica answers.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 import httpx
@@ -241,6 +246,153 @@ class _Live:
         return False
 
 
+# --- the request core shared by both clients ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One HTTP call of an operation. ``chart_id`` names the chart it writes (``writes``) or
+    reads; a read of a chart this client wrote carries the version that write returned."""
+
+    method: str
+    path: str
+    body: object = None
+    params: Mapping[str, Any] | None = None
+    chart_id: str | None = None
+    writes: bool = False
+
+
+#: An operation: the calls it makes, each sent back its decoded answer; it returns its result.
+Steps = Generator[_Call, Any, Any]
+VERSION_HEADER = "x-chart-version"
+
+
+class _Operations:
+    """Every operation of the client, written once for both the blocking and the asyncio one."""
+
+    def __init__(self) -> None:
+        #: The newest version each chart had after a write of this client.
+        self.versions: dict[str, int] = {}
+
+    def request(self, call: _Call) -> tuple[str, str, bytes | None, dict[str, Any] | None]:
+        """``(method, path, content, params)`` for the HTTP client."""
+        params = dict(call.params or {})
+        if not call.writes and call.chart_id is not None:
+            version = self.versions.get(call.chart_id)
+            if version is not None:
+                params["min_version"] = version
+        content = _encode(call.body) if call.body is not None else None
+        return call.method, call.path, content, params or None
+
+    def answer(self, call: _Call, response: httpx.Response) -> Any:
+        """The decoded answer to ``call``; records the chart version a write returned."""
+        _raise_for(response)
+        if call.writes and call.chart_id is not None:
+            version = response.headers.get(VERSION_HEADER)
+            if call.method == "DELETE" and call.path == f"/api/charts/{call.chart_id}":
+                self.versions.pop(call.chart_id, None)  # a chart made again starts anew
+            elif version is not None and version.isdigit():
+                known = self.versions.get(call.chart_id, 0)
+                created = response.status_code == 201
+                self.versions[call.chart_id] = int(version) if created else max(known, int(version))
+        return orjson.loads(response.content) if response.content else None
+
+    # The operations. Each yields its calls and returns its result.
+
+    def health(self) -> Steps:
+        return (yield _Call("GET", "/health"))
+
+    def list_charts(self) -> Steps:
+        return (yield _Call("GET", "/api/charts"))["charts"]
+
+    def create_chart(self, chart_id: str, options: Mapping[str, Any] | None) -> Steps:
+        path = f"/api/charts/{chart_id}"
+        return (yield _Call("POST", path, dict(options or {}), chart_id=chart_id, writes=True))
+
+    def get_chart(self, chart_id: str) -> Steps:
+        return (yield _Call("GET", f"/api/charts/{chart_id}", chart_id=chart_id))
+
+    def delete_chart(self, chart_id: str) -> Steps:
+        yield _Call("DELETE", f"/api/charts/{chart_id}", chart_id=chart_id, writes=True)
+
+    def set_series(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Iterable[Mapping[str, Any]] | pd.DataFrame,
+        series_type: str,
+        pane: int,
+        options: Mapping[str, Any] | None,
+        batch_size: int,
+        progress: bool,
+    ) -> Steps:
+        points = _sorted(to_points(data))
+        bar = progress_bar(len(points), progress, series_id)
+        try:
+            batches = _batches(points, batch_size) if points else iter([[]])
+            first = next(batches)
+            body = {
+                "paneId": pane,
+                "seriesType": series_type,
+                "data": first,
+                "options": dict(options or {}),
+            }
+            path = f"/api/charts/{chart_id}/data/{series_id}"
+            result = yield _Call("POST", path, body, chart_id=chart_id, writes=True)
+            if bar is not None:
+                bar.update(len(first))
+            for batch in batches:
+                upserted = yield from self.update(chart_id, series_id, batch, pane)
+                result["count"] = upserted["totalCount"]
+                result["version"] = upserted["version"]
+                if bar is not None:
+                    bar.update(len(batch))
+            return result
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def update(
+        self,
+        chart_id: str,
+        series_id: str,
+        data: Mapping[str, Any] | Iterable[Mapping[str, Any]] | pd.DataFrame,
+        pane: int,
+    ) -> Steps:
+        points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
+        path = f"/api/charts/{chart_id}/data/{series_id}"
+        body = {"paneId": pane, "data": points}
+        return (yield _Call("PATCH", path, body, chart_id=chart_id, writes=True))
+
+    def get_series(self, chart_id: str, series_id: str, pane: int) -> Steps:
+        path = f"/api/charts/{chart_id}/data/{pane}/{series_id}"
+        return (yield _Call("GET", path, chart_id=chart_id))
+
+    def delete_series(self, chart_id: str, series_id: str, pane: int) -> Steps:
+        path = f"/api/charts/{chart_id}/data/{pane}/{series_id}"
+        yield _Call("DELETE", path, chart_id=chart_id, writes=True)
+
+    def history(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int,
+        before_time: object,
+        after_time: object,
+        count: int | None,
+    ) -> Steps:
+        path = f"/api/charts/{chart_id}/history/{pane}/{series_id}"
+        params = _history_params(before_time, after_time, count)
+        return (yield _Call("GET", path, params=params, chart_id=chart_id))
+
+
+def _older(chunk: Mapping[str, Any]) -> object:
+    """Where the chunk before ``chunk`` ends (its first time), or None at the first point."""
+    if not chunk["hasMoreBefore"] or not chunk["data"]:
+        return None
+    return chunk["data"][0]["time"]
+
+
 # --- the synchronous client -------------------------------------------------------------------
 
 
@@ -250,6 +402,8 @@ class ChartsClient:
     ``token`` is a JWT (``charts-backend token create``), ``api_key`` an API key; neither is
     needed while the server runs without ``ENABLE_AUTH``. Errors raise
     :class:`ChartsClientError` (:class:`ChartsConnectionError` when the server is unreachable).
+    Reads of a chart this client wrote carry the version of its last write (``min_version``),
+    so they never miss it, on any worker or replica.
     """
 
     def __init__(
@@ -264,6 +418,7 @@ class ChartsClient:
         self.base_url = base_url.rstrip("/")
         self._headers = _headers(token, api_key, api_key_header)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
+        self._ops = _Operations()
 
     def __enter__(self) -> ChartsClient:
         return self
@@ -274,36 +429,40 @@ class ChartsClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, body: object = None, **params: Any) -> Any:
+    def _run(self, steps: Steps) -> Any:
+        """Send each call of ``steps`` and hand it its answer; the operation's result."""
+        ops = self._ops
         try:
-            response = self._http.request(
-                method,
-                path,
-                content=_encode(body) if body is not None else None,
-                params=params or None,
-            )
-        except httpx.TransportError as exc:
-            raise ChartsConnectionError(self.base_url, exc) from exc
-        _raise_for(response)
-        return orjson.loads(response.content) if response.content else None
+            call = next(steps)
+            while True:
+                method, path, content, params = ops.request(call)
+                try:
+                    response = self._http.request(method, path, content=content, params=params)
+                except httpx.TransportError as exc:
+                    raise ChartsConnectionError(self.base_url, exc) from exc
+                call = steps.send(ops.answer(call, response))
+        except StopIteration as done:
+            return done.value
+        finally:
+            steps.close()
 
     def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/health")
+        result: dict[str, Any] = self._run(self._ops.health())
         return result
 
     def list_charts(self) -> list[dict[str, Any]]:
-        charts: list[dict[str, Any]] = self._call("GET", "/api/charts")["charts"]
+        charts: list[dict[str, Any]] = self._run(self._ops.list_charts())
         return charts
 
     def create_chart(self, chart_id: str, options: Mapping[str, Any] | None = None) -> Any:
-        """Create ``chart_id`` (idempotent); returns ``{"chartId", "options"}``."""
-        return self._call("POST", f"/api/charts/{chart_id}", dict(options or {}))
+        """Create ``chart_id`` (idempotent); returns ``{"chartId", "options", "version"}``."""
+        return self._run(self._ops.create_chart(chart_id, options))
 
     def get_chart(self, chart_id: str) -> Any:
-        return self._call("GET", f"/api/charts/{chart_id}")
+        return self._run(self._ops.get_chart(chart_id))
 
     def delete_chart(self, chart_id: str) -> None:
-        self._call("DELETE", f"/api/charts/{chart_id}")
+        self._run(self._ops.delete_chart(chart_id))
 
     def set_series(
         self,
@@ -317,37 +476,17 @@ class ChartsClient:
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
     ) -> Any:
-        """Replace the series with ``data``; returns ``{"seriesId", "seriesType", "count"}``.
+        """Replace the series with ``data``; returns ``{"seriesId", "seriesType", "count",
+        "version"}``.
 
         More than ``batch_size`` points go as one replace of the oldest batch, then appends of
         the others in time order (readers see the series grow).
         """
-        points = _sorted(to_points(data))
-        bar = progress_bar(len(points), progress, series_id)
-        try:
-            batches = _batches(points, batch_size) if points else iter([[]])
-            first = next(batches)
-            result = self._call(
-                "POST",
-                f"/api/charts/{chart_id}/data/{series_id}",
-                {
-                    "paneId": pane,
-                    "seriesType": series_type,
-                    "data": first,
-                    "options": dict(options or {}),
-                },
+        return self._run(
+            self._ops.set_series(
+                chart_id, series_id, data, series_type, pane, options, batch_size, progress
             )
-            if bar is not None:
-                bar.update(len(first))
-            for batch in batches:
-                upserted = self.update(chart_id, series_id, batch, pane=pane)
-                result["count"] = upserted["totalCount"]
-                if bar is not None:
-                    bar.update(len(batch))
-            return result
-        finally:
-            if bar is not None:
-                bar.close()
+        )
 
     def update(
         self,
@@ -357,17 +496,14 @@ class ChartsClient:
         pane: int = 0,
     ) -> Any:
         """Upsert points (a new bar, the last bar again, corrections); returns
-        ``{"seriesId", "count", "totalCount"}``."""
-        points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
-        return self._call(
-            "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}
-        )
+        ``{"seriesId", "count", "totalCount", "version"}``."""
+        return self._run(self._ops.update(chart_id, series_id, data, pane))
 
     def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
-        return self._call("GET", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+        return self._run(self._ops.get_series(chart_id, series_id, pane))
 
     def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
-        self._call("DELETE", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+        self._run(self._ops.delete_series(chart_id, series_id, pane))
 
     def history(
         self,
@@ -380,10 +516,8 @@ class ChartsClient:
         count: int | None = None,
     ) -> Any:
         """One history chunk (``data`` ascending, ``hasMoreBefore``, ``chunkInfo``, ...)."""
-        return self._call(
-            "GET",
-            f"/api/charts/{chart_id}/history/{pane}/{series_id}",
-            **_history_params(before_time, after_time, count),
+        return self._run(
+            self._ops.history(chart_id, series_id, pane, before_time, after_time, count)
         )
 
     def iter_history(
@@ -401,9 +535,9 @@ class ChartsClient:
             chunk = self.history(chart_id, series_id, pane, before_time=before_time, count=count)
             if chunk["data"]:
                 yield chunk["data"]
-            if not chunk["hasMoreBefore"] or not chunk["data"]:
+            before_time = _older(chunk)
+            if before_time is None:
                 return
-            before_time = chunk["data"][0]["time"]
 
     def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
         """The whole series, ascending, fetched page by page."""
@@ -556,6 +690,7 @@ class AsyncChartsClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers, timeout=timeout
         )
+        self._ops = _Operations()
 
     async def __aenter__(self) -> AsyncChartsClient:
         return self
@@ -566,35 +701,41 @@ class AsyncChartsClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, body: object = None, **params: Any) -> Any:
+    async def _run(self, steps: Steps) -> Any:
+        """As :meth:`ChartsClient._run`, awaiting each call."""
+        ops = self._ops
         try:
-            response = await self._http.request(
-                method,
-                path,
-                content=_encode(body) if body is not None else None,
-                params=params or None,
-            )
-        except httpx.TransportError as exc:
-            raise ChartsConnectionError(self.base_url, exc) from exc
-        _raise_for(response)
-        return orjson.loads(response.content) if response.content else None
+            call = next(steps)
+            while True:
+                method, path, content, params = ops.request(call)
+                try:
+                    response = await self._http.request(
+                        method, path, content=content, params=params
+                    )
+                except httpx.TransportError as exc:
+                    raise ChartsConnectionError(self.base_url, exc) from exc
+                call = steps.send(ops.answer(call, response))
+        except StopIteration as done:
+            return done.value
+        finally:
+            steps.close()
 
     async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", "/health")
+        result: dict[str, Any] = await self._run(self._ops.health())
         return result
 
     async def list_charts(self) -> list[dict[str, Any]]:
-        charts: list[dict[str, Any]] = (await self._call("GET", "/api/charts"))["charts"]
+        charts: list[dict[str, Any]] = await self._run(self._ops.list_charts())
         return charts
 
     async def create_chart(self, chart_id: str, options: Mapping[str, Any] | None = None) -> Any:
-        return await self._call("POST", f"/api/charts/{chart_id}", dict(options or {}))
+        return await self._run(self._ops.create_chart(chart_id, options))
 
     async def get_chart(self, chart_id: str) -> Any:
-        return await self._call("GET", f"/api/charts/{chart_id}")
+        return await self._run(self._ops.get_chart(chart_id))
 
     async def delete_chart(self, chart_id: str) -> None:
-        await self._call("DELETE", f"/api/charts/{chart_id}")
+        await self._run(self._ops.delete_chart(chart_id))
 
     async def set_series(
         self,
@@ -609,32 +750,11 @@ class AsyncChartsClient:
         progress: bool = False,
     ) -> Any:
         """As :meth:`ChartsClient.set_series`."""
-        points = _sorted(to_points(data))
-        bar = progress_bar(len(points), progress, series_id)
-        try:
-            batches = _batches(points, batch_size) if points else iter([[]])
-            first = next(batches)
-            result = await self._call(
-                "POST",
-                f"/api/charts/{chart_id}/data/{series_id}",
-                {
-                    "paneId": pane,
-                    "seriesType": series_type,
-                    "data": first,
-                    "options": dict(options or {}),
-                },
+        return await self._run(
+            self._ops.set_series(
+                chart_id, series_id, data, series_type, pane, options, batch_size, progress
             )
-            if bar is not None:
-                bar.update(len(first))
-            for batch in batches:
-                upserted = await self.update(chart_id, series_id, batch, pane=pane)
-                result["count"] = upserted["totalCount"]
-                if bar is not None:
-                    bar.update(len(batch))
-            return result
-        finally:
-            if bar is not None:
-                bar.close()
+        )
 
     async def update(
         self,
@@ -643,16 +763,13 @@ class AsyncChartsClient:
         data: Mapping[str, Any] | Iterable[Mapping[str, Any]] | pd.DataFrame,
         pane: int = 0,
     ) -> Any:
-        points = [dict(data)] if isinstance(data, Mapping) else to_points(data)
-        return await self._call(
-            "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}
-        )
+        return await self._run(self._ops.update(chart_id, series_id, data, pane))
 
     async def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
-        return await self._call("GET", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+        return await self._run(self._ops.get_series(chart_id, series_id, pane))
 
     async def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
-        await self._call("DELETE", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
+        await self._run(self._ops.delete_series(chart_id, series_id, pane))
 
     async def history(
         self,
@@ -664,10 +781,8 @@ class AsyncChartsClient:
         after_time: object = None,
         count: int | None = None,
     ) -> Any:
-        return await self._call(
-            "GET",
-            f"/api/charts/{chart_id}/history/{pane}/{series_id}",
-            **_history_params(before_time, after_time, count),
+        return await self._run(
+            self._ops.history(chart_id, series_id, pane, before_time, after_time, count)
         )
 
     async def iter_history(
@@ -686,9 +801,9 @@ class AsyncChartsClient:
             )
             if chunk["data"]:
                 yield chunk["data"]
-            if not chunk["hasMoreBefore"] or not chunk["data"]:
+            before_time = _older(chunk)
+            if before_time is None:
                 return
-            before_time = chunk["data"][0]["time"]
 
     async def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
         chunks = [chunk async for chunk in self.iter_history(chart_id, series_id, pane)]

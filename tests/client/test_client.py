@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,3 +242,37 @@ def test_auth_with_token_and_api_key(tmp_path: Path) -> None:
             assert by_token.all_points("secured", "v")[-1]["value"] == 2.0
     finally:
         server.stop()
+
+
+def test_reads_after_a_write_carry_its_version(charts: ChartsClient) -> None:
+    created = charts.create_chart("versions")
+    written = charts.set_series("versions", "s", [{"time": START, "value": 1.0}])
+    updated = charts.update("versions", "s", {"time": START + 60, "value": 2.0})
+    assert created["version"] < written["version"] < updated["version"]
+    # The reads go out with min_version=<that version>, which the server takes.
+    assert charts.history("versions", "s")["data"][-1] == {"time": START + 60, "value": 2.0}
+    assert charts.get_series("versions", "s")["totalCount"] == 2
+
+
+def test_the_request_core_sends_the_version_its_writes_returned() -> None:
+    from lightweight_charts_pro_backend.client import _Call, _Operations
+
+    ops = _Operations()
+    read = _Call("GET", "/api/charts/c/data/0/s", chart_id="c")
+    assert ops.request(read)[3] is None  # nothing written yet: no token
+
+    def answer(call: _Call, status: int, version: int) -> None:
+        request = httpx.Request(call.method, "http://server" + call.path)
+        headers = {"X-Chart-Version": str(version)}
+        ops.answer(call, httpx.Response(status, headers=headers, request=request))
+
+    write = _Call("PATCH", "/api/charts/c/data/s", {}, chart_id="c", writes=True)
+    answer(write, 200, 7)
+    assert ops.request(read)[3] == {"min_version": 7}
+    answer(write, 200, 5)  # an answer overtaken by a newer one lowers nothing
+    assert ops.request(read)[3] == {"min_version": 7}
+    assert ops.request(_Call("GET", "/api/charts/other", chart_id="other"))[3] is None
+    answer(_Call("DELETE", "/api/charts/c", chart_id="c", writes=True), 204, 8)
+    assert ops.request(read)[3] is None  # a chart made again starts its versions anew
+    answer(_Call("POST", "/api/charts/c", {}, chart_id="c", writes=True), 201, 0)
+    assert ops.request(read)[3] == {"min_version": 0}
