@@ -62,6 +62,9 @@ _API: Final = 1
 _HISTORY: Final = 2
 _KNOWN_PATHS: Final = 4096
 _KNOWN_PATH_LENGTH: Final = 256
+#: Clients whose counts a process keeps at most: past it, the ended windows go at once and, if
+#: that frees nothing, the oldest half of the records (a flood of addresses costs no more).
+MAX_CLIENT_RECORDS: Final = 100_000
 _API_ONLY: Final = (1,)
 _HISTORY_ONLY: Final = (3,)
 _API_AND_HISTORY: Final = (1, 3)
@@ -116,6 +119,8 @@ class ClientAddress:
     def trusted(self, host: str) -> bool:
         verdict = self._verdicts.get(host)
         if verdict is None:
+            if len(host) > _MAX_ADDRESS_LENGTH:
+                return False  # not an address; and not worth remembering
             address = _parse_ip(host)
             verdict = address is not None and any(address in net for net in self._networks)
             if len(self._verdicts) >= 4096:
@@ -133,8 +138,10 @@ class ClientAddress:
         hops = [hop for hop in hops if hop]
         for hop in reversed(hops):
             if not self.trusted(hop):
-                address = _parse_ip(hop)
-                return str(address) if address is not None else hop[:_MAX_ADDRESS_LENGTH]
+                # Only an address names a client: anything else a proxy passed on (a name, a
+                # token, kilobytes of junk) leaves the request to the proxy's own address.
+                address = _parse_ip(hop) if len(hop) <= _MAX_ADDRESS_LENGTH else None
+                return str(address) if address is not None else peer
         return hops[0] if hops else peer
 
 
@@ -170,9 +177,15 @@ class LocalWindows:
     HISTORY: Final = 3
     SWEEP_SECONDS: Final = 60.0
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        clock: Callable[[], float] = time.time,
+        max_records: int = MAX_CLIENT_RECORDS,
+    ) -> None:
         self.seconds = seconds
         self.clock = clock
+        self.max_records = max_records
         self.records: dict[str, list[Any]] = {}
         self._next_sweep = clock() + self.SWEEP_SECONDS
 
@@ -180,7 +193,7 @@ class LocalWindows:
         """``client``'s record, made (with both windows ended) if it has none."""
         record = self.records.get(client)
         if record is None:
-            if now >= self._next_sweep:
+            if now >= self._next_sweep or len(self.records) >= self.max_records:
                 self._sweep(now)
             record = self.records[client] = [0, 0.0, b"0", 0, 0.0, b"0"]
         return record
@@ -201,11 +214,14 @@ class LocalWindows:
         return record[window], record[window + 1]
 
     def _sweep(self, now: float) -> None:
-        self.records = {
+        records = {
             client: record
             for client, record in self.records.items()
             if record[1] > now or record[4] > now
         }
+        if len(records) >= self.max_records:
+            records = dict(list(records.items())[len(records) // 2 :])
+        self.records = records
         self._next_sweep = now + self.SWEEP_SECONDS
 
     def __len__(self) -> int:
@@ -242,8 +258,6 @@ class SharedWindows:
     PEER_SECONDS: Final = 1.0
     #: A process not heard of for this long no longer counts as sharing the limits.
     PEER_TTL_SECONDS: Final = 5.0
-    #: Records kept at most; the oldest window's records go first, then anyone's.
-    MAX_RECORDS: Final = 100_000
 
     def __init__(
         self,
@@ -279,7 +293,7 @@ class SharedWindows:
     def record(self, client: str, window: int) -> list[int]:
         record = self.records.get(client)
         if record is None or record[0] != window:
-            if record is None and len(self.records) >= self.MAX_RECORDS:
+            if record is None and len(self.records) >= MAX_CLIENT_RECORDS:
                 self._evict(window)
             record = self.records[client] = [window, 0, 0, 0, 0]
         return record
@@ -396,7 +410,7 @@ class SharedWindows:
         """Drop the records of ended windows; when all are current, the oldest half."""
         self._swept_window = window
         kept = {c: r for c, r in self.records.items() if r[0] == window}
-        if len(kept) >= self.MAX_RECORDS:
+        if len(kept) >= MAX_CLIENT_RECORDS:
             kept = dict(list(kept.items())[len(kept) // 2 :])
         self.records = kept
 

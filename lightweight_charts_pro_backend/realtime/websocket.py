@@ -260,13 +260,19 @@ class ChartSession:
     async def _pong(self, fields: dict[str, Any], request_id: object) -> None:
         return None  # receiving it was the point: the socket is alive
 
-    async def _request_history(self, fields: dict[str, Any], request_id: object) -> None:
+    async def _count_read(self) -> None:
+        """Count a frame that reads chart data against the client's history limit: a socket
+        reads no more than REST allows. Frames are answered one at a time, so a socket has at
+        most one read in progress."""
         if self.limiter is not None:
             limiter = self.limiter
             decision = await limiter.hit_history(limiter.client_address(self.websocket.scope))
             if not decision.allowed:
                 self.metrics.rate_limited("history")
                 raise RateLimited(decision.message("history requests"), decision.retry_after)
+
+    async def _request_history(self, fields: dict[str, Any], request_id: object) -> None:
+        await self._count_read()
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields.get("series_id"))
         chunk = await self.charts.history(
@@ -289,6 +295,7 @@ class ChartSession:
         self.conn.send(text_message(render.history_json(series_id, chunk, head)))
 
     async def _get_initial_data(self, fields: dict[str, Any], request_id: object) -> None:
+        await self._count_read()
         head: dict[str, object] = {"type": "initial_data_response"}
         if request_id is not None:
             head["requestId"] = request_id

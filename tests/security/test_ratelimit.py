@@ -177,7 +177,10 @@ ADDRESSES = [
     ("203.0.113.5:443", "203.0.113.5"),
     ("[2001:db8::1]:443", "2001:db8::1"),
     ("2001:db8::1", "2001:db8::1"),
-    ("unknown", "unknown"),
+    # What is not an address names no client: the request counts against the proxy.
+    ("unknown", PROXY),
+    ("x" * 8192, PROXY),
+    ("203.0.113.5" + "0" * 100, PROXY),
 ]
 
 
@@ -186,6 +189,15 @@ def test_forwarded_hop_forms(hop: str, client: str) -> None:
     address = ClientAddress([PROXY])
     scope = {"client": (PROXY, 1), "headers": [(b"x-forwarded-for", hop.encode())]}
     assert address(scope) == client
+
+
+def test_client_records_are_bounded_by_count() -> None:
+    windows = LocalWindows(60.0, max_records=1000)
+    for number in range(5000):
+        windows.hit(f"198.51.{number // 256}.{number % 256}", LocalWindows.API)
+        assert len(windows) <= 1000
+    # The newest clients keep their counts.
+    assert windows.hit("198.51.19.135", LocalWindows.API)[0] == 2
 
 
 @pytest.mark.parametrize(

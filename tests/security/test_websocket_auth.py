@@ -180,6 +180,29 @@ async def test_history_rate_limit_is_answered_in_the_history_response(settings: 
             assert (await receive(ws))["type"] == "pong"
 
 
+async def test_initial_data_frames_count_against_the_history_limit(settings: Settings) -> None:
+    with serve(settings) as base:
+        http = base.replace("ws://", "http://").removesuffix("/ws/charts")
+        async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
+            body = {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "value": 1.0}]}
+            created = await client.post("/api/charts/a/data/s", json=body)
+            assert created.status_code == 200, created.text
+        async with connect(f"{base}/a", subprotocols=["bearer", token(settings)]) as ws:
+            await receive(ws)
+            answers = []
+            for number in range(2):
+                frame = {"type": "request_history", "requestId": str(number), "seriesId": "s"}
+                await ws.send(orjson.dumps(frame).decode())
+                answers.append(await receive(ws))
+            for number in range(2, 5):
+                frame = {"type": "get_initial_data", "requestId": str(number)}
+                await ws.send(orjson.dumps(frame).decode())
+                answers.append(await receive(ws))
+            assert [a.get("errorCode") for a in answers] == [None] * 3 + ["RATE_LIMITED"] * 2
+            assert answers[2]["type"] == "initial_data_response"
+            assert answers[3]["type"] == "error" and answers[3]["requestId"] == "3"
+
+
 async def test_handshakes_count_against_the_api_limit(settings: Settings) -> None:
     limited = settings.model_copy(update={"rate_limit_per_minute": 2})
     with serve(limited) as base:
