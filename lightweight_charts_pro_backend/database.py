@@ -303,8 +303,9 @@ class Database:
 
     async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` (one read statement, or several that need not agree) outside a
-        transaction. A connection that turns out dead is dropped and ``work`` retried once on a
-        new one; losing the database raises ``DatabaseUnavailable``."""
+        transaction. A connection that turns out dead is dropped with every idle one (the server
+        restarted) and ``work`` retried once on a new one; losing the database raises
+        ``DatabaseUnavailable``."""
         for attempt in (1, 2):
             try:
                 async with self._reader.connect() as conn:
@@ -321,6 +322,8 @@ class Database:
                     isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
                 )
                 if attempt == 1 and lost:
+                    # The server went away (a restart): the other idle connections are dead too.
+                    await self._reader.dispose()
                     continue
                 if is_unavailable(exc):
                     raise unavailable(exc) from exc
