@@ -57,6 +57,8 @@ NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": Fal
 STORE_GAUGES_INTERVAL_SECONDS = 5.0
 #: How often a worker sharing its database compares its cached charts' versions with it.
 VERSION_CHECK_INTERVAL_SECONDS = 5.0
+#: Every this many version checks (a minute), the gathered read times are written.
+ACCESS_FLUSH_CHECKS = 12
 
 
 def tune_garbage_collector() -> None:
@@ -218,6 +220,9 @@ def build_app(
             if shared and charts.persistent:
                 sweeper = asyncio.create_task(_check_versions(charts), name="version-check")
                 stack.push_async_callback(_cancel, sweeper)
+                loaded = await charts.warm(settings.cache_warmup_seconds)
+                if loaded:
+                    logger.info("loaded %d recently used series before serving", loaded)
             metrics.track_store(charts.memory_totals)
             if limiter is not None:
                 metrics.track_rate_limits(limiter.clients)
@@ -301,11 +306,16 @@ async def _flush_access(charts: ChartsService) -> None:
 
 
 async def _check_versions(charts: ChartsService) -> None:
-    """Compare cached charts with the database now and then, in case an announcement was lost."""
+    """Compare cached charts with the database now and then, in case an announcement was lost;
+    and record read times every minute, so that a new worker knows which charts to load first."""
+    checks = 0
     while True:
         await asyncio.sleep(VERSION_CHECK_INTERVAL_SECONDS)
+        checks += 1
         try:
             await charts.check_versions()
+            if checks % ACCESS_FLUSH_CHECKS == 0:
+                await charts.flush_access()
         except Exception as exc:
             logger.warning("could not compare cached charts with the database: %s", exc)
 

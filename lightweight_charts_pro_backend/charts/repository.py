@@ -272,6 +272,11 @@ class ChartsRepository:
         )
         return [row[0] for row in await self._all(query)]
 
+    async def recent_charts(self, limit: int) -> list[str]:
+        """The ``limit`` charts read or written most recently (as far as recorded)."""
+        query = select(charts.c.id).order_by(charts.c.accessed_at.desc()).limit(limit)
+        return [row[0] for row in await self._all(query)]
+
     async def record_access(self, accessed: dict[str, float]) -> None:
         """Move ``accessed_at`` forward for many charts in one statement batch."""
         if not accessed:

@@ -15,6 +15,7 @@ it, within the ``SeriesCache`` budget, and until then (or once evicted) reads ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -60,6 +61,8 @@ EXPIRE_BATCH: Final = 1000
 CATCH_UP_SECONDS: Final = 0.1
 #: Charts whose versions one query of :meth:`ChartsService.check_versions` compares.
 _VERSION_BATCH: Final = 500
+#: The most recently used charts :meth:`ChartsService.warm` loads, at most.
+WARM_CHARTS: Final = 50
 
 Query = Literal["newest", "before", "after"]
 
@@ -892,17 +895,19 @@ class ChartsService:
 
     # ------------------------------------------------------------------ loading
 
-    def _schedule_load(self, chart: Chart, series: Series) -> None:
-        """Load the series into memory in the background, when it fits the budget."""
+    def _schedule_load(self, chart: Chart, series: Series) -> asyncio.Task[None] | None:
+        """Load the series into memory in the background, when it fits the budget; the task
+        that does, if one was started."""
         cache = self._cache
         if cache is None or series.store is not None or series.loading:
-            return
+            return None
         if not cache.fits(series.count):
-            return
+            return None
         series.loading = True
         task = asyncio.create_task(self._load(chart, series))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _load(self, chart: Chart, series: Series) -> None:
         """Load the series' points page by page, without holding the chart: writes go on
@@ -942,6 +947,36 @@ class ChartsService:
         finally:
             series.loading = False
             series.backlog = []
+
+    async def warm(self, seconds: float, charts: int = WARM_CHARTS) -> int:
+        """Load the series of the charts used most recently into memory, newest first, for at
+        most ``seconds``; returns how many series were loaded. A new worker does this before
+        it takes requests, while the others serve them, so that it never answers its first
+        requests from a cold cache."""
+        if self._repo is None or self._cache is None or seconds <= 0:
+            return 0
+        deadline = time.monotonic() + seconds
+        loaded = 0
+        try:
+            recent = await self._repo.recent_charts(charts)
+        except DatabaseUnavailable:
+            return 0
+        for chart_id in recent:
+            try:
+                chart, _ = await self._open(chart_id, create=False)
+            except (ChartsError, DatabaseUnavailable):
+                continue
+            for series in list(chart.series.values()) if chart is not None else ():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return loaded
+                assert chart is not None
+                task = self._schedule_load(chart, series)
+                if task is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(task), left)
+                    loaded += series.store is not None
+        return loaded
 
     async def wait_loaded(self) -> None:
         """Wait for the background loads started so far (tests and benchmarks use this)."""

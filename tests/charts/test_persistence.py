@@ -601,3 +601,18 @@ async def test_one_process_at_a_time_holds_the_cleanup_lock(database_url: str) -
         await second.close()
         for database in databases:
             await database.close()
+
+
+async def test_a_new_worker_warms_the_most_recently_used_series_first(database_url: str) -> None:
+    async with service_on(database_url) as first:
+        for name in ("old", "recent"):
+            await first.replace_series(name, 0, "s", "line", [{"time": 1, "value": 1}])
+        await first.history("recent", 0, "s")
+        assert await first.flush_access() == 1  # the read; writes record their own time
+    async with service_on(database_url) as fresh:
+        assert await fresh.warm(10.0, charts=1) == 1
+        recent = await fresh.get_chart_or_raise("recent")
+        assert recent.series[(0, "s")].store is not None  # in memory before the first read
+        assert fresh.loaded_charts() == 1  # "old" was left alone
+        assert (await fresh.get_chart_or_raise("old")).series[(0, "s")].store is None
+        assert await fresh.warm(0.0) == 0
