@@ -147,13 +147,18 @@ async def test_token_expiring_ends_the_socket(settings: Settings) -> None:
             assert await closed_with(ws) == (1008, "The token has expired.")
 
 
+async def _line_series(base: str, settings: Settings) -> None:
+    """Chart ``a`` with a one-point line series ``s``, written over REST."""
+    http = base.replace("ws://", "http://").removesuffix("/ws/charts")
+    async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
+        body = {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "value": 1.0}]}
+        created = await client.post("/api/charts/a/data/s", json=body)
+        assert created.status_code == 200, created.text
+
+
 async def test_history_rate_limit_is_answered_in_the_history_response(settings: Settings) -> None:
     with serve(settings) as base:
-        http = base.replace("ws://", "http://").removesuffix("/ws/charts")
-        async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
-            body = {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "value": 1.0}]}
-            created = await client.post("/api/charts/a/data/s", json=body)
-            assert created.status_code == 200, created.text
+        await _line_series(base, settings)
         async with connect(f"{base}/a", subprotocols=["bearer", token(settings)]) as ws:
             await receive(ws)
             answers = []
@@ -182,11 +187,7 @@ async def test_history_rate_limit_is_answered_in_the_history_response(settings: 
 
 async def test_initial_data_frames_count_against_the_history_limit(settings: Settings) -> None:
     with serve(settings) as base:
-        http = base.replace("ws://", "http://").removesuffix("/ws/charts")
-        async with httpx.AsyncClient(base_url=http, headers=bearer(token(settings))) as client:
-            body = {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "value": 1.0}]}
-            created = await client.post("/api/charts/a/data/s", json=body)
-            assert created.status_code == 200, created.text
+        await _line_series(base, settings)
         async with connect(f"{base}/a", subprotocols=["bearer", token(settings)]) as ws:
             await receive(ws)
             answers = []
