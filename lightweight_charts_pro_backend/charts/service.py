@@ -134,8 +134,14 @@ class Chart:
     # query the database compare it before and after (see ChartsService._db_chunk).
     generation: int = 0
     # Memory may disagree with the database (a write failed mid-way, or another process wrote):
-    # reload before relying on it.
+    # reload before relying on it. ``marks`` counts the times it was found so, so that a reload
+    # that overlapped a newer finding leaves the chart stale.
     stale: bool = False
+    marks: int = 0
+
+    def mark_stale(self) -> None:
+        self.stale = True
+        self.marks += 1
 
     def get_series_or_raise(self, pane_id: int, series_id: str) -> Series:
         try:
@@ -278,14 +284,14 @@ class ChartsService:
         the cross-process event bus): the next access reloads it from the database."""
         chart = self._charts.get(chart_id)
         if chart is not None and self._repo is not None:
-            chart.stale = True
+            chart.mark_stale()
             self._wake(chart_id)
 
     def invalidate_all(self) -> None:
         """Mark every chart in memory as possibly behind the database (changes were missed)."""
         if self._repo is not None:
             for chart in self._charts.values():
-                chart.stale = True
+                chart.mark_stale()
             for chart_id in list(self._waiters):
                 self._wake(chart_id)
 
@@ -328,7 +334,7 @@ class ChartsService:
             and not chart.lock.locked()
             and self._apply_remote_upsert(chart, event)
         ):
-            chart.stale = True
+            chart.mark_stale()
         self._wake(event.chart_id)
 
     def _apply_remote_upsert(self, chart: Chart, event: ChartEvent) -> bool:
@@ -439,7 +445,7 @@ class ChartsService:
         except DatabaseUnavailable:
             return  # served from memory, as when a reload fails
         if (version is None or version > chart.version) and chart.generation % 2 == 0:
-            chart.stale = True
+            chart.mark_stale()
 
     async def _open(self, chart_id: str, *, create: bool) -> tuple[Chart | None, bool]:
         """The chart from memory, else from the database; created when missing and asked to."""
@@ -486,6 +492,7 @@ class ChartsService:
     async def _refresh(self, chart: Chart) -> None:
         """Reload the chart's metadata from the database (caller holds ``chart.lock``)."""
         assert self._repo is not None
+        marks = chart.marks
         record = await self._repo.load_chart(chart.chart_id)
         if record is None:
             self._forget(chart)
@@ -497,7 +504,8 @@ class ChartsService:
         chart.version = fresh.version
         chart.updated_at = fresh.updated_at
         chart.series = fresh.series
-        chart.stale = False
+        # A change heard while the database was read may be missing from what it answered.
+        chart.stale = chart.marks != marks
         chart.generation += 1
 
     def _forget(self, chart: Chart) -> None:
@@ -539,7 +547,7 @@ class ChartsService:
                 if self._repo is not None and (
                     isinstance(exc, DatabaseUnavailable) or not isinstance(exc, ChartsError)
                 ):
-                    chart.stale = True
+                    chart.mark_stale()
                 raise
             finally:
                 chart.generation += 1
@@ -554,7 +562,7 @@ class ChartsService:
         else:
             if versioned.previous != chart.version:
                 # another process wrote in between: this memory state is behind
-                chart.stale = True
+                chart.mark_stale()
             chart.version = versioned.version
         chart.updated_at = now
         chart.accessed_at = now
@@ -683,7 +691,7 @@ class ChartsService:
                         chart_id, series.record(), points, self._clock()
                     )
                 except SeriesNotFound:
-                    chart.stale = True  # deleted by another process
+                    chart.mark_stale()  # deleted by another process
                     raise
                 versioned = Versioned(written.previous, written.version)
                 self._apply_upsert(series, points, written.series, written.added)
@@ -936,7 +944,7 @@ class ChartsService:
                     for points in series.backlog:
                         store.upsert(points)
                     if len(store) != series.count:
-                        chart.stale = True  # the database moved on behind this process's back
+                        chart.mark_stale()  # the database moved on behind this process's back
                         return
                     if self._cache.add(series, store) and series.samples is None:
                         series.samples = TimeSamples.of(store.times())
@@ -1006,7 +1014,7 @@ class ChartsService:
                     continue  # written meanwhile by this process: its memory is current
                 version = versions.get(chart_id)
                 if version is None or version > chart.version:
-                    chart.stale = True
+                    chart.mark_stale()
                     behind += 1
                     self._wake(chart_id)
         return behind
