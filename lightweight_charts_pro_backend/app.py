@@ -17,6 +17,10 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from . import __version__
+from .annotations import endpoints as annotations_api
+from .annotations.memory import MemoryAnnotations
+from .annotations.repository import AnnotationsRepository, AnnotationStore
+from .annotations.service import AnnotationsService
 from .api import auth as auth_api
 from .api import charts as charts_api
 from .api import health as health_api
@@ -162,8 +166,21 @@ def build_app(
                 redis_bus.on_reset(hub.resync_all)
             await hub.start()
             stack.push_async_callback(hub.close)
+            annotation_store: AnnotationStore = (
+                MemoryAnnotations() if database is None else AnnotationsRepository(database)
+            )
+            annotations = AnnotationsService(
+                charts,
+                bus,
+                annotation_store,
+                max_per_chart=settings.max_annotations_per_chart,
+                max_bytes=settings.max_annotation_bytes,
+                forget_with_chart=database is None,
+            )
+            stack.push_async_callback(annotations.close)
             app.state.bus = bus
             app.state.charts = charts
+            app.state.annotations = annotations
             app.state.hub = hub
             keystore: KeyStore
             if database is not None:
@@ -234,6 +251,7 @@ def build_app(
     app.include_router(health_api.router)
     app.include_router(auth_api.router)
     app.include_router(charts_api.router)
+    app.include_router(annotations_api.router)
     app.include_router(websocket_api.router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
