@@ -9,7 +9,8 @@ only read access: a viewer may keep their own drawings on a chart they cannot ch
 
 Each change of an annotation raises its ``version``; a PATCH names the version it read and fails
 with 409 ``ANNOTATION_CONFLICT`` when that is not the current one. Writes of one chart are
-serialized in this process by a lock and across processes by the store, which numbers them.
+serialized in this process by a lock and across processes by the store, which numbers them; each
+committed change is then published on the bus as an :class:`AnnotationEvent` with that number.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from ..auth import WRITE, Principal
 from ..charts.events import ChartEvent
 from ..charts.service import ChartsService, _KeyedLocks, check_id
 from ..errors import Forbidden
-from ..realtime.bus import EventBus, Unsubscribe
+from ..realtime.bus import BusEvent, EventBus, Unsubscribe
 from .errors import AnnotationConflict, AnnotationNotFound
+from .events import AnnotationEvent, AnnotationOp
 from .repository import AnnotationQuery, AnnotationStore
 from .resolution import bar_start
 from .schemas import (
@@ -173,8 +175,9 @@ class AnnotationsService:
         )
         async with self._locks.hold(chart_id):
             await self._charts.get_chart_or_raise(chart_id)
-            await self._store.insert(record, self.max_per_chart)
+            sequence = await self._store.insert(record, self.max_per_chart)
             self._watch(chart_id)
+            await self._announce(record, sequence, "create")
         return record
 
     async def update(
@@ -200,11 +203,14 @@ class AnnotationsService:
                 updated_at=max(self._clock(), current.updated_at),
                 max_bytes=self.max_bytes,
             )
-            if await self._store.replace(record, current.version) is None:
+            sequence = await self._store.replace(record, current.version)
+            if sequence is None:
                 raise AnnotationConflict(
                     f"Annotation '{annotation_id}' changed while this update was applied; "
                     "read it again."
                 )
+            withdrawn = current.visibility == "chart" and record.visibility == "private"
+            await self._announce(record, sequence, "update", withdrawn=withdrawn)
         return record
 
     async def delete(
@@ -215,11 +221,13 @@ class AnnotationsService:
             current = await self._changeable(chart_id, annotation_id, caller)
             if version is not None and current.version != version:
                 raise _conflict(current, version)
-            if await self._store.delete(chart_id, annotation_id, current.version) is None:
+            sequence = await self._store.delete(chart_id, annotation_id, current.version)
+            if sequence is None:
                 raise AnnotationConflict(
                     f"Annotation '{annotation_id}' changed while it was being deleted; read it "
                     "again."
                 )
+            await self._announce(current, sequence, "delete")
 
     async def _changeable(
         self, chart_id: str, annotation_id: str, caller: Principal
@@ -231,14 +239,37 @@ class AnnotationsService:
             caller.check(chart_id, WRITE)
         return current
 
+    async def _announce(
+        self,
+        record: AnnotationRecord,
+        sequence: int,
+        op: AnnotationOp,
+        *,
+        withdrawn: bool = False,
+    ) -> None:
+        """Publish a committed change (under the chart's lock: in sequence order)."""
+        deleted = op == "delete"
+        await self._bus.publish(
+            AnnotationEvent(
+                chart_id=record.chart_id,
+                sequence=sequence,
+                op=op,
+                annotation_id=record.annotation_id,
+                version=record.version + 1 if deleted else record.version,
+                audience=record.owner if record.visibility == "private" else None,
+                withdrawn=withdrawn,
+                data=None if deleted else record.body,
+            )
+        )
+
     # ---------------------------------------------------------------- charts going away
 
     def _watch(self, chart_id: str) -> None:
         if not self._forget_with_chart or chart_id in self._watched:
             return
 
-        def on_chart_event(event: ChartEvent) -> None:
-            if event.op == "chart_deleted":
+        def on_chart_event(event: BusEvent) -> None:
+            if isinstance(event, ChartEvent) and event.op == "chart_deleted":
                 self._store.forget(chart_id)
                 unsubscribe = self._watched.pop(chart_id, None)
                 if unsubscribe is not None:
