@@ -49,6 +49,9 @@ from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
 from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
+from .saveload import endpoints as saveload_api
+from .saveload.service import SaveLoadService
+from .saveload.store import LayoutsRepository, LayoutStore, MemoryLayouts
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +184,12 @@ def build_app(
             app.state.bus = bus
             app.state.charts = charts
             app.state.annotations = annotations
+            layouts: LayoutStore = (
+                MemoryLayouts() if database is None else LayoutsRepository(database)
+            )
+            app.state.saveload = SaveLoadService(
+                layouts, max_layout_bytes=settings.max_layout_bytes
+            )
             app.state.hub = hub
             keystore: KeyStore
             if database is not None:
@@ -252,6 +261,7 @@ def build_app(
     app.include_router(auth_api.router)
     app.include_router(charts_api.router)
     app.include_router(annotations_api.router)
+    app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)

@@ -7,7 +7,9 @@ key and the count and time range of its points) and ``points`` (one row per poin
 ``api_keys`` holds the API keys, as hashes (``keytable.DatabaseKeyStore``). ``annotations`` holds
 the drawings and markers of each chart (their wire JSON, and the columns queries filter on,
 indexed by chart and time span), ``annotation_heads`` each chart's annotation count and the
-sequence number of its last annotation change (``annotations/repository.py``).
+sequence number of its last annotation change (``annotations/repository.py``). ``saved_layouts``
+holds what the TradingView save/load API stores: chart layouts, study and drawing templates
+(``saveload/store.py``).
 
 Nothing connects at import time: ``Database.from_settings`` builds the engine, and the app does
 that in its lifespan. Queries live in ``charts/repository.py``.
@@ -66,9 +68,9 @@ T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
-SCHEMA_REVISION: Final = "0003"
+SCHEMA_REVISION: Final = "0004"
 #: Older revisions whose databases reach the head by adding tables only (done at startup).
-TABLES_ONLY_REVISIONS: Final = ("0001", "0002")
+TABLES_ONLY_REVISIONS: Final = ("0001", "0002", "0003")
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -210,12 +212,32 @@ class AnnotationHeadModel(Base):
     count: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class SavedLayoutModel(Base):
+    """A chart layout (``kind`` ``chart``), study template or drawing template (``tool`` names the
+    drawing tool) saved by a user of a TradingView client through the save/load API."""
+
+    __tablename__ = "saved_layouts"
+    __table_args__ = (Index(None, "client", "user_id", "kind", "tool", "name"), _MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    tool: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(128), nullable=False)
+    resolution: Mapped[str] = mapped_column(String(16), nullable=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content: Mapped[str] = mapped_column(LongText, nullable=False)
+
+
 charts_table: Final[Table] = ChartModel.__table__  # type: ignore[assignment]
 series_table: Final[Table] = SeriesModel.__table__  # type: ignore[assignment]
 points_table: Final[Table] = PointModel.__table__  # type: ignore[assignment]
 api_keys_table: Final[Table] = ApiKeyModel.__table__  # type: ignore[assignment]
 annotations_table: Final[Table] = AnnotationModel.__table__  # type: ignore[assignment]
 annotation_heads_table: Final[Table] = AnnotationHeadModel.__table__  # type: ignore[assignment]
+saved_layouts_table: Final[Table] = SavedLayoutModel.__table__  # type: ignore[assignment]
 
 
 # MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error

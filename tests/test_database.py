@@ -103,7 +103,8 @@ async def test_startup_adds_the_tables_a_newer_revision_brings(
             stamped = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
             keys = (await conn.execute(text("SELECT COUNT(*) FROM api_keys"))).scalar_one()
             drawn = (await conn.execute(text("SELECT COUNT(*) FROM annotations"))).scalar_one()
-        assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == drawn == 0
+            saved = (await conn.execute(text("SELECT COUNT(*) FROM saved_layouts"))).scalar_one()
+        assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == drawn == saved == 0
     finally:
         await database.close()
     await _in_thread(command.upgrade, config, "head")  # nothing to do
@@ -146,7 +147,8 @@ def test_migrations_render_as_sql_without_a_server(url: str) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    for table in ("charts", "series", "points", "api_keys", "annotations", "annotation_heads"):
+    tables = ("charts", "series", "points", "api_keys", "annotations", "annotation_heads")
+    for table in (*tables, "saved_layouts"):
         assert f"CREATE TABLE {table} (" in proc.stdout
     assert f"'{SCHEMA_REVISION}'" in proc.stdout
 
