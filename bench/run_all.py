@@ -1,7 +1,7 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,fanout,production`` to choose. Exit status 1
+``--only history,memory,ingest,persistence,fanout,production,annotations`` to choose. Exit status 1
 when a benchmark could not run, and also when a target is missed if ``--strict`` is given.
 """
 
@@ -19,6 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    bench_annotations,
     bench_fanout,
     bench_history,
     bench_ingest,
@@ -42,6 +43,11 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
     "persistence": (bench_persistence.main, [], ["--latency-requests", "300"]),
     "fanout": (bench_fanout.main, [], ["--rounds", "3", "--trials", "5", "--burst", "50"]),
     "production": (bench_production.main, [], ["--duration", "3", "--rounds", "3"]),
+    "annotations": (
+        bench_annotations.main,
+        [],
+        ["--latency-requests", "200", "--backends", "memory,sqlite"],
+    ),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -75,6 +81,27 @@ TARGETS = [
     ("fanout", "product_p99_ms", "fan-out p99 ms, 1000 sockets (product)", 50.0, False),
     ("fanout", "product_over_bare", "fan-out rate product/bare websockets", 0.5, True),
     ("production", "production_over_development", "req/s production/development", 0.85, True),
+    (
+        "annotations",
+        "memory_listing_over_history",
+        "annotations listing/history latency (mem)",
+        3.0,
+        False,
+    ),
+    (
+        "annotations",
+        "sqlite_listing_over_history",
+        "annotations listing/history latency (SQLite)",
+        3.0,
+        False,
+    ),
+    (
+        "annotations",
+        "postgresql_listing_over_history",
+        "annotations listing/history (PostgreSQL)",
+        3.0,
+        False,
+    ),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {
