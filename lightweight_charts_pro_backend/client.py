@@ -363,6 +363,31 @@ class ChartsClient:
             "PATCH", f"/api/charts/{chart_id}/data/{series_id}", {"paneId": pane, "data": points}
         )
 
+    def add_annotation(self, chart_id: str, annotation: Mapping[str, Any]) -> dict[str, Any]:
+        """Draw on the chart; returns the stored annotation (with its ``annotationId``).
+
+        Example::
+
+            charts.add_annotation("btc", {"kind": "marker", "seriesId": "price",
+                "points": [{"time": 1_700_000_000}], "text": "buy",
+                "style": {"position": "belowBar", "shape": "arrowUp", "color": "#26a69a"}})
+        """
+        created: dict[str, Any] = self._call(
+            "POST", f"/api/charts/{chart_id}/annotations", dict(annotation)
+        )
+        return created
+
+    def list_annotations(self, chart_id: str, **params: Any) -> list[dict[str, Any]]:
+        """The chart's annotations the caller may see (``from``/``to`` may be given as
+        ``**{"from": t0, "to": t1}``, with ``pane_id``, ``series_id``)."""
+        found: list[dict[str, Any]] = self._call(
+            "GET", f"/api/charts/{chart_id}/annotations", **params
+        )["annotations"]
+        return found
+
+    def delete_annotation(self, chart_id: str, annotation_id: str) -> None:
+        self._call("DELETE", f"/api/charts/{chart_id}/annotations/{annotation_id}")
+
     def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
         return self._call("GET", f"/api/charts/{chart_id}/data/{pane}/{series_id}")
 
