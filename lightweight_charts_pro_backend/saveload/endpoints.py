@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from ..api.body import read_body
 from ..api.deps import authorize
+from ..api.schemas import WireModel
 from ..auth import READ, Principal
 from ..errors import ChartsError, InvalidRequest, PayloadTooLarge
 from ..request_context import current_request_id
@@ -57,7 +58,49 @@ class SaveLoadRoute(APIRoute):
         return handle
 
 
-router = APIRouter(prefix="/saveload/1.1", tags=["saveload"], route_class=SaveLoadRoute)
+class SaveLoadError(WireModel):
+    status: str
+    message: str
+    detail: str
+    error_code: str
+    request_id: str | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": SaveLoadError} for code in (400, 401, 403, 404, 413, 422, 429)
+}
+
+
+def _query(*names: str, required: tuple[str, ...] = ("client", "user")) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": {"type": "string"},
+            }
+            for name in names
+        ]
+    }
+
+
+def _form(*fields: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {name: {"type": "string"} for name in fields}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": schema},
+                "multipart/form-data": {"schema": schema},
+            },
+        }
+    }
+
+
+router = APIRouter(
+    prefix="/saveload/1.1", tags=["saveload"], route_class=SaveLoadRoute, responses=_ERRORS
+)
 
 
 def get_saveload(request: Request) -> SaveLoadService:
@@ -81,7 +124,7 @@ def ok(**fields: Any) -> Response:
     return Response(orjson.dumps({"status": "ok", **fields}), media_type=JSON)
 
 
-@router.get("/charts")
+@router.get("/charts", openapi_extra=_query("client", "user", "chart"))
 async def charts(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     """The user's saved charts, or with ``chart=<id>`` one of them with its content."""
     chart = request.query_params.get("chart")
@@ -90,7 +133,11 @@ async def charts(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Res
     return ok(data=await service.chart(owner, chart))
 
 
-@router.post("/charts")
+@router.post(
+    "/charts",
+    openapi_extra=_query("client", "user", "chart")
+    | _form("name", "content", "symbol", "resolution"),
+)
 async def save_chart(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     """Form ``name, content, symbol, resolution``: a new chart (answers its ``id``), or with
     ``chart=<id>`` a new content for that one."""
@@ -100,13 +147,15 @@ async def save_chart(request: Request, service: SaveLoadDep, owner: OwnerDep) ->
     return ok() if chart is not None else ok(id=saved)
 
 
-@router.delete("/charts")
+@router.delete(
+    "/charts", openapi_extra=_query("client", "user", "chart", required=("client", "user", "chart"))
+)
 async def delete_chart(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     await service.delete_chart(owner, _required(request, "chart"))
     return ok()
 
 
-@router.get("/study_templates")
+@router.get("/study_templates", openapi_extra=_query("client", "user", "template"))
 async def study_templates(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     name = request.query_params.get("template")
     if name is None:
@@ -115,7 +164,7 @@ async def study_templates(request: Request, service: SaveLoadDep, owner: OwnerDe
     return ok(data=await service.template(owner, "study_template", name))
 
 
-@router.post("/study_templates")
+@router.post("/study_templates", openapi_extra=_query("client", "user") | _form("name", "content"))
 async def save_study_template(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     """Form ``name, content``; a template of that name is replaced."""
     form = await read_form(request, service.max_layout_bytes)
@@ -123,7 +172,10 @@ async def save_study_template(request: Request, service: SaveLoadDep, owner: Own
     return ok()
 
 
-@router.delete("/study_templates")
+@router.delete(
+    "/study_templates",
+    openapi_extra=_query("client", "user", "template", required=("client", "user", "template")),
+)
 async def delete_study_template(
     request: Request, service: SaveLoadDep, owner: OwnerDep
 ) -> Response:
@@ -131,7 +183,10 @@ async def delete_study_template(
     return ok()
 
 
-@router.get("/drawing_templates")
+@router.get(
+    "/drawing_templates",
+    openapi_extra=_query("client", "user", "tool", "name", required=("client", "user", "tool")),
+)
 async def drawing_templates(request: Request, service: SaveLoadDep, owner: OwnerDep) -> Response:
     """The names of the user's templates of ``tool``, or with ``name=`` one of them."""
     tool = _tool(request)
@@ -141,7 +196,11 @@ async def drawing_templates(request: Request, service: SaveLoadDep, owner: Owner
     return ok(data=await service.template(owner, "drawing_template", name, tool))
 
 
-@router.post("/drawing_templates")
+@router.post(
+    "/drawing_templates",
+    openapi_extra=_query("client", "user", "tool", "name", required=("client", "user", "tool"))
+    | _form("content"),
+)
 async def save_drawing_template(
     request: Request, service: SaveLoadDep, owner: OwnerDep
 ) -> Response:
@@ -153,7 +212,12 @@ async def save_drawing_template(
     return ok()
 
 
-@router.delete("/drawing_templates")
+@router.delete(
+    "/drawing_templates",
+    openapi_extra=_query(
+        "client", "user", "tool", "name", required=("client", "user", "tool", "name")
+    ),
+)
 async def delete_drawing_template(
     request: Request, service: SaveLoadDep, owner: OwnerDep
 ) -> Response:
