@@ -1,8 +1,9 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,fanout,production`` to choose. Exit status 1
-when a benchmark could not run, and also when a target is missed if ``--strict`` is given.
+``--only history,memory,ingest,persistence,fanout,production,topology,annotations`` to choose.
+Exit status 1 when a benchmark could not run, and also when a target is missed if ``--strict``
+is given.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    bench_annotations,
     bench_fanout,
     bench_history,
     bench_ingest,
@@ -47,6 +49,11 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
         bench_topology.main,
         [],
         ["--candles", "200000", "--duration", "3", "--rounds", "2", "--stall-requests", "4000"],
+    ),
+    "annotations": (
+        bench_annotations.main,
+        [],
+        ["--latency-requests", "200", "--backends", "memory,sqlite"],
     ),
 }
 
@@ -86,6 +93,27 @@ TARGETS = [
     ("topology", "stall_p999_ms", "worker restart: p99.9 ms", 10.0, False),
     ("topology", "stall_max_ms", "worker restart: max ms", 100.0, False),
     ("topology", "ingest_candles_per_s", "ingest candles/s through the topology", 300_000.0, True),
+    (
+        "annotations",
+        "memory_listing_over_history",
+        "annotations listing/history latency (mem)",
+        3.0,
+        False,
+    ),
+    (
+        "annotations",
+        "sqlite_listing_over_history",
+        "annotations listing/history latency (SQLite)",
+        3.0,
+        False,
+    ),
+    (
+        "annotations",
+        "postgresql_listing_over_history",
+        "annotations listing/history (PostgreSQL)",
+        3.0,
+        False,
+    ),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {

@@ -17,6 +17,10 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from . import __version__
+from .annotations import endpoints as annotations_api
+from .annotations.memory import MemoryAnnotations
+from .annotations.repository import AnnotationsRepository, AnnotationStore
+from .annotations.service import AnnotationsService
 from .api import auth as auth_api
 from .api import charts as charts_api
 from .api import health as health_api
@@ -45,6 +49,9 @@ from .realtime.bus import InProcessEventBus
 from .realtime.hub import Hub, HubLimits
 from .realtime.redis_bus import RedisEventBus
 from .realtime.signals import close_sockets_on_signal
+from .saveload import endpoints as saveload_api
+from .saveload.service import SaveLoadService
+from .saveload.store import LayoutsRepository, LayoutStore, MemoryLayouts
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +180,27 @@ def build_app(
                 redis_bus.on_lost(hub.resync_charts)
             await hub.start()
             stack.push_async_callback(hub.close)
+            annotation_store: AnnotationStore = (
+                MemoryAnnotations() if database is None else AnnotationsRepository(database)
+            )
+            annotations = AnnotationsService(
+                charts,
+                bus,
+                annotation_store,
+                max_per_chart=settings.max_annotations_per_chart,
+                max_bytes=settings.max_annotation_bytes,
+                forget_with_chart=database is None,
+            )
+            stack.push_async_callback(annotations.close)
             app.state.bus = bus
             app.state.charts = charts
+            app.state.annotations = annotations
+            layouts: LayoutStore = (
+                MemoryLayouts() if database is None else LayoutsRepository(database)
+            )
+            app.state.saveload = SaveLoadService(
+                layouts, max_layout_bytes=settings.max_layout_bytes
+            )
             app.state.hub = hub
             keystore: KeyStore
             if database is not None:
@@ -252,6 +278,8 @@ def build_app(
     app.include_router(health_api.router)
     app.include_router(auth_api.router)
     app.include_router(charts_api.router)
+    app.include_router(annotations_api.router)
+    app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)

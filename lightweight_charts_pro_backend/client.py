@@ -385,6 +385,18 @@ class _Operations:
         params = _history_params(before_time, after_time, count)
         return (yield _Call("GET", path, params=params, chart_id=chart_id))
 
+    # Annotations have versions of their own: their calls name no chart version.
+
+    def add_annotation(self, chart_id: str, annotation: Mapping[str, Any]) -> Steps:
+        return (yield _Call("POST", f"/api/charts/{chart_id}/annotations", dict(annotation)))
+
+    def list_annotations(self, chart_id: str, params: Mapping[str, Any]) -> Steps:
+        path = f"/api/charts/{chart_id}/annotations"
+        return (yield _Call("GET", path, params=params))["annotations"]
+
+    def delete_annotation(self, chart_id: str, annotation_id: str) -> Steps:
+        yield _Call("DELETE", f"/api/charts/{chart_id}/annotations/{annotation_id}")
+
 
 def _older(chunk: Mapping[str, Any]) -> object:
     """Where the chunk before ``chunk`` ends (its first time), or None at the first point."""
@@ -498,6 +510,27 @@ class ChartsClient:
         """Upsert points (a new bar, the last bar again, corrections); returns
         ``{"seriesId", "count", "totalCount", "version"}``."""
         return self._run(self._ops.update(chart_id, series_id, data, pane))
+
+    def add_annotation(self, chart_id: str, annotation: Mapping[str, Any]) -> dict[str, Any]:
+        """Draw on the chart; returns the stored annotation (with its ``annotationId``).
+
+        Example::
+
+            charts.add_annotation("btc", {"kind": "marker", "seriesId": "price",
+                "points": [{"time": 1_700_000_000}], "text": "buy",
+                "style": {"position": "belowBar", "shape": "arrowUp", "color": "#26a69a"}})
+        """
+        created: dict[str, Any] = self._run(self._ops.add_annotation(chart_id, annotation))
+        return created
+
+    def list_annotations(self, chart_id: str, **params: Any) -> list[dict[str, Any]]:
+        """The chart's annotations the caller may see (``from``/``to`` may be given as
+        ``**{"from": t0, "to": t1}``, with ``pane_id``, ``series_id``)."""
+        found: list[dict[str, Any]] = self._run(self._ops.list_annotations(chart_id, params))
+        return found
+
+    def delete_annotation(self, chart_id: str, annotation_id: str) -> None:
+        self._run(self._ops.delete_annotation(chart_id, annotation_id))
 
     def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
         return self._run(self._ops.get_series(chart_id, series_id, pane))
@@ -764,6 +797,18 @@ class AsyncChartsClient:
         pane: int = 0,
     ) -> Any:
         return await self._run(self._ops.update(chart_id, series_id, data, pane))
+
+    async def add_annotation(self, chart_id: str, annotation: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`ChartsClient.add_annotation`."""
+        created: dict[str, Any] = await self._run(self._ops.add_annotation(chart_id, annotation))
+        return created
+
+    async def list_annotations(self, chart_id: str, **params: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._run(self._ops.list_annotations(chart_id, params))
+        return found
+
+    async def delete_annotation(self, chart_id: str, annotation_id: str) -> None:
+        await self._run(self._ops.delete_annotation(chart_id, annotation_id))
 
     async def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
         return await self._run(self._ops.get_series(chart_id, series_id, pane))

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2, le=200)
     max_points_per_request: int = Field(default=1_000_000, ge=1)
 
+    # Annotations and saved layouts
+    max_annotations_per_chart: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_annotation_bytes: int = Field(default=16 * 1024, ge=512, le=16 * 2**20)
+    max_layout_bytes: int = Field(default=2 * 2**20, ge=1024, le=64 * 2**20)
+
     # CORS
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["http://localhost:3000", "http://localhost:8501"]

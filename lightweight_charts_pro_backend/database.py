@@ -4,7 +4,12 @@ Three tables hold the charts. ``charts`` (one row per chart, with its options, v
 times it was created, changed and last read), ``series`` (one row per series, with a surrogate
 key and the count and time range of its points) and ``points`` (one row per point, primary key
 ``(series_pk, time)``, the point's fields as the JSON the client sent, times normalized).
-``api_keys`` holds the API keys, as hashes (``keytable.DatabaseKeyStore``).
+``api_keys`` holds the API keys, as hashes (``keytable.DatabaseKeyStore``). ``annotations`` holds
+the drawings and markers of each chart (their wire JSON, and the columns queries filter on,
+indexed by chart and time span), ``annotation_heads`` each chart's annotation count and the
+sequence number of its last annotation change (``annotations/repository.py``). ``saved_layouts``
+holds what the TradingView save/load API stores: chart layouts, study and drawing templates
+(``saveload/store.py``).
 
 Nothing connects at import time: ``Database.from_settings`` builds the engine, and the app does
 that in its lifespan. Queries live in ``charts/repository.py``.
@@ -33,7 +38,9 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    bindparam,
     event,
     inspect,
     text,
@@ -61,7 +68,9 @@ T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
-SCHEMA_REVISION: Final = "0002"
+SCHEMA_REVISION: Final = "0004"
+#: Older revisions whose databases reach the head by adding tables only (done at startup).
+TABLES_ONLY_REVISIONS: Final = ("0001", "0002", "0003")
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -74,6 +83,8 @@ NAMING_CONVENTION: Final = {
 Identifier = String(128).with_variant(
     mysql.VARCHAR(128, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
 )
+# Long JSON text: MySQL's TEXT stops at 64 KiB.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -162,10 +173,71 @@ class ApiKeyModel(Base):
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
+class AnnotationModel(Base):
+    """An annotation of a chart: ``body`` is its wire JSON, the other columns what queries filter
+    on. ``start_time``/``end_time`` is the time span of its anchors (the extremes of valid times
+    for lines without end), indexed with the chart so that a visible range is a range scan."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index(None, "chart_id", "end_time", "start_time"), _MYSQL_TABLE)
+
+    chart_id: Mapped[str] = mapped_column(
+        Identifier, ForeignKey("charts.id", ondelete="CASCADE"), primary_key=True
+    )
+    annotation_id: Mapped[str] = mapped_column(Identifier, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    pane_id: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    series_id: Mapped[str | None] = mapped_column(Identifier, nullable=True)
+    visibility: Mapped[str] = mapped_column(String(8), nullable=False)
+    owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    start_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+    body: Mapped[str] = mapped_column(LongText, nullable=False)
+
+
+class AnnotationHeadModel(Base):
+    """Per chart with annotations: how many it holds and the sequence number of the last change
+    (the order in which sockets receive them)."""
+
+    __tablename__ = "annotation_heads"
+    __table_args__ = (_MYSQL_TABLE,)
+
+    chart_id: Mapped[str] = mapped_column(
+        Identifier, ForeignKey("charts.id", ondelete="CASCADE"), primary_key=True
+    )
+    sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SavedLayoutModel(Base):
+    """A chart layout (``kind`` ``chart``), study template or drawing template (``tool`` names the
+    drawing tool) saved by a user of a TradingView client through the save/load API."""
+
+    __tablename__ = "saved_layouts"
+    __table_args__ = (Index(None, "client", "user_id", "kind", "tool", "name"), _MYSQL_TABLE)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    tool: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(128), nullable=False)
+    resolution: Mapped[str] = mapped_column(String(16), nullable=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content: Mapped[str] = mapped_column(LongText, nullable=False)
+
+
 charts_table: Final[Table] = ChartModel.__table__  # type: ignore[assignment]
 series_table: Final[Table] = SeriesModel.__table__  # type: ignore[assignment]
 points_table: Final[Table] = PointModel.__table__  # type: ignore[assignment]
 api_keys_table: Final[Table] = ApiKeyModel.__table__  # type: ignore[assignment]
+annotations_table: Final[Table] = AnnotationModel.__table__  # type: ignore[assignment]
+annotation_heads_table: Final[Table] = AnnotationHeadModel.__table__  # type: ignore[assignment]
+saved_layouts_table: Final[Table] = SavedLayoutModel.__table__  # type: ignore[assignment]
 
 
 # MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error
@@ -349,12 +421,13 @@ class Database:
 
         Returns whether they were created. Several workers may start at once: a worker that
         loses the race to create them finds them there. Tables an older version created at
-        startup (revision 0001, before ``api_keys``) get the missing table and the new stamp.
+        startup (a revision of ``TABLES_ONLY_REVISIONS``) get the tables added since and the new
+        stamp.
         """
         async with self.transaction(write=True) as conn:
             present = await conn.run_sync(lambda sync: inspect(sync).has_table("charts"))
         if present:
-            await self._add_api_keys_table()
+            await self._add_missing_tables()
             return False
         try:
             async with self.transaction(write=True) as conn:
@@ -368,35 +441,39 @@ class Database:
         logger.info("created the database tables at revision %s", SCHEMA_REVISION)
         return True
 
-    async def _add_api_keys_table(self) -> None:
-        def missing(sync: Any) -> tuple[bool, bool]:
+    async def _add_missing_tables(self) -> None:
+        def missing(sync: Any) -> tuple[list[Table], bool]:
             inspector = inspect(sync)
-            return not inspector.has_table("api_keys"), inspector.has_table("alembic_version")
+            absent = [t for t in Base.metadata.sorted_tables if not inspector.has_table(t.name)]
+            return absent, inspector.has_table("alembic_version")
 
         async with self.transaction(write=True) as conn:
             absent, stamped = await conn.run_sync(missing)
         if not absent:
             return
+        names = ", ".join(table.name for table in absent)
         try:
             async with self.transaction(write=True) as conn:
-                await conn.run_sync(lambda sync: api_keys_table.create(sync))
+                await conn.run_sync(
+                    lambda sync: Base.metadata.create_all(sync, tables=absent, checkfirst=True)
+                )
                 if stamped:
                     await conn.execute(
                         text(
                             "UPDATE alembic_version SET version_num = :head "
-                            "WHERE version_num = :old"
-                        ),
-                        {"head": SCHEMA_REVISION, "old": "0001"},
+                            "WHERE version_num IN :old"
+                        ).bindparams(bindparam("old", expanding=True)),
+                        {"head": SCHEMA_REVISION, "old": list(TABLES_ONLY_REVISIONS)},
                     )
         except sa_exc.DatabaseError as exc:
             async with self.transaction() as conn:
                 if (await conn.run_sync(missing))[0]:
                     raise RuntimeError(
-                        "The database lacks the api_keys table and the service could not add "
-                        f"it ({type(exc).__name__}); run `alembic upgrade head`."
+                        f"The database lacks the tables {names} and the service could not add "
+                        f"them ({type(exc).__name__}); run `alembic upgrade head`."
                     ) from exc
             return
-        logger.info("added the api_keys table (revision %s)", SCHEMA_REVISION)
+        logger.info("added the tables %s (revision %s)", names, SCHEMA_REVISION)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -19,7 +19,12 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from lightweight_charts_pro_backend.config import Settings
-from lightweight_charts_pro_backend.database import SCHEMA_REVISION, Database, is_unavailable
+from lightweight_charts_pro_backend.database import (
+    SCHEMA_REVISION,
+    TABLES_ONLY_REVISIONS,
+    Database,
+    is_unavailable,
+)
 from lightweight_charts_pro_backend.errors import DatabaseUnavailable
 from tests.servers import free_port
 
@@ -85,18 +90,21 @@ async def test_tables_created_at_startup_are_at_the_head_revision(
     await _in_thread(command.check, config)
 
 
+@pytest.mark.parametrize("old", TABLES_ONLY_REVISIONS)
 async def test_startup_adds_the_tables_a_newer_revision_brings(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch, old: str
 ) -> None:
     config = alembic_config(monkeypatch, database_url)
-    await _in_thread(command.upgrade, config, "0001")  # tables of the first release
+    await _in_thread(command.upgrade, config, old)  # tables of an earlier release
     database = Database.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
     try:
         assert await database.create_tables() is False  # charts were there
         async with database.transaction() as conn:
             stamped = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
             keys = (await conn.execute(text("SELECT COUNT(*) FROM api_keys"))).scalar_one()
-        assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == 0
+            drawn = (await conn.execute(text("SELECT COUNT(*) FROM annotations"))).scalar_one()
+            saved = (await conn.execute(text("SELECT COUNT(*) FROM saved_layouts"))).scalar_one()
+        assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == drawn == saved == 0
     finally:
         await database.close()
     await _in_thread(command.upgrade, config, "head")  # nothing to do
@@ -139,7 +147,8 @@ def test_migrations_render_as_sql_without_a_server(url: str) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    for table in ("charts", "series", "points", "api_keys"):
+    tables = ("charts", "series", "points", "api_keys", "annotations", "annotation_heads")
+    for table in (*tables, "saved_layouts"):
         assert f"CREATE TABLE {table} (" in proc.stdout
     assert f"'{SCHEMA_REVISION}'" in proc.stdout
 

@@ -61,6 +61,51 @@ class Candles:
         return price, volume
 
 
+def drawings(series: Candles, last: int = 400) -> list[Point]:
+    """A few drawings on the newest ``last`` candles: markers on the highest and lowest bar of
+    each quarter of them, and a trend line from the lowest low to the newest close."""
+    start = max(0, len(series) - last)
+    drawn: list[Point] = []
+    step = max(1, (len(series) - start) // 4)
+    for n, left in enumerate(range(start, len(series) - step + 1, step)):
+        window = slice(left, left + step)
+        high = left + int(np.argmax(series.high[window]))
+        low = left + int(np.argmin(series.low[window]))
+        drawn.append(_marker(f"demo-high-{n}", int(series.times[high]), "aboveBar", "high"))
+        drawn.append(_marker(f"demo-low-{n}", int(series.times[low]), "belowBar", "low"))
+    lowest = start + int(np.argmin(series.low[start:]))
+    if lowest < len(series) - 1:
+        drawn.append(
+            {
+                "annotationId": "demo-trend",
+                "kind": "trend_line",
+                "points": [
+                    {"time": int(series.times[lowest]), "price": float(series.low[lowest])},
+                    {"time": int(series.times[-1]), "price": float(series.close[-1])},
+                ],
+                "style": {"color": "#f7c948", "lineWidth": 2},
+                "text": "support",
+            }
+        )
+    return drawn
+
+
+def _marker(annotation_id: str, time: int, position: str, text: str) -> Point:
+    up = position == "belowBar"
+    return {
+        "annotationId": annotation_id,
+        "kind": "marker",
+        "seriesId": "price",
+        "points": [{"time": time}],
+        "style": {
+            "position": position,
+            "shape": "arrowUp" if up else "arrowDown",
+            "color": "#26a69a" if up else "#ef5350",
+        },
+        "text": text,
+    }
+
+
 def candles(
     count: int, end_time: int, bar_seconds: int, seed: int = 7
 ) -> tuple[list[Point], list[Point]]:

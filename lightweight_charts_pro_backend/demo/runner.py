@@ -1,4 +1,5 @@
-"""``charts-backend demo``: seed a chart with synthetic candles and volume, then trade on it."""
+"""``charts-backend demo``: seed a chart with synthetic candles, volume, a few markers and a
+trend line, then trade on it."""
 
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def run_demo(
         try:
             client.create_chart(chart_id)
             _upload(client, chart_id, series, progress)
+            draw(client, chart_id, series)
             print(f"Demo chart {chart_id!r}: {url}/demo?chart={chart_id}", flush=True)
             price, volume = series.points(len(series) - 1)
             ticker = data.Ticker(price[-1], float(volume[-1]["value"]), bar_seconds)
@@ -103,6 +105,15 @@ def run_demo(
                 time.sleep(period)
         except ChartsClientError as exc:
             raise DemoError(exc.detail if exc.status == 0 else str(exc)) from None
+
+
+def draw(client: ChartsClient, chart_id: str, series: data.Candles) -> None:
+    """Replace the demo's drawings (those it made on an earlier run go first)."""
+    for old in client.list_annotations(chart_id):
+        if old["annotationId"].startswith("demo-"):
+            client.delete_annotation(chart_id, old["annotationId"])
+    for annotation in data.drawings(series):
+        client.add_annotation(chart_id, annotation)
 
 
 def _upload(client: ChartsClient, chart_id: str, series: data.Candles, progress: bool) -> None:

@@ -1,4 +1,9 @@
-"""Event buses: how a committed change reaches every listener of its chart."""
+"""Event buses: how a committed change reaches every listener of its chart.
+
+An event is a change of the chart's series or options (:class:`ChartEvent`, numbered by the chart's
+version) or of one of its annotations (:class:`AnnotationEvent`, numbered by the chart's
+annotation sequence); listeners of a chart receive both kinds.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from ..annotations.events import AnnotationEvent
 from ..charts.events import ChartEvent
 
 logger = logging.getLogger(__name__)
 
-Listener = Callable[[ChartEvent], None]
+BusEvent = ChartEvent | AnnotationEvent
+Listener = Callable[[BusEvent], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -21,7 +28,7 @@ class EventBus(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, event: ChartEvent) -> None: ...
+    async def publish(self, event: BusEvent) -> None: ...
 
     def subscribe(self, chart_id: str, listener: Listener) -> Unsubscribe: ...
 
@@ -38,7 +45,7 @@ class InProcessEventBus:
     async def close(self) -> None:
         self._listeners.clear()
 
-    async def publish(self, event: ChartEvent) -> None:
+    async def publish(self, event: BusEvent) -> None:
         for listener in tuple(self._listeners.get(event.chart_id, ())):
             try:
                 listener(event)

@@ -5,6 +5,10 @@ each socket receives it exactly once. Each socket has a bounded outbox drained b
 socket whose outbox is full is closed, and the event goes on to the others without waiting.
 A chart's recent events are kept, bounded in count and bytes, so a client that reconnects can
 ``resume`` from the version it last saw; they outlive the chart's last socket by the resume window.
+
+Annotation changes are ordered by the chart's annotation sequence (apart from its versions) and
+go only to the sockets whose viewer may see them: a private annotation's changes reach its
+owner's sockets alone.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Final
 
+from ..annotations.events import AnnotationEvent
 from ..charts.events import ChartEvent
-from .bus import EventBus, Unsubscribe
-from .protocol import Message, event_message, frame_message, ping_message
+from .bus import BusEvent, EventBus, Unsubscribe
+from .protocol import (
+    Message,
+    annotation_message,
+    event_message,
+    frame_message,
+    ping_message,
+    withdrawal_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +103,8 @@ class Connection:
 
     ``baseline`` is the chart's version when the socket joined: every later event reaches the
     socket live, earlier ones only through ``resume``; ``epoch`` tells which life of the chart
-    that version belongs to.
+    that version belongs to. ``viewer`` is the caller's identity (``Principal.sub``): the owner
+    whose private annotations the socket receives.
     """
 
     __slots__ = (
@@ -103,10 +116,20 @@ class Connection:
         "epoch",
         "last_seen",
         "outbox",
+        "viewer",
     )
 
-    def __init__(self, hub: Hub, chart_id: str, baseline: int, epoch: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        chart_id: str,
+        baseline: int,
+        epoch: int,
+        queue_size: int,
+        viewer: str | None = None,
+    ) -> None:
         self._hub = hub
+        self.viewer = viewer
         self.chart_id = chart_id
         self.baseline = baseline
         self.epoch = epoch
@@ -145,6 +168,9 @@ class ChartChannel:
     """The sockets of one chart and the chart's recent events."""
 
     __slots__ = (
+        "annotation_gap",
+        "annotation_pending",
+        "annotation_sequence",
         "chart_id",
         "connections",
         "epoch",
@@ -174,6 +200,18 @@ class ChartChannel:
         self.epoch = 0
         self.linger: asyncio.TimerHandle | None = None
         self.unsubscribe: Unsubscribe | None = None
+        #: The sequence number of the latest annotation change fanned out; -1 until the first
+        #: one (and after a loss): the next one is taken as it comes.
+        self.annotation_sequence = -1
+        self.annotation_pending: dict[int, AnnotationEvent] = {}
+        self.annotation_gap: asyncio.TimerHandle | None = None
+
+    def reset_annotations(self) -> None:
+        self.annotation_sequence = -1
+        self.annotation_pending.clear()
+        if self.annotation_gap is not None:
+            self.annotation_gap.cancel()
+            self.annotation_gap = None
 
 
 class Hub:
@@ -214,19 +252,21 @@ class Hub:
     def chart_count(self) -> int:
         return sum(1 for channel in self._channels.values() if channel.connections)
 
-    def join(self, chart_id: str, baseline: int) -> Connection:
-        """Add a socket to ``chart_id``. Must run in the same step of the event loop as reading
-        ``baseline`` from the service, so that no event falls between the two."""
+    def join(self, chart_id: str, baseline: int, viewer: str | None = None) -> Connection:
+        """Add a socket of ``viewer`` to ``chart_id``. Must run in the same step of the event
+        loop as reading ``baseline`` from the service, so that no event falls between the two."""
         channel = self._channels.get(chart_id)
         if channel is None:
             channel = self._channels[chart_id] = ChartChannel(chart_id, baseline)
             channel.unsubscribe = self._bus.subscribe(
-                chart_id, lambda event: self._fan_out(channel, event)
+                chart_id, lambda event: self._dispatch(channel, event)
             )
         if channel.linger is not None:
             channel.linger.cancel()
             channel.linger = None
-        conn = Connection(self, chart_id, baseline, channel.epoch, self.limits.send_queue_size)
+        conn = Connection(
+            self, chart_id, baseline, channel.epoch, self.limits.send_queue_size, viewer
+        )
         channel.connections[conn] = None
         return conn
 
@@ -254,8 +294,74 @@ class Hub:
             channel.linger.cancel()
         if channel.gap is not None:
             channel.gap.cancel()
+        channel.reset_annotations()
         if channel.unsubscribe is not None:
             channel.unsubscribe()
+
+    def _dispatch(self, channel: ChartChannel, event: BusEvent) -> None:
+        if isinstance(event, AnnotationEvent):
+            self._fan_out_annotation(channel, event)
+        else:
+            self._fan_out(channel, event)
+
+    def _fan_out_annotation(self, channel: ChartChannel, event: AnnotationEvent) -> None:
+        """Send each annotation change once, in sequence order, to the sockets allowed to see
+        it; like chart events, those from other processes may come late, twice or early."""
+        latest = channel.annotation_sequence
+        pending = channel.annotation_pending
+        if latest >= 0:
+            if event.sequence <= latest:
+                return
+            if event.sequence > latest + 1:
+                pending[event.sequence] = event
+                if len(pending) > max(self.limits.resume_events, 100):
+                    self._skip_annotation_gap(channel)
+                elif channel.annotation_gap is None:
+                    channel.annotation_gap = asyncio.get_running_loop().call_later(
+                        self.limits.gap_wait_seconds, self._skip_annotation_gap, channel
+                    )
+                return
+        self._send_annotation(channel, event)
+        while pending:
+            following = pending.pop(channel.annotation_sequence + 1, None)
+            if following is None:
+                break
+            self._send_annotation(channel, following)
+        if not pending and channel.annotation_gap is not None:
+            channel.annotation_gap.cancel()
+            channel.annotation_gap = None
+
+    def _send_annotation(self, channel: ChartChannel, event: AnnotationEvent) -> None:
+        channel.annotation_sequence = event.sequence
+        message = annotation_message(event)
+        audience = event.audience
+        others = withdrawal_message(event) if event.withdrawn else None
+        for conn in tuple(channel.connections):
+            if audience is None or conn.viewer == audience:
+                conn.send(message)
+            elif others is not None:
+                conn.send(others)
+
+    def _skip_annotation_gap(self, channel: ChartChannel) -> None:
+        """An annotation change never came: send those held after it, and have every socket
+        refetch the chart's annotations."""
+        if channel.annotation_gap is not None:
+            channel.annotation_gap.cancel()
+            channel.annotation_gap = None
+        held = [channel.annotation_pending[n] for n in sorted(channel.annotation_pending)]
+        channel.annotation_pending.clear()
+        for event in held:
+            self._send_annotation(channel, event)
+        message = frame_message(
+            {
+                "type": "resync_required",
+                "chartId": channel.chart_id,
+                "scope": "annotations",
+                "reason": "annotation updates were lost between servers; fetch the annotations",
+            }
+        )
+        for conn in tuple(channel.connections):
+            conn.send(message)
 
     def _fan_out(self, channel: ChartChannel, event: ChartEvent) -> None:
         """Send each event once, in version order: events from other processes can arrive
@@ -323,6 +429,7 @@ class Hub:
             if channel.gap is not None:
                 channel.gap.cancel()
                 channel.gap = None
+            channel.reset_annotations()
             self._resync(channel, -1, "the event bus was interrupted; fetch the chart")
 
     def _resync(self, channel: ChartChannel, version: int, reason: str) -> None:
@@ -344,6 +451,7 @@ class Hub:
             channel.history_bytes = 0
             channel.epoch += 1
             channel.version = 0
+            channel.reset_annotations()  # a new chart under this id numbers them from 1 again
             return
         channel.version = event.version
         size = len(message["text"])

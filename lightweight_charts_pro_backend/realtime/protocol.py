@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from ..annotations.events import AnnotationEvent
 from ..charts.events import ChartEvent
 from ..errors import ChartsError, InvalidRequest
 
@@ -74,6 +75,37 @@ def event_message(event: ChartEvent) -> Message:
     if event.data is None:
         return text_message(head)
     return text_message(b"".join((head[:-1], b',"data":', event.data, b"}")))
+
+
+def annotation_message(event: AnnotationEvent) -> Message:
+    """The ``annotation_update`` frame of one annotation change: its id and version, and for a
+    create or update the annotation itself (spliced in as the service encoded it)."""
+    head = orjson.dumps(
+        {
+            "type": "annotation_update",
+            "chartId": event.chart_id,
+            "op": event.op,
+            "annotationId": event.annotation_id,
+            "version": event.version,
+        }
+    )
+    if event.data is None or event.op == "delete":
+        return text_message(head)
+    return text_message(b"".join((head[:-1], b',"annotation":', event.data, b"}")))
+
+
+def withdrawal_message(event: AnnotationEvent) -> Message:
+    """What viewers other than the owner receive when a shared annotation becomes private: it
+    is gone for them."""
+    return frame_message(
+        {
+            "type": "annotation_update",
+            "chartId": event.chart_id,
+            "op": "delete",
+            "annotationId": event.annotation_id,
+            "version": event.version,
+        }
+    )
 
 
 def error_message(detail: str, error_code: str, request_id: object = None) -> Message:

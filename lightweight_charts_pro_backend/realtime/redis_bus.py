@@ -5,6 +5,10 @@ own sockets keep updating while Redis is down), then published on one Redis chan
 process receives it there and fans it out to its own listeners. Messages from the process itself
 are recognized by their origin id and skipped, so every process delivers each change once.
 
+Annotation changes travel on the same channel, so that with the chart changes they reach every
+process in one order; they carry their own sequence and are not kept for ``resume`` (a client
+that reconnects refetches the annotations it shows).
+
 Each chart's recent ``data_update`` frames also go to a capped Redis stream, so a socket that
 reconnects to another worker can ``resume`` from it (:meth:`RedisEventBus.recent`).
 
@@ -37,8 +41,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..annotations.events import AnnotationEvent
 from ..charts.events import ChartEvent
-from .bus import InProcessEventBus, Listener
+from .bus import BusEvent, InProcessEventBus
 from .protocol import event_message
 
 logger = logging.getLogger(__name__)
@@ -69,8 +74,14 @@ def encode_heartbeat(origin: str, lost: list[str] | None, lost_all: bool) -> byt
     return orjson.dumps(head)
 
 
-def encode_event(event: ChartEvent, origin: str) -> bytes:
-    """One line of JSON fields, then the upsert's points as they were encoded (not re-encoded)."""
+ChartListener = Callable[[ChartEvent], None]
+
+
+def encode_event(event: BusEvent, origin: str) -> bytes:
+    """One line of JSON fields, then the upsert's points or the annotation as they were encoded
+    (not re-encoded)."""
+    if isinstance(event, AnnotationEvent):
+        return _encode_annotation(event, origin)
     head: dict[str, Any] = {"o": origin, "c": event.chart_id, "v": event.version, "op": event.op}
     if event.series_id is not None:
         head["p"] = event.pane_id
@@ -84,10 +95,38 @@ def encode_event(event: ChartEvent, origin: str) -> bytes:
     return orjson.dumps(head) + b"\n" + (event.data or b"")
 
 
-def decode_event(payload: bytes) -> tuple[str, ChartEvent]:
+def _encode_annotation(event: AnnotationEvent, origin: str) -> bytes:
+    head: dict[str, Any] = {
+        "o": origin,
+        "k": "a",
+        "c": event.chart_id,
+        "q": event.sequence,
+        "op": event.op,
+        "id": event.annotation_id,
+        "v": event.version,
+    }
+    if event.audience is not None:
+        head["aud"] = event.audience
+    if event.withdrawn:
+        head["w"] = True
+    return orjson.dumps(head) + b"\n" + (event.data or b"")
+
+
+def decode_event(payload: bytes) -> tuple[str, BusEvent]:
     """The origin and the event of a payload written by :func:`encode_event`."""
     line, _, data = payload.partition(b"\n")
     head = orjson.loads(line)
+    if head.get("k") == "a":
+        return head["o"], AnnotationEvent(
+            chart_id=head["c"],
+            sequence=head["q"],
+            op=head["op"],
+            annotation_id=head["id"],
+            version=head["v"],
+            audience=head.get("aud"),
+            withdrawn=head.get("w", False),
+            data=data or None,
+        )
     event = ChartEvent(
         chart_id=head["c"],
         version=head["v"],
@@ -129,7 +168,7 @@ class RedisEventBus(InProcessEventBus):
         self._recent_events = recent_events
         self._recent_max_bytes = recent_max_bytes
         self._recent_ms = max(1, int(recent_seconds * 1000))
-        self._remote: list[Listener] = []
+        self._remote: list[ChartListener] = []
         self._resets: list[ResetCallback] = []
         self._lost_listeners: list[LostCallback] = []
         self._reader: asyncio.Task[None] | None = None
@@ -149,8 +188,9 @@ class RedisEventBus(InProcessEventBus):
     def redis(self) -> Redis:
         return self._redis
 
-    def on_remote(self, listener: Listener) -> None:
-        """Call ``listener`` with every change made by another process (any chart)."""
+    def on_remote(self, listener: ChartListener) -> None:
+        """Call ``listener`` with every chart change made by another process (any chart; not
+        the annotation changes, which reach the chart's subscribers only)."""
         self._remote.append(listener)
 
     def on_reset(self, callback: ResetCallback) -> None:
@@ -193,7 +233,7 @@ class RedisEventBus(InProcessEventBus):
             raise ConnectionError("the event subscriber is reconnecting")
         return {"subscribed": True}
 
-    async def publish(self, event: ChartEvent) -> None:
+    async def publish(self, event: BusEvent) -> None:
         await super().publish(event)
         if not self.connected:
             self._lost = True  # peers miss this one: they resync when the bus is back
@@ -202,7 +242,8 @@ class RedisEventBus(InProcessEventBus):
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.publish(CHANNEL, encode_event(event, self.origin))
-                self._remember(pipe, event)
+                if isinstance(event, ChartEvent):
+                    self._remember(pipe, event)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._lost = True
@@ -324,11 +365,12 @@ class RedisEventBus(InProcessEventBus):
             return
         if origin == self.origin:
             return
-        for listener in self._remote:
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("remote event listener failed for chart %s", event.chart_id)
+        if isinstance(event, ChartEvent):
+            for remote in self._remote:
+                try:
+                    remote(event)
+                except Exception:
+                    logger.exception("remote event listener failed for chart %s", event.chart_id)
         for listener in tuple(self._listeners.get(event.chart_id, ())):
             try:
                 listener(event)

@@ -74,7 +74,7 @@ class ChartSocketApp:
             hub.track(task)
         max_bytes = state.settings.websocket_max_message_bytes
         # Reading the version and joining in one step: no event can fall between them.
-        conn = hub.join(chart_id, await chart_version(state.charts, chart_id))
+        conn = hub.join(chart_id, await chart_version(state.charts, chart_id), principal.sub)
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
         session.metrics = state.metrics

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lightweight_charts_pro_backend.client import ChartsClient
-from lightweight_charts_pro_backend.demo.data import candles
+from lightweight_charts_pro_backend.demo.data import Candles, candles, drawings
 from lightweight_charts_pro_backend.demo.page import LOCAL_LIBRARY
 from tests.realtime.conftest import ROOT, ServerProcess, start_server
 from tests.servers import missing
@@ -75,6 +75,8 @@ def _seed(url: str) -> None:
             CHART, "volume", volume, series_type="histogram", pane=1,
             options={"priceFormat": {"type": "volume"}},
         )  # fmt: skip
+        for drawing in drawings(Candles(BARS, END, BAR_SECONDS, seed=11)):
+            charts.add_annotation(CHART, drawing)
 
 
 def _bar(time_: int, close: float) -> dict[str, Any]:
@@ -105,6 +107,24 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     assert page.evaluate("window.demo.lastBar('0/price').close") == last_close
     assert page.evaluate("window.demo.series.get('0/price').data.length") == 500
     assert page.locator("#status").inner_text() == "live"
+
+    # The seeded markers (createSeriesMarkers) and trend line are drawn, and a marker added
+    # through the REST API appears through its annotation_update frame.
+    page.wait_for_function("window.demo.drawings.loads > 0", timeout=10_000)
+    assert page.evaluate("window.demo.drawings.markers") == 8
+    assert page.evaluate("window.demo.markerPlugins.get('0/price').plugin.markers().length") == 8
+    assert page.evaluate("window.demo.drawings.trendLines") == 1
+    assert page.evaluate("window.demo.trendLines.get('demo-trend').data().length") == 2
+    with ChartsClient(server.http_url) as charts:
+        charts.add_annotation(
+            CHART,
+            {
+                "kind": "marker", "seriesId": "price", "points": [{"time": END}], "text": "now",
+                "style": {"position": "inBar", "shape": "circle", "color": "#ffffff"},
+            },
+        )  # fmt: skip
+    page.wait_for_function("window.demo.drawings.markers === 9", timeout=5_000)
+    assert page.evaluate("window.demo.drawings.updates") >= 1
 
     # Infinite history: dragging the chart to the right scrolls left, into older bars, until the
     # first one.

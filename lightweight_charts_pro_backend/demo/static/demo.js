@@ -1,5 +1,6 @@
 // The demo page: one chart of the service drawn with Lightweight Charts, kept live over the
-// chart's WebSocket. Opened as /demo?chart=<id> (default "demo"); add &token=<jwt> when the
+// chart's WebSocket, with the chart's markers (createSeriesMarkers) and trend lines (a two-point
+// line series each). Opened as /demo?chart=<id> (default "demo"); add &token=<jwt> when the
 // server runs with ENABLE_AUTH.
 import {
   AreaSeries,
@@ -7,6 +8,7 @@ import {
   BaselineSeries,
   CandlestickSeries,
   createChart,
+  createSeriesMarkers,
   HistogramSeries,
   LineSeries,
 } from "lightweight-charts";
@@ -46,12 +48,21 @@ const series = new Map();
 const state = { version: null, awaitingSnapshot: false, socket: null, attempts: 0, status: "connecting" };
 const stats = { historyRequests: 0, historyResponses: 0, updates: 0, snapshots: 0, connects: 0, resyncs: 0 };
 let nextRequestId = 1;
+// "<paneId>/<seriesId>" -> {api, plugin}: the markers drawn on each series.
+const markerPlugins = new Map();
+// annotationId -> the line series drawing that trend line.
+const trendLines = new Map();
+const drawings = { markers: 0, trendLines: 0, loads: 0, updates: 0 };
+let drawingsTimer = null;
 
 window.demo = {
   chart,
   series,
   state,
   stats,
+  drawings,
+  markerPlugins,
+  trendLines,
   lastBar: (key) => series.get(key)?.api.data().at(-1) ?? null,
   firstTime: (key) => series.get(key)?.data[0]?.time ?? null,
 };
@@ -68,6 +79,72 @@ function showInfo() {
     parts.push(`${s.seriesId}: ${s.data.length.toLocaleString()} of ${s.totalCount.toLocaleString()} loaded`);
   }
   infoEl.textContent = `${parts.join(" · ")} · version ${state.version ?? "-"}`;
+}
+
+function getJson(path) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  return fetch(path, { headers }).then((response) => {
+    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+    return response.json();
+  });
+}
+
+// Markers and trend lines as the server has them now; redrawn whole after any change.
+async function loadDrawings() {
+  const base = `/api/charts/${encodeURIComponent(chartId)}`;
+  let markerCount = 0;
+  for (const [key, entry] of series) {
+    const path = `${base}/markers/${entry.paneId}/${encodeURIComponent(entry.seriesId)}`;
+    const { markers } = await getJson(path);
+    let drawn = markerPlugins.get(key);
+    if (!drawn || drawn.api !== entry.api) {
+      drawn = { api: entry.api, plugin: createSeriesMarkers(entry.api, []) };
+      markerPlugins.set(key, drawn);
+    }
+    drawn.plugin.setMarkers(markers);
+    markerCount += markers.length;
+  }
+  const { annotations } = await getJson(`${base}/annotations`);
+  const seen = new Set();
+  for (const annotation of annotations) {
+    if (annotation.kind !== "trend_line") continue;
+    seen.add(annotation.annotationId);
+    let line = trendLines.get(annotation.annotationId);
+    if (!line) {
+      line = chart.addSeries(
+        LineSeries,
+        {
+          color: annotation.style.color || "#f7c948",
+          lineWidth: annotation.style.lineWidth || 2,
+          priceLineVisible: false,
+          lastValueVisible: false,
+          crosshairMarkerVisible: false,
+        },
+        annotation.paneId,
+      );
+      trendLines.set(annotation.annotationId, line);
+    }
+    const ends = annotation.points.map((p) => ({ time: p.time, value: p.price }));
+    line.setData(ends.sort((a, b) => a.time - b.time));
+  }
+  for (const [id, line] of trendLines) {
+    if (!seen.has(id)) {
+      chart.removeSeries(line);
+      trendLines.delete(id);
+    }
+  }
+  drawings.markers = markerCount;
+  drawings.trendLines = trendLines.size;
+  drawings.loads += 1;
+}
+
+function scheduleDrawings() {
+  clearTimeout(drawingsTimer);
+  drawingsTimer = setTimeout(() => {
+    loadDrawings().catch((error) => {
+      infoEl.textContent = `drawings: ${error.message}`;
+    });
+  }, 50);
 }
 
 function send(message) {
@@ -118,6 +195,7 @@ function applySnapshot(message) {
   state.awaitingSnapshot = false;
   stats.snapshots += 1;
   showInfo();
+  scheduleDrawings();
 }
 
 // Index of the first point whose time is >= time (binary search; data is ascending).
@@ -257,6 +335,10 @@ function onMessage(event) {
       break;
     case "history_response":
       onHistory(message);
+      break;
+    case "annotation_update":
+      drawings.updates += 1;
+      scheduleDrawings();
       break;
     case "resumed":
       state.version = message.version;

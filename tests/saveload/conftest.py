@@ -1,0 +1,3 @@
+from ..annotations.conftest import database_url, serve, store
+
+__all__ = ["database_url", "serve", "store"]
