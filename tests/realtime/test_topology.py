@@ -11,6 +11,7 @@ is down; the shared history limit lets through no more than its documented overs
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import time
@@ -282,3 +283,20 @@ def test_a_spoofed_forwarded_for_from_loopback_is_believed_only_when_trusted(
         assert statuses == [200] * 10  # ten clients, one request each
     else:
         assert statuses.count(429) >= 4, statuses  # one client, whatever it claims
+
+
+def test_a_worker_told_to_stop_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    env = {"ENVIRONMENT": "development", "ENABLE_RATE_LIMITING": "false", "LOG_LEVEL": "WARNING"}
+    data = [{"time": t, "value": float(t)} for t in range(1, 400_001)]
+    body = {"paneId": 0, "seriesType": "line", "data": data}
+    with gunicorn_server(APP, tmp_path, workers=1, env=env, config=CONFIG) as server:
+        worker = server.worker_pids()[0]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            upload = pool.submit(
+                httpx.post, server.url + "/api/charts/big/data/s", json=body, timeout=60.0
+            )
+            time.sleep(0.3)  # the upload is being sent or handled
+            os.kill(worker, signal.SIGTERM)
+            answer = upload.result()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["count"] == 400_000
