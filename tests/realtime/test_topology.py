@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from lightweight_charts_pro_backend.app import create_app
@@ -287,16 +289,31 @@ def test_a_spoofed_forwarded_for_from_loopback_is_believed_only_when_trusted(
 
 def test_a_worker_told_to_stop_finishes_the_request_in_flight(tmp_path: Path) -> None:
     env = {"ENVIRONMENT": "development", "ENABLE_RATE_LIMITING": "false", "LOG_LEVEL": "WARNING"}
-    data = [{"time": t, "value": float(t)} for t in range(1, 400_001)]
-    body = {"paneId": 0, "seriesType": "line", "data": data}
+    data = [{"time": t, "value": float(t)} for t in range(1, 100_001)]
+    body = orjson.dumps({"paneId": 0, "seriesType": "line", "data": data})
+    parts = [body[i : i + 100_000] for i in range(0, len(body), 100_000)]
+    started = threading.Event()
+
+    def slowly() -> Iterator[bytes]:
+        """The body over about a second: the request is in flight when the signal comes."""
+        for number, part in enumerate(parts):
+            yield part
+            if number == 0:
+                started.set()
+            time.sleep(1.0 / len(parts))
+
     with gunicorn_server(APP, tmp_path, workers=1, env=env, config=CONFIG) as server:
         worker = server.worker_pids()[0]
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             upload = pool.submit(
-                httpx.post, server.url + "/api/charts/big/data/s", json=body, timeout=60.0
+                httpx.post,
+                server.url + "/api/charts/big/data/s",
+                content=slowly(),
+                headers={"Content-Type": "application/json"},
+                timeout=60.0,
             )
-            time.sleep(0.3)  # the upload is being sent or handled
+            assert started.wait(10)
             os.kill(worker, signal.SIGTERM)
             answer = upload.result()
     assert answer.status_code == 200, answer.text
-    assert answer.json()["count"] == 400_000
+    assert answer.json()["count"] == 100_000
