@@ -36,6 +36,7 @@ from typing import Any, Final
 from limits import RateLimitItem, RateLimitItemPerMinute
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api.errors import error_response
@@ -336,8 +337,11 @@ class SharedWindows:
                     pipe.expire(self._key(window), 2 * self.SECONDS)
                     total, _ = await pipe.execute()
             except (RedisError, OSError) as exc:
-                record[offset] += sent
-                self._unsent.add(client)
+                if _maybe_applied(exc):
+                    record[offset + 1] += sent
+                else:
+                    record[offset] += sent
+                    self._unsent.add(client)
                 self._unavailable(exc)
                 count = record[offset] + record[offset + 1]
             else:
@@ -392,9 +396,11 @@ class SharedWindows:
                     pipe.zcard(self._peers_key)
                 results = await pipe.execute() if sent or peers else []
         except (RedisError, OSError) as exc:
+            applied = _maybe_applied(exc)
             for record, offset, count in sent:
-                record[offset] += count
-            self._unsent |= clients
+                record[offset + (1 if applied else 0)] += count
+            if not applied:
+                self._unsent |= clients
             self._unavailable(exc)
             return
         self.available = True
@@ -439,6 +445,12 @@ class SharedWindows:
                 "it is back.",
                 exc,
             )
+
+
+def _maybe_applied(exc: Exception) -> bool:
+    """Whether Redis may have counted what a failed exchange sent: when the answer timed out,
+    the counts are taken as sent rather than sent twice (a limit errs towards letting through)."""
+    return isinstance(exc, RedisTimeoutError | TimeoutError)
 
 
 class RateLimiter:
