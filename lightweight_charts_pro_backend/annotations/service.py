@@ -24,8 +24,9 @@ import orjson
 
 from ..auth import WRITE, Principal
 from ..charts.events import ChartEvent
-from ..charts.service import ChartsService, _KeyedLocks, check_id
+from ..charts.service import ChartsService, check_id
 from ..errors import Forbidden
+from ..locks import KeyedLocks
 from ..realtime.bus import BusEvent, EventBus, Unsubscribe
 from .cache import AnnotationCache
 from .errors import AnnotationConflict, AnnotationNotFound
@@ -80,7 +81,7 @@ class AnnotationsService:
         self.max_bytes = max_bytes
         self._forget_with_chart = forget_with_chart
         self._clock = clock
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._watched: dict[str, Unsubscribe] = {}
 
     async def close(self) -> None:
