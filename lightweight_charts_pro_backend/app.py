@@ -18,6 +18,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from . import __version__
 from .annotations import endpoints as annotations_api
+from .annotations.cache import AnnotationCache
 from .annotations.memory import MemoryAnnotations
 from .annotations.repository import AnnotationsRepository, AnnotationStore
 from .annotations.service import AnnotationsService
@@ -180,9 +181,24 @@ def build_app(
                 redis_bus.on_lost(hub.resync_charts)
             await hub.start()
             stack.push_async_callback(hub.close)
-            annotation_store: AnnotationStore = (
-                MemoryAnnotations() if database is None else AnnotationsRepository(database)
-            )
+            annotation_store: AnnotationStore
+            annotation_cache = None
+            if database is None:
+                annotation_store = MemoryAnnotations()
+            else:
+                stored_annotations = AnnotationsRepository(database)
+                annotation_store = stored_annotations
+                annotation_cache = AnnotationCache(
+                    stored_annotations,
+                    bus,
+                    budget_bytes=int(settings.annotation_cache_mb * 2**20),
+                    validate=shared,
+                    bus_current=redis_bus.current if redis_bus is not None else None,
+                )
+                stack.push_async_callback(annotation_cache.close)
+                if redis_bus is not None:
+                    redis_bus.on_reset(annotation_cache.invalidate_all)
+                    redis_bus.on_lost(annotation_cache.invalidate_charts)
             annotations = AnnotationsService(
                 charts,
                 bus,
@@ -190,6 +206,7 @@ def build_app(
                 max_per_chart=settings.max_annotations_per_chart,
                 max_bytes=settings.max_annotation_bytes,
                 forget_with_chart=database is None,
+                cache=annotation_cache,
             )
             stack.push_async_callback(annotations.close)
             app.state.bus = bus
@@ -244,7 +261,9 @@ def build_app(
             )
             stack.push_async_callback(_cancel, maintenance)
             if shared and charts.persistent:
-                sweeper = asyncio.create_task(_check_versions(charts), name="version-check")
+                sweeper = asyncio.create_task(
+                    _check_versions(charts, annotation_cache), name="version-check"
+                )
                 stack.push_async_callback(_cancel, sweeper)
                 loaded = await charts.warm(settings.cache_warmup_seconds)
                 if loaded:
@@ -333,15 +352,18 @@ async def _flush_access(charts: ChartsService) -> None:
         logger.warning("could not record the last read times at shutdown: %s", exc)
 
 
-async def _check_versions(charts: ChartsService) -> None:
-    """Compare cached charts with the database now and then, in case an announcement was lost;
-    and record read times every minute, so that a new worker knows which charts to load first."""
+async def _check_versions(charts: ChartsService, annotations: AnnotationCache | None) -> None:
+    """Compare cached charts and annotations with the database now and then, in case an
+    announcement was lost; and record read times every minute, so that a new worker knows which
+    charts to load first."""
     checks = 0
     while True:
         await asyncio.sleep(VERSION_CHECK_INTERVAL_SECONDS)
         checks += 1
         try:
             await charts.check_versions()
+            if annotations is not None:
+                await annotations.check()
             if checks % ACCESS_FLUSH_CHECKS == 0:
                 await charts.flush_access()
         except Exception as exc:

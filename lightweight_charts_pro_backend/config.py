@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     max_annotations_per_chart: int = Field(default=10_000, ge=1, le=1_000_000)
     max_annotation_bytes: int = Field(default=16 * 1024, ge=512, le=16 * 2**20)
     max_layout_bytes: int = Field(default=2 * 2**20, ge=1024, le=64 * 2**20)
+    # With persistence: memory for the annotations each process keeps of the charts it lists.
+    annotation_cache_mb: float = Field(default=64, ge=0)
 
     # CORS
     cors_origins: Annotated[list[str], NoDecode] = Field(

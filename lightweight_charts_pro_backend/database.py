@@ -68,9 +68,11 @@ T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
-SCHEMA_REVISION: Final = "0004"
-#: Older revisions whose databases reach the head by adding tables only (done at startup).
-TABLES_ONLY_REVISIONS: Final = ("0001", "0002", "0003")
+SCHEMA_REVISION: Final = "0005"
+#: Older revisions whose databases startup brings to the head: by adding the tables created
+#: since, then the unique template names of revision 0005 (``add_template_names``).
+UPGRADABLE_REVISIONS: Final = ("0001", "0002", "0003", "0004")
+TEMPLATE_NAME_INDEX: Final = "ix_saved_layouts_client_user_id_kind_tool_template_name"
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -214,10 +216,18 @@ class AnnotationHeadModel(Base):
 
 class SavedLayoutModel(Base):
     """A chart layout (``kind`` ``chart``), study template or drawing template (``tool`` names the
-    drawing tool) saved by a user of a TradingView client through the save/load API."""
+    drawing tool) saved by a user of a TradingView client through the save/load API.
+
+    ``template_name`` is a template's name, unique per owner, kind and tool, so that saving one
+    is an upsert; chart layouts, whose names may repeat, leave it NULL (never equal in a unique
+    index)."""
 
     __tablename__ = "saved_layouts"
-    __table_args__ = (Index(None, "client", "user_id", "kind", "tool", "name"), _MYSQL_TABLE)
+    __table_args__ = (
+        Index(None, "client", "user_id", "kind", "tool", "name"),
+        Index(None, "client", "user_id", "kind", "tool", "template_name", unique=True),
+        _MYSQL_TABLE,
+    )
 
     id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
     client: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -229,6 +239,7 @@ class SavedLayoutModel(Base):
     resolution: Mapped[str] = mapped_column(String(16), nullable=False)
     timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
     content: Mapped[str] = mapped_column(LongText, nullable=False)
+    template_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 charts_table: Final[Table] = ChartModel.__table__  # type: ignore[assignment]
@@ -420,9 +431,8 @@ class Database:
         """Create the tables when ``charts`` is missing and stamp the Alembic revision.
 
         Returns whether they were created. Several workers may start at once: a worker that
-        loses the race to create them finds them there. Tables an older version created at
-        startup (a revision of ``TABLES_ONLY_REVISIONS``) get the tables added since and the new
-        stamp.
+        loses the race to create them finds them there. Tables of an older revision (one of
+        ``UPGRADABLE_REVISIONS``) get the tables and columns added since, and the new stamp.
         """
         async with self.transaction(write=True) as conn:
             present = await conn.run_sync(lambda sync: inspect(sync).has_table("charts"))
@@ -449,36 +459,81 @@ class Database:
 
         async with self.transaction(write=True) as conn:
             absent, stamped = await conn.run_sync(missing)
-        if not absent:
-            return
-        names = ", ".join(table.name for table in absent)
+        if absent:
+            names = ", ".join(table.name for table in absent)
+            try:
+                async with self.transaction(write=True) as conn:
+                    await conn.run_sync(
+                        lambda sync: Base.metadata.create_all(sync, tables=absent, checkfirst=True)
+                    )
+            except sa_exc.DatabaseError as exc:
+                async with self.transaction() as conn:
+                    if (await conn.run_sync(missing))[0]:
+                        raise RuntimeError(
+                            f"The database lacks the tables {names} and the service could not "
+                            f"add them ({type(exc).__name__}); run `alembic upgrade head`."
+                        ) from exc
+            else:
+                logger.info("added the tables %s", names)
+        await self._add_template_names()
+        if stamped:
+            async with self.transaction(write=True) as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE alembic_version SET version_num = :head WHERE version_num IN :old"
+                    ).bindparams(bindparam("old", expanding=True)),
+                    {"head": SCHEMA_REVISION, "old": list(UPGRADABLE_REVISIONS)},
+                )
+
+    async def _add_template_names(self) -> None:
+        """Revision 0005 on a database an older version created: ``saved_layouts`` gets its
+        unique ``template_name`` (see ``add_template_names``)."""
+
+        def unnamed(sync: Any) -> bool:
+            columns = inspect(sync).get_columns("saved_layouts")
+            return all(column["name"] != "template_name" for column in columns)
+
+        async with self.transaction() as conn:
+            if not await conn.run_sync(unnamed):
+                return
         try:
             async with self.transaction(write=True) as conn:
-                await conn.run_sync(
-                    lambda sync: Base.metadata.create_all(sync, tables=absent, checkfirst=True)
-                )
-                if stamped:
-                    await conn.execute(
-                        text(
-                            "UPDATE alembic_version SET version_num = :head "
-                            "WHERE version_num IN :old"
-                        ).bindparams(bindparam("old", expanding=True)),
-                        {"head": SCHEMA_REVISION, "old": list(TABLES_ONLY_REVISIONS)},
-                    )
+                await conn.run_sync(add_template_names)
         except sa_exc.DatabaseError as exc:
             async with self.transaction() as conn:
-                if (await conn.run_sync(missing))[0]:
+                if await conn.run_sync(unnamed):
                     raise RuntimeError(
-                        f"The database lacks the tables {names} and the service could not add "
-                        f"them ({type(exc).__name__}); run `alembic upgrade head`."
+                        "The database's saved_layouts table lacks template_name and the service "
+                        f"could not add it ({type(exc).__name__}); run `alembic upgrade head`."
                     ) from exc
-            return
-        logger.info("added the tables %s (revision %s)", names, SCHEMA_REVISION)
+            return  # another worker did it meanwhile
+        logger.info("saved templates have unique names now (revision %s)", SCHEMA_REVISION)
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self._own_reader:
             await self._reader.dispose()
+
+
+def add_template_names(sync_conn: Any) -> None:
+    """Give ``saved_layouts`` its ``template_name`` column and unique index (revision 0005):
+    of templates saved twice under one name (two saves that raced), the newest is kept."""
+    sync_conn.execute(text("ALTER TABLE saved_layouts ADD COLUMN template_name VARCHAR(128)"))
+    # MySQL cannot read the table a DELETE changes but through a derived table.
+    sync_conn.execute(
+        text(
+            "DELETE FROM saved_layouts WHERE kind <> 'chart' AND id NOT IN ("
+            "SELECT id FROM (SELECT MAX(id) AS id FROM saved_layouts WHERE kind <> 'chart' "
+            "GROUP BY client, user_id, kind, tool, name) AS newest)"
+        )
+    )
+    sync_conn.execute(text("UPDATE saved_layouts SET template_name = name WHERE kind <> 'chart'"))
+    sync_conn.execute(
+        text(
+            f"CREATE UNIQUE INDEX {TEMPLATE_NAME_INDEX} ON saved_layouts "
+            "(client, user_id, kind, tool, template_name)"
+        )
+    )
 
 
 def _stamp_revision(sync_conn: Any) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from lightweight_charts_pro_backend.config import Settings
 from lightweight_charts_pro_backend.database import (
     SCHEMA_REVISION,
-    TABLES_ONLY_REVISIONS,
+    UPGRADABLE_REVISIONS,
     Database,
     is_unavailable,
 )
@@ -90,7 +90,7 @@ async def test_tables_created_at_startup_are_at_the_head_revision(
     await _in_thread(command.check, config)
 
 
-@pytest.mark.parametrize("old", TABLES_ONLY_REVISIONS)
+@pytest.mark.parametrize("old", UPGRADABLE_REVISIONS)
 async def test_startup_adds_the_tables_a_newer_revision_brings(
     database_url: str, monkeypatch: pytest.MonkeyPatch, old: str
 ) -> None:
@@ -105,6 +105,46 @@ async def test_startup_adds_the_tables_a_newer_revision_brings(
             drawn = (await conn.execute(text("SELECT COUNT(*) FROM annotations"))).scalar_one()
             saved = (await conn.execute(text("SELECT COUNT(*) FROM saved_layouts"))).scalar_one()
         assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == drawn == saved == 0
+    finally:
+        await database.close()
+    await _in_thread(command.upgrade, config, "head")  # nothing to do
+    await _in_thread(command.check, config)
+
+
+DUPLICATES = (
+    "INSERT INTO saved_layouts (client, user_id, kind, tool, name, symbol, resolution, "
+    "timestamp, content) VALUES "
+    "('tv', 'alice', 'study_template', '', 'RSI', '', '', 1, 'old'), "
+    "('tv', 'alice', 'study_template', '', 'RSI', '', '', 2, 'new'), "
+    "('tv', 'alice', 'chart', '', 'BTC', 'BTC', '60', 3, 'a'), "
+    "('tv', 'alice', 'chart', '', 'BTC', 'BTC', '60', 4, 'b')"
+)
+LAYOUTS = "SELECT kind, name, content, template_name FROM saved_layouts ORDER BY id"
+DEDUPLICATED = [
+    ("study_template", "RSI", "new", "RSI"),
+    ("chart", "BTC", "a", None),
+    ("chart", "BTC", "b", None),
+]
+
+
+@pytest.mark.parametrize("upgrade", ["startup", "alembic"])
+async def test_templates_saved_twice_keep_the_newest_when_names_become_unique(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, upgrade: str
+) -> None:
+    config = alembic_config(monkeypatch, database_url)
+    await _in_thread(command.upgrade, config, "0004")
+    database = Database.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    try:
+        async with database.transaction(write=True) as conn:
+            await conn.execute(text(DUPLICATES))
+        if upgrade == "startup":
+            assert await database.create_tables() is False
+        else:
+            await _in_thread(command.upgrade, config, "head")
+        async with database.transaction() as conn:
+            rows = [tuple(row) for row in await conn.execute(text(LAYOUTS))]
+            stamped = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert rows == DEDUPLICATED and [row[0] for row in stamped] == [SCHEMA_REVISION]
     finally:
         await database.close()
     await _in_thread(command.upgrade, config, "head")  # nothing to do

@@ -79,6 +79,8 @@ class AnnotationStore(Protocol):
 
     async def query(self, query: AnnotationQuery) -> list[bytes]: ...
 
+    async def sequence(self, chart_id: str) -> int: ...
+
     def forget(self, chart_id: str) -> None: ...
 
 
@@ -169,6 +171,35 @@ class AnnotationsRepository:
 
         async def fetch(conn: AsyncConnection) -> list[bytes]:
             return [row[0].encode() for row in await conn.execute(statement)]
+
+        return await self.database.read(fetch)
+
+    async def sequence(self, chart_id: str) -> int:
+        """The number of the chart's last annotation change (0 before its first)."""
+        return (await self.sequences([chart_id])).get(chart_id, 0)
+
+    async def sequences(self, chart_ids: list[str]) -> dict[str, int]:
+        """:meth:`sequence` of each of ``chart_ids`` that has had an annotation."""
+        statement = select(heads.c.chart_id, heads.c.sequence).where(
+            heads.c.chart_id.in_(chart_ids)
+        )
+
+        async def fetch(conn: AsyncConnection) -> dict[str, int]:
+            return {row[0]: int(row[1]) for row in await conn.execute(statement)}
+
+        return await self.database.read(fetch)
+
+    async def snapshot(self, chart_id: str) -> tuple[int, list[AnnotationRecord]]:
+        """Every annotation of the chart, and a sequence number they include at least: the
+        number is read first, so changes committed meanwhile may be there too (replaying their
+        events on top changes nothing)."""
+
+        async def fetch(conn: AsyncConnection) -> tuple[int, list[AnnotationRecord]]:
+            sequence = await conn.scalar(
+                select(heads.c.sequence).where(heads.c.chart_id == chart_id)
+            )
+            rows = await conn.execute(select(*_RECORD_COLUMNS).where(stored.c.chart_id == chart_id))
+            return int(sequence or 0), [_record(row) for row in rows]
 
         return await self.database.read(fetch)
 

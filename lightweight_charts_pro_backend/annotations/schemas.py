@@ -189,6 +189,38 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
+def record_from_body(chart_id: str, body: bytes) -> AnnotationRecord:
+    """The record whose JSON is ``body`` (as :func:`build_record` encoded it, e.g. carried by an
+    event); times of creation and change to the millisecond. Raises ``ValueError``,
+    ``KeyError`` or ``TypeError`` for anything else."""
+    wire = orjson.loads(body)
+    draft = Draft(
+        wire["kind"],
+        int(wire["paneId"]),
+        wire.get("seriesId"),
+        wire["points"],
+        wire["style"],
+        wire.get("text"),
+        wire["visibility"],
+    )
+    start, end = draft.span()
+    return AnnotationRecord(
+        chart_id,
+        wire["annotationId"],
+        draft.kind,
+        draft.pane_id,
+        draft.series_id,
+        draft.visibility,
+        wire["owner"],
+        int(wire["version"]),
+        start,
+        end,
+        datetime.fromisoformat(wire["createdAt"]).timestamp(),
+        datetime.fromisoformat(wire["updatedAt"]).timestamp(),
+        body,
+    )
+
+
 def parse_draft(body: dict[str, Any]) -> Draft:
     """The annotation a POST body describes; 422 naming the first thing wrong."""
     fields = _fields(body, _DRAFT_FIELDS, "an annotation")

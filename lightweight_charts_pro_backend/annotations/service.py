@@ -24,9 +24,11 @@ import orjson
 
 from ..auth import WRITE, Principal
 from ..charts.events import ChartEvent
-from ..charts.service import ChartsService, _KeyedLocks, check_id
+from ..charts.service import ChartsService, check_id
 from ..errors import Forbidden
+from ..locks import KeyedLocks
 from ..realtime.bus import BusEvent, EventBus, Unsubscribe
+from .cache import AnnotationCache
 from .errors import AnnotationConflict, AnnotationNotFound
 from .events import AnnotationEvent, AnnotationOp
 from .repository import AnnotationQuery, AnnotationStore
@@ -55,7 +57,8 @@ class AnnotationsService:
         listing = await service.listing("demo", ANONYMOUS, start=1_699_000_000)
 
     ``forget_with_chart`` (memory mode): the store drops a chart's annotations when the chart is
-    deleted, heard on ``bus``; a database deletes them with the chart by itself.
+    deleted, heard on ``bus``; a database deletes them with the chart by itself. ``cache``
+    (database mode) answers listings from this process's copies of the annotations.
     """
 
     def __init__(
@@ -67,16 +70,18 @@ class AnnotationsService:
         max_per_chart: int = 10_000,
         max_bytes: int = 16 * 1024,
         forget_with_chart: bool = False,
+        cache: AnnotationCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._charts = charts
         self._bus = bus
         self._store = store
+        self._reader: AnnotationCache | AnnotationStore = cache or store
         self.max_per_chart = max_per_chart
         self.max_bytes = max_bytes
         self._forget_with_chart = forget_with_chart
         self._clock = clock
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._watched: dict[str, Unsubscribe] = {}
 
     async def close(self) -> None:
@@ -109,7 +114,12 @@ class AnnotationsService:
         query = AnnotationQuery(
             chart_id, caller.sub, start=start, end=end, pane_id=pane_id, series_id=series_id
         )
-        return await self._store.query(query)
+        return await self._reader.query(query)
+
+    async def sequence(self, chart_id: str) -> int:
+        """The number of the chart's last annotation change (0 before the first, or when there
+        is no such chart): what a socket joining now has seen."""
+        return await self._reader.sequence(chart_id)
 
     async def markers(
         self,
@@ -137,7 +147,7 @@ class AnnotationsService:
             kind="marker",
         )
         markers = []
-        for body in await self._store.query(query):
+        for body in await self._reader.query(query):
             wire = orjson.loads(body)
             point = wire["points"][0]
             style = wire["style"]

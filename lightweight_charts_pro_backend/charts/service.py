@@ -35,6 +35,7 @@ from ..errors import (
     SeriesNotFound,
     SeriesTypeConflict,
 )
+from ..locks import KeyedLocks
 from ..realtime.bus import EventBus
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
@@ -173,31 +174,6 @@ class UpsertResult:
     version: int
 
 
-class _KeyedLocks:
-    """One lock per key, existing only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def held(self, key: str) -> bool:
-        """Whether someone holds or waits for ``key``'s lock."""
-        return key in self._locks
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class ChartsService:
     """Charts in memory, or in the database behind ``repository``, announced on ``bus``.
 
@@ -236,7 +212,7 @@ class ChartsService:
         self._repo = repository
         self._cache = SeriesCache(cache_bytes) if repository is not None else None
         self._charts: dict[str, Chart] = {}
-        self._opening = _KeyedLocks()
+        self._opening = KeyedLocks()
         self._accessed: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock

@@ -183,7 +183,7 @@ class ChartChannel:
         "version",
     )
 
-    def __init__(self, chart_id: str, version: int) -> None:
+    def __init__(self, chart_id: str, version: int, annotation_sequence: int = -1) -> None:
         self.chart_id = chart_id
         #: The version of the latest event fanned out (the chart's version when it was created);
         #: -1 after the bus lost events: the next one is taken as it comes.
@@ -200,14 +200,14 @@ class ChartChannel:
         self.epoch = 0
         self.linger: asyncio.TimerHandle | None = None
         self.unsubscribe: Unsubscribe | None = None
-        #: The sequence number of the latest annotation change fanned out; -1 until the first
-        #: one (and after a loss): the next one is taken as it comes.
-        self.annotation_sequence = -1
+        #: The sequence number of the latest annotation change fanned out (the chart's when the
+        #: channel was created); -1 when unknown (after a loss): the next one is taken as it comes.
+        self.annotation_sequence = annotation_sequence
         self.annotation_pending: dict[int, AnnotationEvent] = {}
         self.annotation_gap: asyncio.TimerHandle | None = None
 
-    def reset_annotations(self) -> None:
-        self.annotation_sequence = -1
+    def reset_annotations(self, sequence: int = -1) -> None:
+        self.annotation_sequence = sequence
         self.annotation_pending.clear()
         if self.annotation_gap is not None:
             self.annotation_gap.cancel()
@@ -252,12 +252,31 @@ class Hub:
     def chart_count(self) -> int:
         return sum(1 for channel in self._channels.values() if channel.connections)
 
-    def join(self, chart_id: str, baseline: int, viewer: str | None = None) -> Connection:
+    def follows(self, chart_id: str) -> bool:
+        """Whether the chart has a channel (sockets, or had them within the resume window):
+        a socket joining it needs no ``annotation_sequence``."""
+        return chart_id in self._channels
+
+    def join(
+        self,
+        chart_id: str,
+        baseline: int,
+        viewer: str | None = None,
+        *,
+        annotation_sequence: int = -1,
+    ) -> Connection:
         """Add a socket of ``viewer`` to ``chart_id``. Must run in the same step of the event
-        loop as reading ``baseline`` from the service, so that no event falls between the two."""
+        loop as reading ``baseline`` from the service, so that no event falls between the two.
+
+        ``annotation_sequence`` is the number of the chart's last annotation change as the
+        service knows it, read before (used when the chart has no channel yet): changes after it
+        are sent in order, however late they arrive, and a gap after it is waited for, then
+        reported (-1: unknown, the first change heard starts the sequence)."""
         channel = self._channels.get(chart_id)
         if channel is None:
-            channel = self._channels[chart_id] = ChartChannel(chart_id, baseline)
+            channel = self._channels[chart_id] = ChartChannel(
+                chart_id, baseline, annotation_sequence
+            )
             channel.unsubscribe = self._bus.subscribe(
                 chart_id, lambda event: self._dispatch(channel, event)
             )
@@ -451,7 +470,7 @@ class Hub:
             channel.history_bytes = 0
             channel.epoch += 1
             channel.version = 0
-            channel.reset_annotations()  # a new chart under this id numbers them from 1 again
+            channel.reset_annotations(0)  # a new chart under this id numbers them from 1
             return
         channel.version = event.version
         size = len(message["text"])

@@ -20,10 +20,17 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from ..annotations.service import AnnotationsService
 from ..api import render
 from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
 from ..charts.service import ChartsService, check_id, check_min_version, check_pane
-from ..errors import ChartNotFound, ChartsError, InvalidRequest, RateLimited
+from ..errors import (
+    ChartNotFound,
+    ChartsError,
+    DatabaseUnavailable,
+    InvalidRequest,
+    RateLimited,
+)
 from ..metrics import Metrics, close_reason
 from ..ratelimit import RateLimiter
 from .hub import CLOSE_GOING_AWAY, CLOSE_IDLE, Connection, Hub
@@ -73,8 +80,16 @@ class ChartSocketApp:
         if task is not None:
             hub.track(task)
         max_bytes = state.settings.websocket_max_message_bytes
+        sequence = -1
+        if not hub.follows(chart_id):
+            sequence = await annotation_sequence(state.annotations, chart_id)
         # Reading the version and joining in one step: no event can fall between them.
-        conn = hub.join(chart_id, await chart_version(state.charts, chart_id), principal.sub)
+        conn = hub.join(
+            chart_id,
+            await chart_version(state.charts, chart_id),
+            principal.sub,
+            annotation_sequence=sequence,
+        )
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
         session.metrics = state.metrics
@@ -143,6 +158,14 @@ async def chart_version(charts: ChartsService, chart_id: str) -> int:
     except ChartNotFound:
         return 0
     return chart.version
+
+
+async def annotation_sequence(annotations: AnnotationsService, chart_id: str) -> int:
+    """The number of the chart's last annotation change; -1 when the database cannot say."""
+    try:
+        return await annotations.sequence(chart_id)
+    except DatabaseUnavailable:
+        return -1
 
 
 Handler = Callable[["ChartSession", dict[str, Any], object], Awaitable[None]]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..database import Database, saved_layouts_table
@@ -90,16 +91,22 @@ class LayoutsRepository:
         return bool(result.rowcount == 1)
 
     async def put(self, owner: Owner, layout: Layout) -> None:
-        """Save a template under its name, replacing one of that name."""
-        async with self.database.transaction(write=True) as conn:
-            await conn.execute(
-                delete(layouts).where(
-                    *_owned(owner, layout.kind),
-                    layouts.c.tool == layout.tool,
-                    layouts.c.name == layout.name,
-                )
+        """Save a template under its name, replacing one of that name: one statement on the
+        unique template name, so that saves of one name that race leave one template."""
+        row = _row(owner, layout)
+        changed = {name: row[name] for name in ("symbol", "resolution", "timestamp", "content")}
+        statement: Any
+        if self.database.dialect == "mysql":
+            statement = mysql.insert(layouts).values(row).on_duplicate_key_update(changed)
+        else:
+            dialect = postgresql if self.database.dialect == "postgresql" else sqlite
+            statement = (
+                dialect.insert(layouts)
+                .values(row)
+                .on_conflict_do_update(index_elements=_TEMPLATE_KEY, set_=changed)
             )
-            await conn.execute(insert(layouts).values(_row(owner, layout)))
+        async with self.database.transaction(write=True) as conn:
+            await conn.execute(statement)
 
     async def get(
         self,
@@ -156,6 +163,15 @@ _COLUMNS = (
 )
 
 
+_TEMPLATE_KEY = (
+    layouts.c.client,
+    layouts.c.user_id,
+    layouts.c.kind,
+    layouts.c.tool,
+    layouts.c.template_name,
+)
+
+
 def _owned(owner: Owner, kind: LayoutKind) -> tuple[Any, ...]:
     return (
         layouts.c.client == owner.client,
@@ -181,6 +197,7 @@ def _row(owner: Owner, layout: Layout) -> dict[str, Any]:
         "resolution": layout.resolution,
         "timestamp": layout.timestamp,
         "content": layout.content,
+        "template_name": None if layout.kind == "chart" else layout.name,
     }
 
 
@@ -217,8 +234,11 @@ class MemoryLayouts:
         return True
 
     async def put(self, owner: Owner, layout: Layout) -> None:
-        await self.remove(owner, layout.kind, tool=layout.tool, name=layout.name)
-        await self.add(owner, layout)
+        found = self._matching(owner, layout.kind, None, layout.tool, layout.name)
+        if found:
+            self._entries[found[0].id] = (owner, replace(layout, id=found[0].id))
+        else:
+            await self.add(owner, layout)
 
     async def get(
         self,

@@ -95,6 +95,61 @@ async def test_the_hub_orders_annotation_changes_by_sequence(bus: InProcessEvent
     assert [m.get("annotationId") for m in drain(conn)] == [None, "a1"]
 
 
+async def test_a_channel_starts_from_the_charts_annotation_sequence(
+    bus: InProcessEventBus,
+) -> None:
+    hub = Hub(bus, HubLimits(gap_wait_seconds=0.05))
+    conn = hub.join("c", 0, "alice", annotation_sequence=5)
+    # Another worker's change 6 is delayed past this worker's 7: 7 waits for it.
+    await bus.publish(change(7))
+    assert drain(conn) == []
+    await bus.publish(change(6))
+    await bus.publish(change(5))  # already in what the socket fetches
+    assert [m["annotationId"] for m in drain(conn)] == ["a6", "a7"]
+    assert hub.join("c", 0, annotation_sequence=0) is not None  # the channel keeps its own
+
+    # A change that never comes: the later ones go out after the wait, then a resync.
+    other = hub.join("d", 0, "bob", annotation_sequence=2)
+    await bus.publish(change(4, chart_id="d"))
+    await asyncio.sleep(0.15)
+    frames = drain(other)
+    assert [(f["type"], f.get("annotationId")) for f in frames] == [
+        ("annotation_update", "a4"), ("resync_required", None),
+    ]  # fmt: skip
+    assert frames[1]["scope"] == "annotations" and frames[1]["chartId"] == "d"
+
+
+async def test_a_socket_gets_a_late_change_from_another_worker(database_url: str | None) -> None:
+    app = create_app(settings_for(database_url))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def server_loop() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    app.add_api_route("/loop", server_loop)
+    with uvicorn_thread(app) as address:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            assert (await client.post("/api/charts/c")).status_code == 201
+            for time in (1, 2):
+                response = await client.post("/api/charts/c/annotations", json=marker(time))
+                assert response.status_code == 201
+            await client.get("/loop")
+            ws, _ = await open_socket(f"ws://{address}/ws/charts/c")
+
+            def publish(event: AnnotationEvent) -> None:
+                asyncio.run_coroutine_threadsafe(app.state.bus.publish(event), loops[0]).result()
+
+            # Changes 3 and 4 of other workers, heard in the wrong order by this one.
+            publish(change(4, chart_id="c", op="create"))
+            publish(change(3, chart_id="c", op="create"))
+            frames = await frames_until(ws, 2)
+            assert [(f["type"], f["annotationId"]) for f in frames] == [
+                ("annotation_update", "a3"), ("annotation_update", "a4"),
+            ]  # fmt: skip
+            await quiet(ws)
+            await ws.close()
+
+
 def test_annotation_events_cross_the_redis_bus_unchanged() -> None:
     for event in (
         change(3, audience="alice", withdrawn=True),

@@ -101,3 +101,24 @@ async def test_annotation_changes_reach_every_allowed_socket_once_in_order(
     for annotation_id in alice_ids + bob_ids:
         versions = [v for _, a, v in alice if a == annotation_id]
         assert versions == [1, 2]
+
+    # Listings on either worker (answered from its copy once loaded) show the same: every
+    # change the caller may see, whichever worker made it.
+    expected = {
+        "alice": sorted(alice_ids + bob_ids),
+        "bob": sorted(bob_ids + [i for i in alice_ids if i not in private]),
+    }
+    for who, headers in (("alice", ALICE), ("bob", BOB)):
+        for _ in range(6):
+            response = await call(workers, "GET", "/api/charts/w/annotations", headers=headers)
+            listed = response.json()["annotations"]
+            assert sorted(a["annotationId"] for a in listed) == expected[who]
+            assert {(a["version"], a["text"]) for a in listed} == {(2, "edited")}
+            await asyncio.sleep(0.1)
+    last = alice_ids[1]
+    response = await call(workers, "DELETE", f"/api/charts/w/annotations/{last}", headers=ALICE)
+    assert response.status_code == 204
+    await asyncio.sleep(0.5)  # the bus carries the change to the other worker
+    for _ in range(6):
+        response = await call(workers, "GET", "/api/charts/w/annotations", headers=BOB)
+        assert last not in {a["annotationId"] for a in response.json()["annotations"]}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
-from ..annotations.conftest import Serve, auth
+from lightweight_charts_pro_backend.app import create_app
+from lightweight_charts_pro_backend.saveload.store import Owner
+
+from ..annotations.conftest import Serve, auth, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +148,38 @@ async def test_bad_requests_are_refused_and_store_nothing(serve: Serve) -> None:
         assert (await client.delete(url, params=WHO)).status_code == 422
         assert (await client.get(f"{BASE}/drawing_templates", params=WHO)).status_code == 422
         assert await ok(await client.get(url, params=WHO)) == []
+
+
+async def test_saves_of_one_new_template_name_that_race_leave_one_template(
+    database_url: str | None,
+) -> None:
+    app = create_app(settings_for(database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            url = f"{BASE}/study_templates"
+            drawing = {**WHO, "tool": "LineToolTrendLine", "name": "red"}
+            sent = [f"{{v{i}}}" for i in range(12)]
+            answers = await asyncio.gather(
+                *(client.post(url, params=WHO, data={"name": "RSI", "content": c}) for c in sent),
+                *(
+                    client.post(f"{BASE}/drawing_templates", params=drawing, data={"content": c})
+                    for c in sent
+                ),
+            )
+            for answer in answers:
+                await ok(answer)
+            store = app.state.saveload._store
+            owner = Owner("tv", "alice")
+            studies = await store.listing(owner, "study_template")
+            drawings = await store.listing(owner, "drawing_template", "LineToolTrendLine")
+            assert [t.name for t in studies] == ["RSI"] and [t.name for t in drawings] == ["red"]
+            rsi = await ok(await client.get(url, params={**WHO, "template": "RSI"}))
+            assert rsi["content"] in sent
+            # Saving again replaces it in place; chart layouts may still share a name.
+            await ok(await client.post(url, params=WHO, data={"name": "RSI", "content": "{new}"}))
+            assert [t.id for t in await store.listing(owner, "study_template")] == [studies[0].id]
+            for _ in range(2):
+                form = {"name": "BTC", "content": "{}", "symbol": "BTC", "resolution": "60"}
+                await ok(await client.post(f"{BASE}/charts", params=WHO, data=form))
+            assert len(await store.listing(owner, "chart")) == 2
