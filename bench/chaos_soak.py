@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -155,6 +156,17 @@ class Fault:
         return self.started <= at <= end + grace
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one ``initial_data_response`` said the chart was at ``version``: the newest
+    points of its series, from ``times[0]`` on."""
+
+    chart: str
+    version: int
+    times: array[int]
+    values: array[float]
+
+
 @dataclass
 class Counts:
     frames: int = 0
@@ -216,9 +228,16 @@ class Report:
             + (f" ({dict(c.socket_errors)})" if c.socket_errors else ""),
             f"faults: {len(self.faults)}",
         ]
+        grace = self.config.grace_seconds
         for fault in self.faults:
             took = fault.ended - fault.started if fault.ended else float("nan")
-            lines.append(f"  {fault.kind:<8} {fault.detail} (recovered after {took:.1f} s)")
+            during = [r for r in self.requests if fault.covers(r.at, grace)]
+            unavailable = sum(1 for r in during if r.status == 503)
+            dropped = sum(1 for r in during if r.status is None)
+            lines.append(
+                f"  {fault.kind:<8} {fault.detail}: back after {took:.1f} s; until {grace:g} s "
+                f"later {len(during)} requests, {unavailable} 503s, {dropped} transport errors"
+            )
         if self.rss:
             lines.append("rss after settle vs warm:")
             for name, warm, now in self.rss:
@@ -467,6 +486,7 @@ class Soak:
         self.newest: dict[str, Write] = {}
         #: The points the first socket to apply (chart, version) saw.
         self.frame_points: dict[tuple[str, int], Points] = {}
+        self.snapshots: list[Snapshot] = []
         self.load_running = asyncio.Event()
         self.load_running.set()
         #: The writers and readers stop when this is set; the sockets when ``closing`` is.
@@ -742,6 +762,7 @@ class Follower:
                 await self.request_snapshot(None)
         elif kind == "initial_data_response" and answer and self.mode == "snapshot":
             counts.snapshots += 1
+            self.soak.snapshots.append(snapshot_of(self.chart, message))
             await self.snapshot(message["version"])
         elif kind == "error" and answer and self.mode == "snapshot":
             counts.snapshot_errors += 1
@@ -818,6 +839,16 @@ class Follower:
         if self.snapshot_again:
             self.snapshot_again = False
             await self.request_snapshot(None)
+
+
+def snapshot_of(chart: str, message: dict[str, Any]) -> Snapshot:
+    data = message["panes"]["0"][SERIES]["data"]
+    return Snapshot(
+        chart,
+        message["version"],
+        array("q", (p["time"] for p in data)),
+        array("d", (p["value"] for p in data)),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -979,6 +1010,29 @@ def verify_frames(soak: Soak, versions: dict[str, int]) -> None:
         if write is not None and points != write.points:
             soak.fail(f"the update of {chart} version {version} carried {points!r:.200}, "
                       f"write {write.id} was {write.points!r:.200}")  # fmt: skip
+    ahead = 0
+    for snap in soak.snapshots:
+        held = dict(zip(snap.times, snap.values, strict=True))
+        start = snap.times[0] if snap.times else 0
+        lacks: list[str] = []
+        for w in soak.writes:
+            if w.chart != snap.chart or w.version is None or w.points[0][0] < start:
+                continue
+            present = [held.get(t) == v for t, v in w.points]
+            if w.version <= snap.version and not all(present):
+                lacks.append(f"write {w.id} (version {w.version})")
+            elif w.version > snap.version and any(present):
+                ahead += 1
+                break
+        if lacks:
+            soak.fail(f"a snapshot of {snap.chart} at version {snap.version} lacks {lacks[:3]}")
+    if ahead:
+        # The client applies those updates again when they come: it ends right, and the
+        # version it holds is never above what it has.
+        soak.notes.append(
+            f"{ahead} of {len(soak.snapshots)} snapshots already held a write newer than "
+            f"their version"
+        )
     for follower in soak.followers:
         final = versions.get(follower.chart, 0)
         if follower.mode != "live" or follower.last != final:
@@ -1080,17 +1134,21 @@ async def soak_run(config: SoakConfig, deps: Dependencies, replicas: list[Replic
             soak.load_stopped = True
             soak.load_running.set()
             await asyncio.gather(*load, return_exceptions=True)
-        duration = time.monotonic() - soak.started
-        log(f"  {soak.elapsed(time.monotonic())} load stopped; verifying")
+        stopped = time.monotonic()
+        duration = stopped - soak.started
+        log(f"  {soak.elapsed(stopped)} load stopped; verifying")
         versions = await asyncio.to_thread(verify_database, soak, deps)
         await caught_up(soak, versions, 30.0)
+        log(f"  {soak.elapsed(time.monotonic())} database checked, sockets caught up")
         await verify_reads(soak, token=True)
-        await asyncio.sleep(config.settle_seconds)
+        await asyncio.sleep(max(0.0, stopped + config.settle_seconds - time.monotonic()))
         await verify_reads(soak, token=False)
+        log(f"  {soak.elapsed(time.monotonic())} reads on every replica checked")
         soak.classify()
         verify_frames(soak, versions)
         now = await asyncio.to_thread(settled_rss, all_pids(replicas))
         rss = compare_rss(soak, warm, now)
+        log(f"  {soak.elapsed(time.monotonic())} memory measured")
         soak.closing = True
         for follower in soak.followers:
             if follower.ws is not None:
@@ -1152,6 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     report = run_soak(config, args.keep)
     log(report.summary())
+    if args.keep is not None:
+        (args.keep / "failures.txt").write_text("".join(f + "\n" for f in report.failures))
     return 0 if report.passed else 1
 
 
