@@ -54,6 +54,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,7 +443,7 @@ def rss_of(pid: int) -> int | None:
     return None
 
 
-def settled_rss(pids: dict[str, int], timeout: float = 20.0, quiet: float = 2.0) -> dict[str, int]:
+def settled_rss(pids: dict[str, int], timeout: float = 20.0, quiet: float = 1.5) -> dict[str, int]:
     """Each process's RSS once none has moved by more than 1% for ``quiet`` seconds (or at
     ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -1066,8 +1067,10 @@ def topology(config: SoakConfig, root: Path) -> Iterator[tuple[Dependencies, lis
         for index in range(config.replicas):
             replica = Replica(index, root / f"replica-{index}", env, config.workers)
             stack.callback(replica.stop)
-            replica.start()
             replicas.append(replica)
+        with ThreadPoolExecutor(len(replicas)) as pool:
+            for started in [pool.submit(replica.start) for replica in replicas]:
+                started.result()
         yield deps, replicas
 
 
@@ -1123,10 +1126,10 @@ async def soak_run(config: SoakConfig, deps: Dependencies, replicas: list[Replic
             warm = await asyncio.to_thread(settled_rss, all_pids(replicas))
             soak.load_running.set()
             log(f"  {soak.elapsed(time.monotonic())} warm; faults: {', '.join(config.faults)}")
-            span = config.seconds - config.warmup_seconds
-            gap = span / (len(config.faults) + 1)
+            warm_at = time.monotonic()
+            gap = max(0.0, soak.started + config.seconds - warm_at) / (len(config.faults) + 1)
             for number, kind in enumerate(config.faults, 1):
-                due = soak.started + config.warmup_seconds + gap * number
+                due = warm_at + gap * number
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 await inject(soak, deps, kind)
             await asyncio.sleep(max(0.0, soak.started + config.seconds - time.monotonic()))

@@ -105,14 +105,14 @@ def test_nothing_acknowledged_is_lost_and_nobody_is_misinformed_under_faults(
     tmp_path: Path,
 ) -> None:
     config = SoakConfig(
-        seconds=24.0,
+        seconds=18.0,
         sockets=40,
         charts=3,
         writers=3,
         readers=2,
-        warmup_seconds=4.0,
-        outage_seconds=2.0,
-        settle_seconds=6.0,
+        warmup_seconds=3.0,
+        outage_seconds=1.5,
+        settle_seconds=4.0,
     )
     report = run_soak(config, tmp_path)
     print(report.summary())
