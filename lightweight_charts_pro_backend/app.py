@@ -38,6 +38,7 @@ from .config import Settings, get_settings
 from .cors import install_cors, with_cors
 from .database import Database
 from .demo import page as demo_page
+from .errors import DatabaseUnavailable
 from .guards import check_production, docs_enabled, log_production_warnings
 from .keytable import DatabaseKeyStore
 from .logging_config import AccessLog, configure_logging
@@ -55,6 +56,30 @@ from .saveload.service import SaveLoadService
 from .saveload.store import LayoutsRepository, LayoutStore, MemoryLayouts
 
 logger = logging.getLogger(__name__)
+#: Pauses between attempts to reach the database at startup.
+STARTUP_RETRY_FIRST_SECONDS: Final = 0.5
+STARTUP_RETRY_MAX_SECONDS: Final = 5.0
+
+
+async def create_tables_when_reachable(database: Database) -> None:
+    """Create the missing tables, waiting for a database server that cannot be reached.
+
+    A worker that exited at startup instead would make gunicorn stop the whole server, its
+    other workers included: a worker restarted during a database outage would take the replica
+    down. SQLite has no server to wait for: its errors end the startup.
+    """
+    delay = STARTUP_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            await database.create_tables()
+            return
+        except DatabaseUnavailable as exc:
+            if database.dialect == "sqlite":
+                raise
+            logger.warning("%s Waiting %g s before starting.", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STARTUP_RETRY_MAX_SECONDS)
+
 
 #: FastAPI's own OpenTelemetry bridge, off: it asks the global providers on every request whether
 #: they are configured (about 5 us, a quarter of serving a history chunk), and the service's
@@ -117,7 +142,7 @@ def build_app(
             if settings.enable_persistence:
                 database = Database.from_settings(settings)
                 stack.push_async_callback(database.close)
-                await database.create_tables()
+                await create_tables_when_reachable(database)
                 repository = ChartsRepository(database)
                 app.state.readiness_checks["database"] = database.ping
                 metrics.instrument_engine(database.engine)

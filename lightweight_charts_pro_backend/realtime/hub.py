@@ -104,7 +104,9 @@ class Connection:
     ``baseline`` is the chart's version when the socket joined: every later event reaches the
     socket live, earlier ones only through ``resume``; ``epoch`` tells which life of the chart
     that version belongs to. ``viewer`` is the caller's identity (``Principal.sub``): the owner
-    whose private annotations the socket receives.
+    whose private annotations the socket receives. ``known`` is the version the client holds as
+    far as the socket's stream tells (-1 after a ``resync_required``, until a snapshot or a
+    replay): an event beyond the next one is not sent to it, a ``resync_required`` is.
     """
 
     __slots__ = (
@@ -114,6 +116,7 @@ class Connection:
         "close_request",
         "closing",
         "epoch",
+        "known",
         "last_seen",
         "outbox",
         "viewer",
@@ -132,6 +135,7 @@ class Connection:
         self.viewer = viewer
         self.chart_id = chart_id
         self.baseline = baseline
+        self.known = baseline
         self.epoch = epoch
         self.outbox = Outbox(queue_size)
         self.last_seen = asyncio.get_running_loop().time()
@@ -149,6 +153,11 @@ class Connection:
             f"slow consumer: {len(self.outbox)} messages waiting to be sent",
         )
         return False
+
+    def snapshot_sent(self, version: int) -> None:
+        """The client was sent the chart at ``version`` (a snapshot, or the replay of
+        ``resume``): the updates it needs next start after it."""
+        self.known = version
 
     def touch(self) -> None:
         self.last_seen = asyncio.get_running_loop().time()
@@ -414,9 +423,31 @@ class Hub:
     def _send_event(self, channel: ChartChannel, event: ChartEvent) -> None:
         message = event_message(event)
         version, epoch = event.version, channel.epoch
+        deleted = event.op == "chart_deleted"
+        behind: Message | None = None
         for conn in tuple(channel.connections):
             # a socket that joined after this change got it in its snapshot
-            if conn.baseline < version or conn.epoch != epoch or event.op == "chart_deleted":
+            if conn.baseline < version or conn.epoch != epoch or deleted:
+                known = conn.known
+                if deleted:
+                    conn.known = 0
+                elif known >= 0 and version > known + 1:
+                    # Versions after the client's snapshot never came (after the bus was
+                    # interrupted, another process may not have announced its changes yet).
+                    if behind is None:
+                        behind = frame_message(
+                            {
+                                "type": "resync_required",
+                                "chartId": channel.chart_id,
+                                "version": version,
+                                "reason": "updates were lost between servers; fetch the chart",
+                            }
+                        )
+                    conn.known = -1
+                    conn.send(behind)
+                    continue
+                elif version > known >= 0:
+                    conn.known = version
                 conn.send(message)
         self._remember(channel, event, message)
 
@@ -461,6 +492,7 @@ class Hub:
         fields["reason"] = reason
         message = frame_message(fields)
         for conn in tuple(channel.connections):
+            conn.known = -1
             conn.send(message)
 
     def _remember(self, channel: ChartChannel, event: ChartEvent, message: Message) -> None:

@@ -332,6 +332,7 @@ class ChartSession:
             if pane_id is not None:
                 head["paneId"] = pane_id
             head["version"] = chart.version
+            self.conn.snapshot_sent(chart.version)
             self.conn.send(prefixed_message(head, render.chart_json(chart, views, pane_id)))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
@@ -342,11 +343,9 @@ class ChartSession:
             series_id,
             min_version=check_min_version(fields.get("min_version")),
         )
-        head |= {
-            "chartId": self.chart_id,
-            "paneId": pane_id,
-            "version": await chart_version(self.charts, self.chart_id),
-        }
+        version = await chart_version(self.charts, self.chart_id)
+        head |= {"chartId": self.chart_id, "paneId": pane_id, "version": version}
+        self.conn.snapshot_sent(version)
         self.conn.send(prefixed_message(head, render.series_json(view)))
 
     async def _resume(self, fields: dict[str, Any], request_id: object) -> None:
@@ -366,6 +365,7 @@ class ChartSession:
         for message in missed:
             conn.send(message)
         version = since + len(missed)
+        conn.snapshot_sent(version)
         conn.send(
             frame_message({"type": "resumed", **head, "version": version, "replayed": len(missed)})
         )

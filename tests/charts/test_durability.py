@@ -127,6 +127,25 @@ async def test_while_the_database_is_down_writes_get_503_and_the_service_recover
         assert data["data"][-1] == LIVE_BAR
 
 
+async def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    private_server: ServerProcess,
+) -> None:
+    # Under gunicorn a worker that exits at startup stops the whole server: one worker
+    # restarted during an outage would take every other worker of the replica down with it.
+    url = new_database(private_server, "boot")
+    private_server.stop()
+
+    async def boot() -> int:
+        async with serve(url) as (client, _):
+            return (await client.post("/api/charts/booted")).status_code
+
+    booting = asyncio.create_task(boot())
+    await asyncio.sleep(1.5)
+    assert not booting.done()  # still waiting, not failed
+    private_server.start()
+    assert await asyncio.wait_for(booting, 30) == 201
+
+
 def _start_app(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {

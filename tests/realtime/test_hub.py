@@ -200,3 +200,24 @@ async def test_after_the_bus_was_interrupted_every_socket_resyncs(
     await bus.publish(upsert(9))  # whatever comes next is taken as it comes
     assert [m["type"] for m in drain(conns[0])] == ["data_update", "resync_required", "data_update"]
     assert [m["type"] for m in drain(conns[1])] == ["resync_required"]
+
+
+async def test_a_socket_whose_snapshot_is_older_than_the_next_event_is_told_to_resync(
+    bus: InProcessEventBus,
+) -> None:
+    # Redis came back: this worker heard it first and told its sockets to refetch, while
+    # another worker, still reconnecting, made versions 2 and 3 without announcing them.
+    hub = make_hub(bus)
+    conn = hub.join("c", 0)
+    await bus.publish(upsert(1))
+    hub.resync_all()
+    conn.snapshot_sent(1)  # the client refetched the chart at version 1
+    await bus.publish(upsert(4))
+    assert [(m["type"], m.get("version")) for m in drain(conn)] == [
+        ("data_update", 1),
+        ("resync_required", None),
+        ("resync_required", 4),
+    ]
+    conn.snapshot_sent(4)
+    await bus.publish(upsert(5))
+    assert [(m["type"], m.get("version")) for m in drain(conn)] == [("data_update", 5)]
