@@ -27,7 +27,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from starlette.websockets import WebSocket
 
 from .apikeys import API_KEY_PREFIX, ApiKey, KeyStore, hash_key, is_key_shaped
-from .charts.service import ID_PATTERN
+from .charts.service import is_valid_id
 from .config import Settings
 from .errors import (
     ApiKeyRevoked,
@@ -107,7 +107,7 @@ def parse_chart_ids(value: object) -> frozenset[str] | None:
     if value is None:
         return None
     if not isinstance(value, list | tuple) or not all(
-        isinstance(item, str) and ID_PATTERN.fullmatch(item) and ".." not in item for item in value
+        isinstance(item, str) and is_valid_id(item) for item in value
     ):
         raise ValueError("chart_ids must be a list of chart ids")
     return frozenset(value)

@@ -273,6 +273,17 @@ BAD_WRITES: list[tuple[str, str, object, int, str]] = [
         422,
         "VALIDATION_ERROR",
     ),
+    ("POST", "/api/charts/%2E", None, 422, "VALIDATION_ERROR"),
+    (
+        "POST",
+        "/api/charts/c1/data/%2E",
+        {"paneId": 0, "seriesType": "line", "data": []},
+        422,
+        "VALIDATION_ERROR",
+    ),
+    ("PATCH", "/api/charts/c1/data/%2E%2E%2E", {"paneId": 0, "data": []}, 422, "VALIDATION_ERROR"),
+    ("GET", "/api/charts/%2E/history/0/s1", None, 422, "VALIDATION_ERROR"),
+    ("DELETE", "/api/charts/%2E%2E%2E", None, 422, "VALIDATION_ERROR"),
     (
         "POST",
         "/api/charts/a..b/data/s1",

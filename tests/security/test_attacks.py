@@ -280,6 +280,23 @@ ATTACKS = [
         "VALIDATION_ERROR",
     ),
     Attack(
+        "dot chart id, write",
+        "POST",
+        "/api/charts/%2E",
+        jwt_for(),
+        422,
+        "VALIDATION_ERROR",
+    ),
+    Attack(
+        "dots series id",
+        "POST",
+        "/api/charts/a/data/%2E%2E%2E",
+        jwt_for(),
+        422,
+        "VALIDATION_ERROR",
+        SERIES,
+    ),
+    Attack(
         "path traversal series id",
         "POST",
         "/api/charts/a/data/%2E%2E",

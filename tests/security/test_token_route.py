@@ -72,6 +72,7 @@ async def test_lifetime_is_capped_and_charts_default_to_the_keys(
         ("chart_a", {"chartIds": ["a", "b"]}, 403, "FORBIDDEN"),
         ("writer_a", {}, 403, "FORBIDDEN"),
         ("all", {"chartIds": ["../etc"]}, 422, "VALIDATION_ERROR"),
+        ("all", {"chartIds": ["."]}, 422, "VALIDATION_ERROR"),
         ("all", {"minutes": 0}, 422, "VALIDATION_ERROR"),
         ("all", {"chartIds": "a"}, 422, "VALIDATION_ERROR"),
         ("all", {"unknown": 1}, 422, "VALIDATION_ERROR"),
