@@ -315,6 +315,26 @@ BAD_WRITES: list[tuple[str, str, object, int, str]] = [
         "INVALID_DATA",
     ),
     (
+        "POST",
+        "/api/charts/c1/data/candles",
+        {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "open": 1, "close": 1.5}]},
+        400,
+        "INVALID_DATA",
+    ),
+    (
+        "PATCH",
+        "/api/charts/c1/data/s1",
+        {
+            "paneId": 0,
+            "data": [
+                {"time": 5, "open": 1, "high": 1, "low": 1, "close": 1},
+                {"time": 6, "value": 1},
+            ],
+        },
+        400,
+        "INVALID_DATA",
+    ),
+    (
         "PATCH",
         "/api/charts/c1/data/s1",
         {"paneId": 0, "data": [{"time": 5}, {"time": 5}]},
