@@ -27,6 +27,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from starlette.websockets import WebSocket
 
 from .apikeys import API_KEY_PREFIX, ApiKey, KeyStore, hash_key, is_key_shaped
+from .charts.points import MAX_TIME
 from .charts.service import is_valid_id
 from .config import Settings
 from .errors import (
@@ -48,6 +49,7 @@ WEBSOCKET_POLICY_VIOLATION: Final = 1008
 _CLOSE_REASON_BYTES: Final = 123
 _TOKEN_CACHE_SIZE: Final = 4096
 _MAX_CREDENTIAL_LENGTH: Final = 8192
+_MAX_KEY_ID_LENGTH: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +172,49 @@ def decode_access_token(token: str, settings: Settings) -> Principal:
         raise InvalidToken("The token signature does not verify.") from None
     except jwt.MissingRequiredClaimError as exc:
         raise InvalidToken(f"The token lacks the required claim {exc.claim!r}.") from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ArithmeticError, TypeError, ValueError):
+        # PyJWT converts time claims with int() and compares them: a huge or odd value can
+        # fail there with something other than its own errors.
         raise InvalidToken("The token is malformed.") from None
     try:
         return Principal(
-            sub=claims["sub"],
+            sub=_subject(claims["sub"]),
             chart_ids=parse_chart_ids(claims.get("chart_ids")),
             scopes=parse_scope(claims.get("scope")),
-            expires_at=float(claims["exp"]),
-            key_id=claims.get("key_id") if isinstance(claims.get("key_id"), str) else None,
+            expires_at=_claim_time(claims, "exp"),
+            key_id=_key_id(claims.get("key_id")),
         )
     except (TypeError, ValueError) as exc:
         raise InvalidToken(f"The token's claims are invalid: {exc}.") from None
+
+
+def _subject(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("sub must be a non-empty string")
+    return value
+
+
+def _claim_time(claims: Mapping[str, Any], name: str) -> float:
+    """A time claim as UTC epoch seconds; the optional ones (``iat``, ``nbf``) are checked
+    alike, since PyJWT takes any value ``int()`` accepts, strings and booleans included."""
+    for claim in ("iat", "nbf"):
+        if claim in claims:
+            _epoch_seconds(claim, claims[claim])
+    return _epoch_seconds(name, claims[name])
+
+
+def _epoch_seconds(name: str, value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME:
+        return float(value)
+    raise ValueError(f"{name} must be a number of seconds from 1970 to the year 9999")
+
+
+def _key_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_KEY_ID_LENGTH:
+        raise ValueError("key_id must be an API key's id")
+    return value
 
 
 def _quiet_short_key(settings: Settings) -> AbstractContextManager[None]:

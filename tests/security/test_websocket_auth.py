@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 import orjson
 import pytest
 from starlette.datastructures import Headers, QueryParams
@@ -71,6 +72,8 @@ REFUSALS = [
     ("write-only key", {"key": "writer_a"}, "may not read"),
     ("key for another chart", {"key": "chart_a", "chart": "b"}, "does not grant access"),
     ("bearer without token", {"bare_bearer": True}, "carries no token"),
+    ("exp = 2**1100", {"claims": {"exp": 2**1100}}, "claims are invalid"),
+    ("exp as a string in query", {"claims": {"exp": "4102444800"}, "in_query": True}, "invalid"),
 ]
 
 
@@ -84,6 +87,13 @@ def _handshake(case: dict[str, Any], settings: Settings, keys: Keys) -> dict[str
         return {"additional_headers": {"Authorization": f"Bearer {token(other)}"}}
     if "key" in case:
         return {"additional_headers": {"X-API-Key": keys[case["key"]][0]}}
+    if "claims" in case:
+        signed = jwt.encode({"sub": "x", "exp": 4_102_444_800, **case["claims"]}, SECRET)
+        return (
+            {"query": f"?token={signed}"}
+            if case.get("in_query")
+            else {"subprotocols": ["bearer", signed]}
+        )
     if case.get("bare_bearer"):
         return {"subprotocols": ["bearer"]}
     return {}
