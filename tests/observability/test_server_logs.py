@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -68,6 +70,30 @@ def test_an_error_after_the_response_started_is_logged_once(uvicorn_server) -> N
     mine = [line for line in server.json_lines() if line.get("request_id") == "stream-1"]
     assert [line["level"] for line in mine if line["level"] == "ERROR"] == ["ERROR"]
     assert [line["status"] for line in mine if "status" in line] == [200]
+
+
+def test_an_aborted_upload_is_a_499_without_an_error_line(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    head = (
+        b"POST /api/charts/up/data/s HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000000\r\n"
+        b"X-Request-ID: aborted-1\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + b'{"paneId": 0, "seriesType": "line", "data": [' + b" " * 10_000)
+        time.sleep(0.5)  # the route is reading the body when the client gives up
+    access = server.wait_for_line(
+        lambda line: line.get("request_id") == "aborted-1" and "status" in line
+    )
+    assert access["status"] == 499 and access["route"] == "/api/charts/{chart_id}/data/{series_id}"
+    request(server.port, "GET", "/health", {"X-Request-ID": "after-1"})
+    server.wait_for_line(lambda line: line.get("request_id") == "after-1")
+    assert not [line for line in server.json_lines() if line["level"] in ("ERROR", "CRITICAL")]
+    assert "Traceback" not in server.output() and "ClientDisconnect" not in server.output()
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    route = "/api/charts/{chart_id}/data/{series_id}"
+    assert total(scrape, "http_requests_total", route=route, status="4xx") == 1
+    assert total(scrape, "http_requests_total", status="5xx") == 0
 
 
 def test_every_line_is_json_with_the_common_fields(uvicorn_server) -> None:
