@@ -324,6 +324,8 @@ class Authenticator:
                 principal = await self.api_key_principal(credentials.token)
             else:
                 principal = self.token_principal(credentials.token)
+                if principal.key_id is not None:
+                    await self.check_issuing_key(principal.key_id)
         elif credentials.api_key is not None:
             principal = await self.api_key_principal(credentials.api_key)
         else:
@@ -345,6 +347,16 @@ class Authenticator:
             del self._tokens[token]
             raise TokenExpired("The token has expired; get a new one.")
         return principal
+
+    async def check_issuing_key(self, key_id: str) -> None:
+        """Refuse a token issued for an API key (``POST /api/auth/token``) once that key is
+        revoked or gone: the token names the key, and the key store is asked on every use
+        (from its cache, so a revocation elsewhere counts within ``KEY_CACHE_SECONDS``)."""
+        record = await self.keystore.find_by_id(key_id)
+        if record is None:
+            raise InvalidToken("The API key this token was issued for no longer exists.")
+        if record.revoked_at is not None:
+            raise ApiKeyRevoked("The API key this token was issued for has been revoked.")
 
     async def api_key_principal(self, key: str) -> Principal:
         if not is_key_shaped(key):
