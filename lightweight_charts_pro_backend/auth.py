@@ -3,7 +3,8 @@
 A caller is a :class:`Principal`: a subject, the charts it may touch (``None`` = every chart) and
 its scopes (``charts:read``, ``charts:write``). Credentials come from the ``Authorization: Bearer``
 header or the API key header on HTTP, and on WebSockets also from ``Sec-WebSocket-Protocol:
-bearer, <token>`` (browsers cannot set headers on a socket) or a ``token`` query parameter.
+bearer, <token>`` (browsers cannot set headers on a socket) or a ``token`` query parameter
+(a JWT only: URLs end up in logs, and an API key lives until it is revoked).
 
 The same :class:`Authenticator` serves the REST dependencies and the WebSocket handler, so both
 refuse the same credentials for the same reasons. Refusals are ``ChartsError`` subclasses: 401
@@ -266,7 +267,9 @@ def websocket_credentials(
     headers: Mapping[str, str], query_params: Mapping[str, str], api_key_header: str
 ) -> Credentials:
     """Credentials of a WebSocket handshake, in order of preference: ``Authorization: Bearer``,
-    the API key header, ``Sec-WebSocket-Protocol: bearer, <token>``, ``?token=``."""
+    the API key header, ``Sec-WebSocket-Protocol: bearer, <token>``, ``?token=``.
+
+    ``?token=`` takes a JWT only; an API key there is refused (:class:`InvalidApiKey`)."""
     found = http_credentials(headers, api_key_header)
     offered = offered_subprotocols(headers)
     subprotocol = "bearer" if "bearer" in offered else None
@@ -279,6 +282,12 @@ def websocket_credentials(
         return Credentials(token=offered[position + 1], subprotocol=subprotocol)
     token = query_params.get("token")
     if token:
+        if token.startswith(API_KEY_PREFIX):
+            # A URL is written down by proxies, browsers' histories and access logs; a
+            # long-lived key must not travel in one. A page trades it for a token first.
+            raise InvalidApiKey(
+                "?token= takes a token, not an API key: exchange the key at POST /api/auth/token."
+            )
         return Credentials(token=token)
     return Credentials()
 
