@@ -45,7 +45,7 @@ class TokenIssued(WireModel):
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 413, 422, 429)
+    code: {"model": ErrorBody} for code in (401, 403, 413, 415, 422, 429)
 }
 
 

@@ -389,7 +389,8 @@ async def test_bad_requests_get_a_sentence_and_change_nothing(
     await put_series(client)
     before = (await client.get("/api/charts/c1")).content
     content = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
-    response = await client.request(method, url, content=content)
+    headers = {"Content-Type": "application/json"} if content is not None else {}
+    response = await client.request(method, url, content=content, headers=headers)
     assert response.status_code == status, response.text
     envelope = response.json()
     assert envelope["errorCode"] == code

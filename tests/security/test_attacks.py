@@ -24,6 +24,7 @@ from .conftest import SECRET, ClientFactory, bearer, key_settings, make_settings
 Keys = dict[str, tuple[str, ApiKey]]
 Credentials = Callable[[Settings, Keys], dict[str, str]]
 
+JSON_BODY = {"Content-Type": "application/json"}
 SERIES = {"seriesType": "line", "data": [{"time": 1_700_000_000 + i, "value": i} for i in range(5)]}
 
 
@@ -504,7 +505,9 @@ async def test_request_limits(name: str, status: int, code: str, app_client: Cli
         max_points_per_request=100,
     )
     async with app_client(settings) as client:
-        response = await client.post("/api/charts/a/data/s", content=_body_for(name))
+        response = await client.post(
+            "/api/charts/a/data/s", content=_body_for(name), headers=JSON_BODY
+        )
         assert response.status_code == status, response.text
         assert response.json()["errorCode"] == code
         assert "MAX_" in response.json()["detail"]
