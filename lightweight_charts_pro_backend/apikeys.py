@@ -128,6 +128,11 @@ class KeyStore(Protocol):
         """The key with this hash, revoked ones included (the caller tells them apart)."""
         ...
 
+    async def find_by_id(self, key_id: str) -> ApiKey | None:
+        """The key with this id, revoked ones included; a token issued for a key names it by
+        id, and runs this on every request, so it is cached as :meth:`find` is."""
+        ...
+
     async def add(self, key: ApiKey) -> None: ...
 
     async def all(self) -> list[ApiKey]:
@@ -149,15 +154,22 @@ class SettingsKeyStore:
 
     def __init__(self, entries: Iterable[ApiKeySetting]) -> None:
         self._keys: dict[str, ApiKey] = {}
+        self._hashes: dict[str, str] = {}
         for entry in entries:
             record = ApiKey.from_setting(entry)
             self._keys[record.key_hash] = record
+            self._hashes[record.id] = record.key_hash
 
     async def find(self, key_hash: str) -> ApiKey | None:
         return self._keys.get(key_hash)
 
+    async def find_by_id(self, key_id: str) -> ApiKey | None:
+        key_hash = self._hashes.get(key_id)
+        return None if key_hash is None else self._keys.get(key_hash)
+
     async def add(self, key: ApiKey) -> None:
         self._keys[key.key_hash] = key
+        self._hashes[key.id] = key.key_hash
 
     async def all(self) -> list[ApiKey]:
         return list(self._keys.values())

@@ -3,7 +3,8 @@
 A caller is a :class:`Principal`: a subject, the charts it may touch (``None`` = every chart) and
 its scopes (``charts:read``, ``charts:write``). Credentials come from the ``Authorization: Bearer``
 header or the API key header on HTTP, and on WebSockets also from ``Sec-WebSocket-Protocol:
-bearer, <token>`` (browsers cannot set headers on a socket) or a ``token`` query parameter.
+bearer, <token>`` (browsers cannot set headers on a socket) or a ``token`` query parameter
+(a JWT only: URLs end up in logs, and an API key lives until it is revoked).
 
 The same :class:`Authenticator` serves the REST dependencies and the WebSocket handler, so both
 refuse the same credentials for the same reasons. Refusals are ``ChartsError`` subclasses: 401
@@ -27,7 +28,8 @@ from jwt.warnings import InsecureKeyLengthWarning
 from starlette.websockets import WebSocket
 
 from .apikeys import API_KEY_PREFIX, ApiKey, KeyStore, hash_key, is_key_shaped
-from .charts.service import ID_PATTERN
+from .charts.points import MAX_TIME
+from .charts.service import is_valid_id
 from .config import Settings
 from .errors import (
     ApiKeyRevoked,
@@ -48,6 +50,7 @@ WEBSOCKET_POLICY_VIOLATION: Final = 1008
 _CLOSE_REASON_BYTES: Final = 123
 _TOKEN_CACHE_SIZE: Final = 4096
 _MAX_CREDENTIAL_LENGTH: Final = 8192
+_MAX_KEY_ID_LENGTH: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ def parse_chart_ids(value: object) -> frozenset[str] | None:
     if value is None:
         return None
     if not isinstance(value, list | tuple) or not all(
-        isinstance(item, str) and ID_PATTERN.fullmatch(item) and ".." not in item for item in value
+        isinstance(item, str) and is_valid_id(item) for item in value
     ):
         raise ValueError("chart_ids must be a list of chart ids")
     return frozenset(value)
@@ -170,18 +173,49 @@ def decode_access_token(token: str, settings: Settings) -> Principal:
         raise InvalidToken("The token signature does not verify.") from None
     except jwt.MissingRequiredClaimError as exc:
         raise InvalidToken(f"The token lacks the required claim {exc.claim!r}.") from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ArithmeticError, TypeError, ValueError):
+        # PyJWT converts time claims with int() and compares them: a huge or odd value can
+        # fail there with something other than its own errors.
         raise InvalidToken("The token is malformed.") from None
     try:
         return Principal(
-            sub=claims["sub"],
+            sub=_subject(claims["sub"]),
             chart_ids=parse_chart_ids(claims.get("chart_ids")),
             scopes=parse_scope(claims.get("scope")),
-            expires_at=float(claims["exp"]),
-            key_id=claims.get("key_id") if isinstance(claims.get("key_id"), str) else None,
+            expires_at=_claim_time(claims, "exp"),
+            key_id=_key_id(claims.get("key_id")),
         )
     except (TypeError, ValueError) as exc:
         raise InvalidToken(f"The token's claims are invalid: {exc}.") from None
+
+
+def _subject(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("sub must be a non-empty string")
+    return value
+
+
+def _claim_time(claims: Mapping[str, Any], name: str) -> float:
+    """A time claim as UTC epoch seconds; the optional ones (``iat``, ``nbf``) are checked
+    alike, since PyJWT takes any value ``int()`` accepts, strings and booleans included."""
+    for claim in ("iat", "nbf"):
+        if claim in claims:
+            _epoch_seconds(claim, claims[claim])
+    return _epoch_seconds(name, claims[name])
+
+
+def _epoch_seconds(name: str, value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME:
+        return float(value)
+    raise ValueError(f"{name} must be a number of seconds from 1970 to the year 9999")
+
+
+def _key_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_KEY_ID_LENGTH:
+        raise ValueError("key_id must be an API key's id")
+    return value
 
 
 def _quiet_short_key(settings: Settings) -> AbstractContextManager[None]:
@@ -233,7 +267,9 @@ def websocket_credentials(
     headers: Mapping[str, str], query_params: Mapping[str, str], api_key_header: str
 ) -> Credentials:
     """Credentials of a WebSocket handshake, in order of preference: ``Authorization: Bearer``,
-    the API key header, ``Sec-WebSocket-Protocol: bearer, <token>``, ``?token=``."""
+    the API key header, ``Sec-WebSocket-Protocol: bearer, <token>``, ``?token=``.
+
+    ``?token=`` takes a JWT only; an API key there is refused (:class:`InvalidApiKey`)."""
     found = http_credentials(headers, api_key_header)
     offered = offered_subprotocols(headers)
     subprotocol = "bearer" if "bearer" in offered else None
@@ -246,6 +282,12 @@ def websocket_credentials(
         return Credentials(token=offered[position + 1], subprotocol=subprotocol)
     token = query_params.get("token")
     if token:
+        if token.startswith(API_KEY_PREFIX):
+            # A URL is written down by proxies, browsers' histories and access logs; a
+            # long-lived key must not travel in one. A page trades it for a token first.
+            raise InvalidApiKey(
+                "?token= takes a token, not an API key: exchange the key at POST /api/auth/token."
+            )
         return Credentials(token=token)
     return Credentials()
 
@@ -291,6 +333,8 @@ class Authenticator:
                 principal = await self.api_key_principal(credentials.token)
             else:
                 principal = self.token_principal(credentials.token)
+                if principal.key_id is not None:
+                    await self.check_issuing_key(principal.key_id)
         elif credentials.api_key is not None:
             principal = await self.api_key_principal(credentials.api_key)
         else:
@@ -312,6 +356,16 @@ class Authenticator:
             del self._tokens[token]
             raise TokenExpired("The token has expired; get a new one.")
         return principal
+
+    async def check_issuing_key(self, key_id: str) -> None:
+        """Refuse a token issued for an API key (``POST /api/auth/token``) once that key is
+        revoked or gone: the token names the key, and the key store is asked on every use
+        (from its cache, so a revocation elsewhere counts within ``KEY_CACHE_SECONDS``)."""
+        record = await self.keystore.find_by_id(key_id)
+        if record is None:
+            raise InvalidToken("The API key this token was issued for no longer exists.")
+        if record.revoked_at is not None:
+            raise ApiKeyRevoked("The API key this token was issued for has been revoked.")
 
     async def api_key_principal(self, key: str) -> Principal:
         if not is_key_shaped(key):

@@ -64,6 +64,24 @@ class PayloadTooLarge(ChartsError):
     error_code = "PAYLOAD_TOO_LARGE"
 
 
+class UnsupportedMediaType(ChartsError):
+    """A body whose ``Content-Type`` the route does not take (a JSON route takes
+    ``application/json`` only, so a cross-site form or ``text/plain`` post cannot write)."""
+
+    status_code = 415
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A ``Content-Encoding`` other than gzip (or none); RFC 7694 names the accepted ones."""
+
+    error_code = "UNSUPPORTED_CONTENT_ENCODING"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers = {"Accept-Encoding": "gzip"}
+
+
 class NotAuthenticated(ChartsError):
     """No valid credentials. ``bearer_error`` is the RFC 6750 error code for ``WWW-Authenticate``
     (none when no credentials were sent at all)."""

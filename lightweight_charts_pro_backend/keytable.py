@@ -16,20 +16,25 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from .apikeys import KEY_CACHE_SECONDS, ApiKey
 from .config import ApiKeySetting
 from .database import Database, api_keys_table
 from .errors import DatabaseUnavailable
 
+# Cache entries found by id are keyed apart from those found by hash ("sha256:...").
+_BY_ID: Final = "id:"
+
 
 class DatabaseKeyStore:
     """Keys in the ``api_keys`` table: the store when persistence is on.
 
-    :meth:`find` runs on every request authenticated by a key, so it answers from a per-process
-    cache whose entries live ``cache_seconds``: a key created or revoked by another process (the
-    CLI, another worker) takes effect here within that time, and at once when revoked through
-    this same store. Unknown hashes are cached too, so a client repeating a wrong key costs one
+    :meth:`find` runs on every request authenticated by a key (and :meth:`find_by_id` on every
+    request with a token issued for one), so they answer from a per-process cache whose entries
+    live ``cache_seconds``: a key created or revoked by another process (the CLI, another
+    worker) takes effect here within that time, and at once when revoked through this same
+    store. Unknown hashes are cached too, so a client repeating a wrong key costs one
     query per ``cache_seconds``.
 
     Example::
@@ -58,15 +63,21 @@ class DatabaseKeyStore:
         self._changes = 0
 
     async def find(self, key_hash: str) -> ApiKey | None:
+        return await self._find(key_hash, api_keys_table.c.key_hash == key_hash)
+
+    async def find_by_id(self, key_id: str) -> ApiKey | None:
+        return await self._find(_BY_ID + key_id, api_keys_table.c.id == key_id)
+
+    async def _find(self, cache_key: str, where: ColumnElement[bool]) -> ApiKey | None:
+        """The row matching ``where``, from the cache entry ``cache_key`` while it lasts."""
         now = self.clock()
-        cached = self._cache.get(key_hash)
+        cached = self._cache.get(cache_key)
         if cached is not None and cached[0] > now:
             return cached[1]
         changes = self._changes
 
         async def lookup(conn: AsyncConnection) -> Row[Any] | None:
-            query = select(api_keys_table).where(api_keys_table.c.key_hash == key_hash)
-            return (await conn.execute(query)).first()
+            return (await conn.execute(select(api_keys_table).where(where))).first()
 
         try:
             row = await self.database.read(lookup)
@@ -77,10 +88,10 @@ class DatabaseKeyStore:
             raise
         record = _from_row(row) if row is not None else None
         if changes == self._changes:
-            self._cache.pop(key_hash, None)
+            self._cache.pop(cache_key, None)
             if len(self._cache) >= self.MAX_CACHED:
                 del self._cache[next(iter(self._cache))]  # the longest cached
-            self._cache[key_hash] = (now + self.cache_seconds, record)
+            self._cache[cache_key] = (now + self.cache_seconds, record)
         return record
 
     async def add(self, key: ApiKey) -> None:
@@ -88,7 +99,7 @@ class DatabaseKeyStore:
             async with self.database.transaction(write=True) as conn:
                 await conn.execute(insert(api_keys_table).values(**_to_row(key)))
         finally:
-            self._forget(key.key_hash)
+            self._forget(key.key_hash, key.id)
 
     async def all(self) -> list[ApiKey]:
         async def every(conn: AsyncConnection) -> list[Row[Any]]:
@@ -115,7 +126,7 @@ class DatabaseKeyStore:
         if row is None:
             raise LookupError(f"No API key has id {key_id!r}.")
         record = _from_row(row)
-        self._forget(record.key_hash)
+        self._forget(record.key_hash, record.id)
         return record
 
     async def seed(self, entries: Iterable[ApiKeySetting]) -> int:
@@ -146,9 +157,11 @@ class DatabaseKeyStore:
         self._forget(key_hash)
         return await self.find(key_hash)
 
-    def _forget(self, key_hash: str) -> None:
+    def _forget(self, key_hash: str, key_id: str | None = None) -> None:
         self._changes += 1
         self._cache.pop(key_hash, None)
+        if key_id is not None:
+            self._cache.pop(_BY_ID + key_id, None)
 
 
 def _to_row(key: ApiKey) -> dict[str, Any]:

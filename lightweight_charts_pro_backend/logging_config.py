@@ -4,7 +4,8 @@ Every line carries ``timestamp`` (ISO-8601 UTC with offset), ``level``, ``logger
 and ``pid``, plus ``request_id``, ``chart_id``, ``user`` and ``connection_id`` when it is written
 inside a request or WebSocket connection that knows them, plus the ``extra`` the caller passed.
 uvicorn's and gunicorn's own loggers are routed through the same handler, so a deployment ships
-one format. Example line::
+one format, and credentials in the query strings their lines quote are blanked
+(:class:`RedactCredentials`). Example line::
 
     {"timestamp": "2025-01-15T10:30:00.123456+00:00", "level": "INFO", "logger":
      "lightweight_charts_pro_backend.access", "message": "GET /api/charts/chart1 200 0.31ms",
@@ -17,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 from starlette.types import Scope
 
+from .apikeys import API_KEY_PREFIX
 from .config import Settings
 from .request_context import EXCHANGE_KEY, log_fields_var, route_template
 
@@ -67,6 +70,54 @@ class ContextFilter(logging.Filter):
             for key, value in fields.items():
                 attributes.setdefault(key, value)
         return True
+
+
+class RedactCredentials(logging.Filter):
+    """Blanks the credentials in query strings quoted by a record's message or arguments.
+
+    uvicorn logs each WebSocket handshake with its full URL (``"WebSocket /ws/charts/a?token=..."
+    [accepted]``), and a URL may reach other lines too (an HTTP client's, a server's access
+    line). A parameter is blanked when its name says it is a credential (``token``,
+    ``api_key``, ``password``, ...) or its value looks like one (a JWT, an API key), so the line
+    keeps its shape: ``?token=[REDACTED]``. Arguments are rewritten in place, which also covers
+    uvicorn's coloured copy of the message and gunicorn's access atoms.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact_query_credentials(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            if any(isinstance(arg, str) and "=" in arg for arg in args):
+                record.args = tuple(
+                    redact_query_credentials(arg) if isinstance(arg, str) else arg for arg in args
+                )
+        elif isinstance(args, dict):
+            for key, value in args.items():
+                if isinstance(value, str) and "=" in value:
+                    args[key] = redact_query_credentials(value)
+        return True
+
+
+REDACTED = "[REDACTED]"
+_QUERY_PARAMETER = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#?\s\"']+)=)(?P<value>[^&;#\s\"']*)")
+_CREDENTIAL_NAME = re.compile(
+    r"token|key|secret|passw|pwd|auth|sig|jwt|credential|session", re.IGNORECASE
+)
+# A JWT (its header is base64url JSON: '{"' encodes as 'eyJ') or one of the service's API keys.
+_CREDENTIAL_VALUE = re.compile(r"eyJ|" + re.escape(API_KEY_PREFIX))
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    value = match["value"]
+    if value and (_CREDENTIAL_NAME.search(match["name"]) or _CREDENTIAL_VALUE.match(value)):
+        return match["head"] + REDACTED
+    return match[0]
+
+
+def redact_query_credentials(text: str) -> str:
+    """``text`` with the values of credential parameters in its query strings blanked."""
+    return _QUERY_PARAMETER.sub(_redact_parameter, text)
 
 
 class JsonFormatter(OrjsonFormatter):
@@ -208,6 +259,7 @@ def configure_logging(settings: Settings, *, access_log: bool = False) -> None:
     handler = LogHandler()
     handler.setFormatter(make_formatter(settings.resolved_log_format))
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactCredentials())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, LogHandler)]:
         root.removeHandler(old)
@@ -239,11 +291,18 @@ def log_config_dict(settings: Settings) -> dict[str, Any]:
     level = settings.log_level
     server = {"level": level, "handlers": ["default"], "propagate": False}
     formatter = {"()": f"{__name__}.make_formatter", "log_format": settings.resolved_log_format}
-    handler = {"()": f"{__name__}.LogHandler", "formatter": "default", "filters": ["context"]}
+    handler = {
+        "()": f"{__name__}.LogHandler",
+        "formatter": "default",
+        "filters": ["context", "redact"],
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": f"{__name__}.ContextFilter"}},
+        "filters": {
+            "context": {"()": f"{__name__}.ContextFilter"},
+            "redact": {"()": f"{__name__}.RedactCredentials"},
+        },
         "formatters": {"default": formatter},
         "handlers": {"default": handler},
         "root": {"level": level, "handlers": ["default"]},

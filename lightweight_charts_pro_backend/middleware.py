@@ -24,6 +24,7 @@ import traceback
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import AccessLog
@@ -96,7 +97,8 @@ class RequestIdMiddleware:
     refused one with the gate's refusal instead of the app. All off (the development app)
     leaves only the id.
     An exception that escapes the inner app is logged and answered with the 500 envelope here,
-    as a last resort.
+    as a last resort; a ``ClientDisconnect`` (the client aborted its upload) is neither: the
+    request is counted as 499.
     """
 
     def __init__(
@@ -182,12 +184,14 @@ class RequestIdMiddleware:
                 if not admitted:
                     app = gate.refusal
             await app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            pass  # the client's doing, not an error: no response, no ERROR line; 499 below
         except Exception as exc:
             responded = exchange.status != 0
             await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
         finally:
-            # A client that went away before the response started counts as 499, the
-            # de-facto code for "client closed request".
+            # A client that went away before the response started (an aborted upload, for
+            # one) counts as 499, the de-facto code for "client closed request".
             status = exchange.status or 499
             ended = time.perf_counter()
             if self._report_each is not None:
@@ -335,6 +339,10 @@ class ErrorEnvelopeMiddleware:
             return
         try:
             await self.app(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away while its body was being read: nobody to answer, and
+            # nothing failed here. The outer middleware counts the request as 499.
+            raise
         except Exception as exc:
             # The outermost middleware records in the request's Exchange when the response
             # started: after that an envelope can no longer be sent.

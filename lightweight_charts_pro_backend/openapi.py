@@ -18,8 +18,8 @@ from .config import Settings
 TOKEN_PATH: Final = "/api/auth/token"
 ID_SCHEMA: Final[dict[str, Any]] = {
     "type": "string",
-    "pattern": r"^(?!.*\.\.)[A-Za-z0-9_.-]{1,128}$",
-    "description": "1-128 letters, digits, '_', '-' or '.', without '..'",
+    "pattern": r"^(?!.*\.\.)(?!\.+$)[A-Za-z0-9_.-]{1,128}$",
+    "description": "1-128 letters, digits, '_', '-' or '.', without '..' and not only dots",
 }
 PANE_SCHEMA: Final[dict[str, Any]] = {"type": "integer", "minimum": 0, "maximum": 100}
 _PARAMETER_SCHEMAS: Final = {"chart_id": ID_SCHEMA, "series_id": ID_SCHEMA, "pane_id": PANE_SCHEMA}

@@ -2,7 +2,8 @@
 
 A page must not hold a write key, and a token in a URL or a WebSocket subprotocol should die
 soon. So the token issued here can only read, only the charts asked for (which must be among the
-key's), and lives at most ``ACCESS_TOKEN_EXPIRE_MINUTES``.
+key's), lives at most ``ACCESS_TOKEN_EXPIRE_MINUTES``, and names its key (``key_id``), so that
+revoking the key also refuses the tokens bought with it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class TokenIssued(WireModel):
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 413, 422, 429)
+    code: {"model": ErrorBody} for code in (401, 403, 413, 415, 422, 429)
 }
 
 

@@ -46,7 +46,7 @@ router = APIRouter(prefix="/api/charts", tags=["charts"])
 
 JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
 _LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")

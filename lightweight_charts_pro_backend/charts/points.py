@@ -158,9 +158,9 @@ def prepare_points(raw: object, series_type: str, *, from_json: bool = False) ->
 
     times = _normalized_times(raw)
     if series_type in VALUE_TYPES:
-        _check_values(raw)
+        _check_values(raw, series_type)
     elif series_type in OHLC_TYPES:
-        _check_ohlc(raw)
+        _check_ohlc(raw, series_type)
     if not from_json:
         _check_other_numbers(raw)
 
@@ -210,17 +210,38 @@ def _check_types(column: Iterable[Any], fields: tuple[str, ...], raw: list[dict[
                 raise InvalidData(f"data[{index}].{field} must be a number; got {_short(value)}.")
 
 
-def _check_values(raw: list[dict[str, Any]]) -> None:
-    values = [p.get("value", 0) for p in raw]
+def _check_values(raw: list[dict[str, Any]], series_type: str) -> None:
+    try:
+        values = list(map(_value, raw))
+    except KeyError:
+        values = _present_values(raw, series_type)
     _check_types(values, ("value",), raw)
 
 
-def _check_ohlc(raw: list[dict[str, Any]]) -> None:
+_value = itemgetter("value")
+
+
+def _present_values(raw: list[dict[str, Any]], series_type: str) -> list[Any]:
+    """The values of the points that have one. A point without is a gap, unless it carries
+    prices: then it was meant for a bar series, and storing it as a gap would lose it."""
+    values: list[Any] = []
+    for index, point in enumerate(raw):
+        if "value" in point:
+            values.append(point["value"])
+        elif prices := [field for field in OHLC_FIELDS if field in point]:
+            raise InvalidData(
+                f"data[{index}] has {', '.join(prices)} but no value; a {series_type} point "
+                "needs value (or only time, for a gap)."
+            )
+    return values
+
+
+def _check_ohlc(raw: list[dict[str, Any]], series_type: str) -> None:
     try:
         rows = list(map(_ohlc, raw))
         indexes: list[int] | None = None
     except KeyError:
-        rows, indexes = _complete_bars(raw)
+        rows, indexes = _complete_bars(raw, series_type)
     if not rows:
         return
     _check_types(chain.from_iterable(rows), OHLC_FIELDS, raw)
@@ -239,8 +260,11 @@ def _check_ohlc(raw: list[dict[str, Any]]) -> None:
 _ohlc = itemgetter(*OHLC_FIELDS)
 
 
-def _complete_bars(raw: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list[int]]:
-    """Bars with all four prices, and their indexes; gaps (no price at all) are skipped."""
+def _complete_bars(
+    raw: list[dict[str, Any]], series_type: str
+) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """Bars with all four prices, and their indexes; gaps (no price at all, and no value that
+    would make them a line's point) are skipped."""
     rows: list[tuple[Any, ...]] = []
     indexes: list[int] = []
     for index, point in enumerate(raw):
@@ -253,6 +277,11 @@ def _complete_bars(raw: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], li
             raise InvalidData(
                 f"data[{index}] is missing {missing}; a bar needs open, high, low and close "
                 "(or only time, for a gap)."
+            )
+        elif "value" in point:
+            raise InvalidData(
+                f"data[{index}] has value but no open, high, low or close; a {series_type} "
+                "point needs all four (or only time, for a gap)."
             )
     return rows, indexes
 

@@ -68,11 +68,17 @@ WARM_CHARTS: Final = 50
 Query = Literal["newest", "before", "after"]
 
 
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` may name a chart or a series: 1-128 of ``A-Z a-z 0-9 _ - .``, without
+    ``..`` and not made of dots alone (``.`` is a path's "here" as ``..`` is its "up")."""
+    return ID_PATTERN.fullmatch(value) is not None and ".." not in value and value.strip(".") != ""
+
+
 def check_id(value: str, what: str) -> str:
-    if not ID_PATTERN.fullmatch(value) or ".." in value:
+    if not is_valid_id(value):
         raise InvalidRequest(
             f"{what} {value[:140]!r} is invalid: use 1-128 letters, digits, '_', '-' or '.', "
-            "without '..'."
+            "without '..' and not only dots."
         )
     return value
 

@@ -32,6 +32,8 @@ JSON: Final = "application/json"
 #: Form fields besides ``content``, and the encoding overhead of a URL-encoded ``content``.
 _FORM_SLACK: Final = 64 * 1024
 _MAX_FIELDS: Final = 16
+#: What the library's save/load adapter sends; a JSON or text body is refused with 415.
+FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 class SaveLoadRoute(APIRoute):
@@ -67,7 +69,7 @@ class SaveLoadError(WireModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": SaveLoadError} for code in (400, 401, 403, 404, 413, 422, 429)
+    code: {"model": SaveLoadError} for code in (400, 401, 403, 404, 413, 415, 422, 429)
 }
 
 
@@ -243,7 +245,7 @@ def _tool(request: Request) -> str:
 async def read_form(request: Request, max_content_bytes: int) -> dict[str, str]:
     """The fields of a URL-encoded or multipart form body (the first value of each)."""
     try:
-        body = await read_body(request, 3 * max_content_bytes + _FORM_SLACK)
+        body = await read_body(request, 3 * max_content_bytes + _FORM_SLACK, FORM_TYPES)
     except PayloadTooLarge:
         raise LayoutTooLarge(
             f"The form is larger than a content of {max_content_bytes} bytes can make it "

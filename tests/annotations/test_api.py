@@ -216,7 +216,8 @@ async def test_bad_input_is_a_clear_4xx_and_stores_nothing(
     async with serve() as client:
         await new_chart(client)
         if isinstance(body, str):
-            response = await client.post(path, content=body)
+            headers = {"Content-Type": "application/json"}
+            response = await client.post(path, content=body, headers=headers)
         else:
             response = await client.post(path, json=body)
         assert response.status_code == status, response.text

@@ -273,6 +273,17 @@ BAD_WRITES: list[tuple[str, str, object, int, str]] = [
         422,
         "VALIDATION_ERROR",
     ),
+    ("POST", "/api/charts/%2E", None, 422, "VALIDATION_ERROR"),
+    (
+        "POST",
+        "/api/charts/c1/data/%2E",
+        {"paneId": 0, "seriesType": "line", "data": []},
+        422,
+        "VALIDATION_ERROR",
+    ),
+    ("PATCH", "/api/charts/c1/data/%2E%2E%2E", {"paneId": 0, "data": []}, 422, "VALIDATION_ERROR"),
+    ("GET", "/api/charts/%2E/history/0/s1", None, 422, "VALIDATION_ERROR"),
+    ("DELETE", "/api/charts/%2E%2E%2E", None, 422, "VALIDATION_ERROR"),
     (
         "POST",
         "/api/charts/a..b/data/s1",
@@ -300,6 +311,26 @@ BAD_WRITES: list[tuple[str, str, object, int, str]] = [
         "PATCH",
         "/api/charts/c1/data/s1",
         {"paneId": 0, "data": [{"time": 5, "open": 1, "high": 2, "low": 0, "close": 3}]},
+        400,
+        "INVALID_DATA",
+    ),
+    (
+        "POST",
+        "/api/charts/c1/data/candles",
+        {"paneId": 0, "seriesType": "line", "data": [{"time": 1, "open": 1, "close": 1.5}]},
+        400,
+        "INVALID_DATA",
+    ),
+    (
+        "PATCH",
+        "/api/charts/c1/data/s1",
+        {
+            "paneId": 0,
+            "data": [
+                {"time": 5, "open": 1, "high": 1, "low": 1, "close": 1},
+                {"time": 6, "value": 1},
+            ],
+        },
         400,
         "INVALID_DATA",
     ),
@@ -358,7 +389,8 @@ async def test_bad_requests_get_a_sentence_and_change_nothing(
     await put_series(client)
     before = (await client.get("/api/charts/c1")).content
     content = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
-    response = await client.request(method, url, content=content)
+    headers = {"Content-Type": "application/json"} if content is not None else {}
+    response = await client.request(method, url, content=content, headers=headers)
     assert response.status_code == status, response.text
     envelope = response.json()
     assert envelope["errorCode"] == code

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.charts.test_persistence import serve
+from tests.charts.test_persistence import JSON_BODY, serve
 from tests.servers import MariaDBServer, PostgresServer, ServerProcess, free_port, uvicorn_command
 
 pytestmark = pytest.mark.slow
@@ -191,10 +191,13 @@ def test_a_write_answered_2xx_survives_kill_9_of_the_app(
         replaced = httpx.post(
             f"{base}/s",
             content=orjson.dumps({"seriesType": "candlestick", "data": CANDLES}),
+            headers=JSON_BODY,
             timeout=60,
         )
         assert replaced.status_code == 200
-        patched = httpx.patch(f"{base}/s", content=orjson.dumps({"data": [LIVE_BAR]}), timeout=60)
+        patched = httpx.patch(
+            f"{base}/s", content=orjson.dumps({"data": [LIVE_BAR]}), headers=JSON_BODY, timeout=60
+        )
         assert patched.status_code == 200
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # right after the 2xx, no shutdown of any kind

@@ -38,6 +38,9 @@ def persistent_settings(url: str, **overrides: Any) -> Settings:
     )
 
 
+JSON_BODY = {"Content-Type": "application/json"}
+
+
 @asynccontextmanager
 async def serve(
     url: str | None, **overrides: Any
@@ -50,7 +53,9 @@ async def serve(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=JSON_BODY
+        ) as client:
             yield client, app
 
 

@@ -88,6 +88,18 @@ def test_candles_with_gaps_are_valid() -> None:
     assert decoded(points, "candlestick") == points
 
 
+def test_a_gap_is_a_point_without_its_types_value_fields() -> None:
+    lines = [{"time": 1, "value": 1}, {"time": 2, "color": "#f00"}, {"time": 3, "value": 2}]
+    assert decoded(lines, "area") == lines
+    candles = [
+        {"time": 1, "color": "#f00"},
+        {"time": 2, "open": 1, "high": 1, "low": 1, "close": 1},
+    ]
+    assert decoded(candles, "bar") == candles
+    custom = [{"time": 1, "value": 1}, {"time": 2, "open": 1}]
+    assert decoded(custom, "custom") == custom
+
+
 @pytest.mark.parametrize(
     ("series_type", "points", "message"),
     [
@@ -111,6 +123,23 @@ def test_candles_with_gaps_are_valid() -> None:
             "high must be a number",
         ),
         ("line", [{"time": "2024-02-30", "value": 1}], "data[0]: time"),
+        (
+            "candlestick",
+            [
+                {"time": 1, "open": 1, "high": 2, "low": 0.5, "close": 1},
+                {"time": 2},
+                {"time": 3, "value": 1.5},
+                {"time": 4, "value": 2},
+            ],
+            "data[2] has value but no open, high, low or close",
+        ),
+        ("bar", [{"time": 1, "value": 1.5}], "a bar point needs all four"),
+        (
+            "line",
+            [{"time": 1, "value": 1}, {"time": 2}, {"time": 3, "open": 1, "close": 2}],
+            "data[2] has open, close but no value",
+        ),
+        ("histogram", [{"time": 1, "high": 2}], "a histogram point needs value"),
     ],
 )
 def test_invalid_points_are_refused_with_a_sentence(

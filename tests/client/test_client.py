@@ -15,6 +15,7 @@ import pytest
 from lightweight_charts_pro_backend.apikeys import SettingsKeyStore, new_api_key
 from lightweight_charts_pro_backend.auth import create_access_token
 from lightweight_charts_pro_backend.client import (
+    GZIP_ABOVE,
     AsyncChartsClient,
     ChartsClient,
     ChartsClientError,
@@ -114,6 +115,26 @@ def test_list_of_dicts_with_gaps_and_extra_fields(charts: ChartsClient) -> None:
         {"time": START + 60, "color": "blue"},
         {"time": START + 120, "value": 3.0, "color": "green"},
     ]
+
+
+def _encodings_sent(server: ServerProcess, gzip_above: int | None) -> list[str | None]:
+    """The Content-Encoding of a large upload and of a small update, as they left the client."""
+    points = [{"time": START + 60 * i, "value": float(i)} for i in range(5000)]  # ~200 KB
+    encodings: list[str | None] = []
+    with ChartsClient(server.http_url, gzip_above=gzip_above) as client:
+        client._http.event_hooks["request"].append(
+            lambda request: encodings.append(request.headers.get("content-encoding"))
+        )
+        client.set_series("zipped", "v", points)
+        client.update("zipped", "v", {"time": START, "value": -1.0})
+        assert client.all_points("zipped", "v") == [{"time": START, "value": -1.0}, *points[1:]]
+    return encodings[:2]
+
+
+def test_large_uploads_are_gzipped(server: ServerProcess) -> None:
+    assert GZIP_ABOVE == 64 * 1024
+    assert _encodings_sent(server, GZIP_ABOVE) == ["gzip", None]
+    assert _encodings_sent(server, None) == [None, None]
 
 
 def test_paging_the_whole_history(charts: ChartsClient) -> None:

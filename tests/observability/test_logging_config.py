@@ -160,6 +160,48 @@ def test_dict_config_for_the_server_processes(
         logging.getLogger(name).propagate = True
 
 
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+API_KEY = "lcp_" + "k" * 43
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_credentials_in_query_strings_are_blanked(
+    log_format: str, restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(_env_file=None, log_format=log_format))
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    # uvicorn's own handshake line, with its arguments as uvicorn passes them.
+    uvicorn_error.info(
+        '%s - "WebSocket %s" [accepted]', "127.0.0.1:50000", f"/ws/charts/a?token={JWT}&x=1"
+    )
+    logging.getLogger("lightweight_charts_pro_backend.test").warning(
+        f"GET /api/charts?api_key={API_KEY}&count=5 and /p?t={JWT}"
+    )
+    out = capsys.readouterr().out
+    assert JWT not in out and API_KEY not in out
+    assert "/ws/charts/a?token=[REDACTED]&x=1" in out
+    assert "?api_key=[REDACTED]&count=5" in out and "/p?t=[REDACTED]" in out
+
+
+def test_dict_config_blanks_credentials_in_gunicorns_access_atoms(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logging.config.dictConfig(log_config_dict(Settings(_env_file=None, log_format="json")))
+    atoms = {"r": f"GET /ws/charts/a?token={JWT} HTTP/1.1", "s": "101"}
+    logging.getLogger("gunicorn.access").info("%(r)s %(s)s", atoms)
+    logging.getLogger("uvicorn.error").info('"WebSocket %s" 403', f"/ws/charts/a?token={API_KEY}")
+    out = capsys.readouterr().out
+    assert JWT not in out and API_KEY not in out
+    lines = [json.loads(line)["message"] for line in out.splitlines()]
+    assert lines == [
+        "GET /ws/charts/a?token=[REDACTED] HTTP/1.1 101",
+        '"WebSocket /ws/charts/a?token=[REDACTED]" 403',
+    ]
+    for name in SERVER_LOGGERS:
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
 def test_access_line_timestamps_are_those_datetime_writes() -> None:
     formatter = JsonFormatter()
     rng = random.Random(11)

@@ -1,11 +1,20 @@
-"""JSON logs of a real uvicorn process: request ids on access and error lines, 500 envelope."""
+"""Logs of real uvicorn and gunicorn processes: request ids on access and error lines, the 500
+envelope, aborted uploads, and no credentials from query strings."""
 
 from __future__ import annotations
 
 import http.client
+import json
+import socket
+import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from lightweight_charts_pro_backend.apikeys import new_api_key
+from lightweight_charts_pro_backend.auth import create_access_token
+from lightweight_charts_pro_backend.config import Settings
 
 from .boom_app import SECRET
 from .conftest import request
@@ -68,6 +77,89 @@ def test_an_error_after_the_response_started_is_logged_once(uvicorn_server) -> N
     mine = [line for line in server.json_lines() if line.get("request_id") == "stream-1"]
     assert [line["level"] for line in mine if line["level"] == "ERROR"] == ["ERROR"]
     assert [line["status"] for line in mine if "status" in line] == [200]
+
+
+def test_an_aborted_upload_is_a_499_without_an_error_line(uvicorn_server) -> None:
+    server = uvicorn_server(APP)
+    head = (
+        b"POST /api/charts/up/data/s HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000000\r\n"
+        b"X-Request-ID: aborted-1\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + b'{"paneId": 0, "seriesType": "line", "data": [' + b" " * 10_000)
+        time.sleep(0.5)  # the route is reading the body when the client gives up
+    access = server.wait_for_line(
+        lambda line: line.get("request_id") == "aborted-1" and "status" in line
+    )
+    assert access["status"] == 499 and access["route"] == "/api/charts/{chart_id}/data/{series_id}"
+    request(server.port, "GET", "/health", {"X-Request-ID": "after-1"})
+    server.wait_for_line(lambda line: line.get("request_id") == "after-1")
+    assert not [line for line in server.json_lines() if line["level"] in ("ERROR", "CRITICAL")]
+    assert "Traceback" not in server.output() and "ClientDisconnect" not in server.output()
+    scrape = request(server.port, "GET", "/metrics").body.decode()
+    route = "/api/charts/{chart_id}/data/{series_id}"
+    assert total(scrape, "http_requests_total", route=route, status="4xx") == 1
+    assert total(scrape, "http_requests_total", status="5xx") == 0
+
+
+SECRET_KEY = "log-secret-" + "0123456789abcdef" * 4
+
+
+def _auth_env() -> tuple[dict[str, str], str, str]:
+    """Settings with auth on and one API key; a token and the key's secret."""
+    secret, record = new_api_key("ingest")
+    settings = Settings(_env_file=None, secret_key=SECRET_KEY)  # type: ignore[call-arg]
+    jwt = create_access_token({"sub": "reader"}, settings)
+    env = {
+        "ENABLE_AUTH": "true",
+        "SECRET_KEY": SECRET_KEY,
+        "API_KEYS": json.dumps([record.to_setting()]),
+    }
+    return env, jwt, secret
+
+
+def _open_sockets_with_query_tokens(port: int, jwt: str, key: str) -> None:
+    with connect(f"ws://127.0.0.1:{port}/ws/charts/a?token={jwt}") as ws:
+        assert json.loads(ws.recv())["type"] == "connected"
+    with (
+        connect(f"ws://127.0.0.1:{port}/ws/charts/a?token={key}") as ws,
+        pytest.raises(ConnectionClosed) as refused,
+    ):
+        ws.recv()
+    assert refused.value.rcvd is not None and refused.value.rcvd.code == 1008
+    assert "not an API key" in refused.value.rcvd.reason
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_no_line_carries_a_query_strings_credentials(uvicorn_server, log_format: str) -> None:
+    env, jwt, key = _auth_env()
+    server = uvicorn_server(APP, {**env, "LOG_FORMAT": log_format})
+    _open_sockets_with_query_tokens(server.port, jwt, key)
+    deadline = time.monotonic() + 10
+    while server.output().count("token=[REDACTED]") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    output = server.output()
+    # uvicorn's own handshake lines are there, with the URL's credential blanked.
+    handshakes = [line for line in output.splitlines() if "[accepted]" in line]
+    assert len(handshakes) == 2, output[-3000:]
+    assert all("/ws/charts/a?token=[REDACTED]" in line for line in handshakes)
+    assert jwt not in output and key not in output
+
+
+def test_no_gunicorn_line_carries_a_query_strings_credentials(gunicorn_server) -> None:
+    env, jwt, key = _auth_env()
+    server = gunicorn_server(1, env)
+    _open_sockets_with_query_tokens(server.port, jwt, key)
+    handshakes = []
+    deadline = time.monotonic() + 10
+    while len(handshakes) < 2 and time.monotonic() < deadline:
+        handshakes = [line for line in server.json_lines() if "[accepted]" in line["message"]]
+        time.sleep(0.05)
+    assert [line["logger"] for line in handshakes] == ["uvicorn.error"] * 2
+    assert all("?token=[REDACTED]" in line["message"] for line in handshakes)
+    output = server.output()
+    assert jwt not in output and key not in output
 
 
 def test_every_line_is_json_with_the_common_fields(uvicorn_server) -> None:
@@ -150,8 +242,6 @@ def test_websocket_lines_carry_a_connection_id_and_metrics_count(uvicorn_server)
 
 
 def test_the_chart_socket_counts_history_and_connections(uvicorn_server) -> None:
-    import json
-
     server = uvicorn_server(APP)
     points = [{"time": 1_700_000_000 + 60 * i, "value": float(i)} for i in range(30)]
     body = json.dumps({"paneId": 0, "seriesType": "line", "data": points}).encode()

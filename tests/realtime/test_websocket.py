@@ -362,6 +362,7 @@ BAD_HISTORY_REQUESTS: list[tuple[str, str, str, object, object]] = [
     ("series as list", '{"seriesId":["s"]}', "VALIDATION_ERROR", 0, None),
     ("series missing", '{"paneId":2,"count":5}', "VALIDATION_ERROR", 2, None),
     ("bad series id", '{"seriesId":"../x"}', "VALIDATION_ERROR", 0, "../x"),
+    ("dot series id", '{"seriesId":"."}', "VALIDATION_ERROR", 0, "."),
     ("count as string", '{"seriesId":"s","count":"5"}', "VALIDATION_ERROR", 0, "s"),
     ("count too large", '{"seriesId":"s","count":100000}', "VALIDATION_ERROR", 0, "s"),
     ("bad time", '{"seriesId":"s","beforeTime":"soon"}', "VALIDATION_ERROR", 0, "s"),
@@ -411,8 +412,11 @@ async def test_failed_history_requests_are_answered_as_history_responses(
     await ws.close()
 
 
-async def test_invalid_chart_id_is_refused_with_a_reason(server: ServerProcess) -> None:
-    async with connect(server.ws_url("bad..id")) as ws:
+@pytest.mark.parametrize("chart_id", ["bad..id", "%2E", "%2E%2E%2E"])
+async def test_invalid_chart_id_is_refused_with_a_reason(
+    server: ServerProcess, chart_id: str
+) -> None:
+    async with connect(server.ws_url(chart_id)) as ws:
         reply = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["type"] == "error" and reply["errorCode"] == "VALIDATION_ERROR"
         with pytest.raises(ConnectionClosed) as closed:

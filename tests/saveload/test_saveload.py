@@ -144,7 +144,8 @@ async def test_bad_requests_are_refused_and_store_nothing(serve: Serve) -> None:
             assert response.status_code in (404, 422), (params, data, response.text)
             assert response.json()["status"] == "error" and response.json()["message"]
         wrong_type = await client.post(url, params=WHO, json={"name": "n", "content": "{}"})
-        assert wrong_type.status_code == 422 and "form" in wrong_type.json()["message"]
+        assert wrong_type.status_code == 415 and "form" in wrong_type.json()["message"]
+        assert wrong_type.json()["errorCode"] == "UNSUPPORTED_MEDIA_TYPE"
         assert (await client.delete(url, params=WHO)).status_code == 422
         assert (await client.get(f"{BASE}/drawing_templates", params=WHO)).status_code == 422
         assert await ok(await client.get(url, params=WHO)) == []

@@ -24,6 +24,7 @@ from .conftest import SECRET, ClientFactory, bearer, key_settings, make_settings
 Keys = dict[str, tuple[str, ApiKey]]
 Credentials = Callable[[Settings, Keys], dict[str, str]]
 
+JSON_BODY = {"Content-Type": "application/json"}
 SERIES = {"seriesType": "line", "data": [{"time": 1_700_000_000 + i, "value": i} for i in range(5)]}
 
 
@@ -83,6 +84,27 @@ def bad_chart_claim(settings: Settings, keys: Keys) -> dict[str, str]:
     return bearer(jwt.encode(claims, settings.secret_key, algorithm="HS256"))
 
 
+def signed(**claims: Any) -> Credentials:
+    """A token signed with the server's own secret, carrying ``claims`` over valid ones."""
+    values = {"sub": "mallory", "exp": 4_102_444_800, **claims}
+    return lambda settings, keys: bearer(jwt.encode(values, settings.secret_key, "HS256"))
+
+
+#: Claims of a wrong type or out of range, each in a correctly signed token.
+BAD_CLAIMS = [
+    ("exp = 2**1100", {"exp": 2**1100}),
+    ("exp past the year 9999", {"exp": 10**12}),
+    ("exp as a string", {"exp": "4102444800"}),
+    ("iat = 2**1100", {"iat": 2**1100}),
+    ("nbf as a string", {"nbf": "0"}),
+    ("sub a number", {"sub": 7}),
+    ("sub empty", {"sub": ""}),
+    ("key_id a number", {"key_id": 7}),
+    ("scope a number", {"scope": 7}),
+    ("chart_ids of numbers", {"chart_ids": [1]}),
+]
+
+
 @dataclass(frozen=True)
 class Attack:
     name: str
@@ -123,6 +145,27 @@ ATTACKS = [
     Attack("token without exp", "GET", "/api/charts/a", without_exp, 401, "INVALID_TOKEN"),
     Attack("token without sub", "GET", "/api/charts/a", without_sub, 401, "INVALID_TOKEN"),
     Attack("chart_ids not a list", "GET", "/api/charts/a", bad_chart_claim, 401, "INVALID_TOKEN"),
+    *[
+        Attack(name, "GET", "/api/charts/a", signed(**claims), 401, "INVALID_TOKEN")
+        for name, claims in BAD_CLAIMS
+    ],
+    Attack(
+        "exp = 2**1100, history",
+        "GET",
+        "/api/charts/a/history/0/s",
+        signed(exp=2**1100),
+        401,
+        "INVALID_TOKEN",
+    ),
+    Attack(
+        "exp = 2**1100, write",
+        "POST",
+        "/api/charts/a/data/s",
+        signed(exp=2**1100),
+        401,
+        "INVALID_TOKEN",
+        SERIES,
+    ),
     Attack(
         "garbage token", "GET", "/api/charts/a", raw(bearer("not.a.token")), 401, "INVALID_TOKEN"
     ),
@@ -278,6 +321,23 @@ ATTACKS = [
         jwt_for(),
         422,
         "VALIDATION_ERROR",
+    ),
+    Attack(
+        "dot chart id, write",
+        "POST",
+        "/api/charts/%2E",
+        jwt_for(),
+        422,
+        "VALIDATION_ERROR",
+    ),
+    Attack(
+        "dots series id",
+        "POST",
+        "/api/charts/a/data/%2E%2E%2E",
+        jwt_for(),
+        422,
+        "VALIDATION_ERROR",
+        SERIES,
     ),
     Attack(
         "path traversal series id",
@@ -445,7 +505,9 @@ async def test_request_limits(name: str, status: int, code: str, app_client: Cli
         max_points_per_request=100,
     )
     async with app_client(settings) as client:
-        response = await client.post("/api/charts/a/data/s", content=_body_for(name))
+        response = await client.post(
+            "/api/charts/a/data/s", content=_body_for(name), headers=JSON_BODY
+        )
         assert response.status_code == status, response.text
         assert response.json()["errorCode"] == code
         assert "MAX_" in response.json()["detail"]

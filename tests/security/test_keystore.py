@@ -16,7 +16,7 @@ from lightweight_charts_pro_backend.apikeys import (
     hash_key,
     new_api_key,
 )
-from lightweight_charts_pro_backend.auth import Authenticator
+from lightweight_charts_pro_backend.auth import Authenticator, decode_access_token
 from lightweight_charts_pro_backend.config import ApiKeySetting
 from lightweight_charts_pro_backend.database import Database
 from lightweight_charts_pro_backend.errors import DatabaseUnavailable, InvalidApiKey
@@ -147,6 +147,36 @@ async def test_the_command_line_and_a_running_app_share_the_keys(
         clock.now += DatabaseKeyStore.CACHE_SECONDS
         refused = await client.get("/api/charts/a", headers=headers)
     assert refused.status_code == 401 and refused.json()["errorCode"] == "API_KEY_REVOKED"
+
+
+async def test_a_token_issued_for_a_key_dies_with_the_key(
+    tmp_path: Path, app_client: ClientFactory
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'charts.db'}"
+    database = await open_database(database_url)
+    try:
+        command_line = DatabaseKeyStore(database)  # another process: the CLI
+        secret, record = new_api_key("browser", ["a"], now=CREATED)
+        await command_line.add(record)
+        settings = make_settings(enable_persistence=True, database_url=database_url)
+        app = app_production.create_app(settings)
+        clock = FakeClock()
+        async with app_client(settings, app=app) as client:
+            app.state.keystore.clock = clock
+            issued = await client.post("/api/auth/token", headers={"X-API-Key": secret})
+            token = issued.json()["accessToken"]
+            assert decode_access_token(token, settings).key_id == record.id
+            headers = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/charts/a", headers=headers)).status_code == 404
+            await command_line.revoke(record.id, CREATED.replace(day=2))
+            clock.now += DatabaseKeyStore.CACHE_SECONDS
+            for path in ("/api/charts/a", "/api/charts/a/history/0/s"):
+                refused = await client.get(path, headers=headers)
+                assert refused.status_code == 401, path
+                assert refused.json()["errorCode"] == "API_KEY_REVOKED"
+                assert "issued for has been revoked" in refused.json()["detail"]
+    finally:
+        await database.close()
 
 
 async def test_a_key_seen_recently_survives_a_database_outage(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from lightweight_charts_pro_backend.apikeys import ApiKey
+from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.auth import decode_access_token
 
 from .conftest import ClientFactory, bearer, key_settings, make_settings, token
@@ -72,6 +74,7 @@ async def test_lifetime_is_capped_and_charts_default_to_the_keys(
         ("chart_a", {"chartIds": ["a", "b"]}, 403, "FORBIDDEN"),
         ("writer_a", {}, 403, "FORBIDDEN"),
         ("all", {"chartIds": ["../etc"]}, 422, "VALIDATION_ERROR"),
+        ("all", {"chartIds": ["."]}, 422, "VALIDATION_ERROR"),
         ("all", {"minutes": 0}, 422, "VALIDATION_ERROR"),
         ("all", {"chartIds": "a"}, 422, "VALIDATION_ERROR"),
         ("all", {"unknown": 1}, 422, "VALIDATION_ERROR"),
@@ -98,3 +101,27 @@ async def test_a_jwt_cannot_mint_tokens(app_client: ClientFactory) -> None:
     async with app_client(settings) as client:
         response = await client.post("/api/auth/token", headers=bearer(token(settings)))
         assert response.status_code == 403
+
+
+async def test_a_token_issued_for_a_key_is_refused_once_the_key_is_revoked_or_gone(
+    app_client: ClientFactory, keys: Keys
+) -> None:
+    settings = make_settings(api_keys=key_settings(keys))
+    app = create_app(settings)
+    async with app_client(settings, app=app) as client:
+        issued = await client.post("/api/auth/token", headers={"X-API-Key": keys["chart_a"][0]})
+        headers = bearer(issued.json()["accessToken"])
+        assert (await client.get("/api/charts/a", headers=headers)).status_code == 404
+        others = await client.post("/api/auth/token", headers={"X-API-Key": keys["all"][0]})
+        kept = bearer(others.json()["accessToken"])
+        await app.state.keystore.revoke(keys["chart_a"][1].id, datetime.now(UTC))
+        refused = await client.get("/api/charts/a", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["errorCode"] == "API_KEY_REVOKED"
+        assert (await client.get("/api/charts/a", headers=kept)).status_code == 404
+    without_the_key = make_settings(api_keys=key_settings({"all": keys["all"]}))
+    async with app_client(without_the_key) as client:
+        gone = await client.get("/api/charts/a", headers=kept)
+        assert gone.status_code == 404, "the other key still exists"
+        orphan = await client.get("/api/charts/a", headers=headers)
+        assert orphan.status_code == 401 and orphan.json()["errorCode"] == "INVALID_TOKEN"

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 import orjson
 import pytest
 from starlette.datastructures import Headers, QueryParams
@@ -71,6 +72,9 @@ REFUSALS = [
     ("write-only key", {"key": "writer_a"}, "may not read"),
     ("key for another chart", {"key": "chart_a", "chart": "b"}, "does not grant access"),
     ("bearer without token", {"bare_bearer": True}, "carries no token"),
+    ("API key as ?token=", {"query_key": "reader"}, "not an API key"),
+    ("exp = 2**1100", {"claims": {"exp": 2**1100}}, "claims are invalid"),
+    ("exp as a string in query", {"claims": {"exp": "4102444800"}, "in_query": True}, "invalid"),
 ]
 
 
@@ -82,8 +86,17 @@ def _handshake(case: dict[str, Any], settings: Settings, keys: Keys) -> dict[str
     if case.get("forged"):
         other = settings.model_copy(update={"secret_key": "other-" + SECRET})
         return {"additional_headers": {"Authorization": f"Bearer {token(other)}"}}
+    if "query_key" in case:
+        return {"query": f"?token={keys[case['query_key']][0]}"}
     if "key" in case:
         return {"additional_headers": {"X-API-Key": keys[case["key"]][0]}}
+    if "claims" in case:
+        signed = jwt.encode({"sub": "x", "exp": 4_102_444_800, **case["claims"]}, SECRET)
+        return (
+            {"query": f"?token={signed}"}
+            if case.get("in_query")
+            else {"subprotocols": ["bearer", signed]}
+        )
     if case.get("bare_bearer"):
         return {"subprotocols": ["bearer"]}
     return {}
@@ -110,7 +123,6 @@ async def test_each_credential_place_admits(settings: Settings, keys: Keys) -> N
         ("query", {"query": f"?token={readable}"}, None),
         ("authorization", {"additional_headers": {"Authorization": f"Bearer {readable}"}}, None),
         ("api key header", {"additional_headers": {"X-API-Key": keys["chart_a"][0]}}, None),
-        ("api key as query token", {"query": f"?token={keys['reader'][0]}"}, None),
     ]
     with serve(settings) as base:
         for name, options, subprotocol in places:
