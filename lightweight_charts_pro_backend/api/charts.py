@@ -50,6 +50,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
+_RESOLUTION_DOC = (
+    "TradingView resolution of the bars to serve instead of the stored points: <n>S seconds, "
+    "<n> minutes, <n>H hours (answered in minutes), <n>D, <n>W, <n>M."
+)
 _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 
 
@@ -82,10 +86,10 @@ def _accepting(*names: str) -> dict[str, str]:
     return accepted
 
 
-_SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options")
+_SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options", "market", "aggregation")
 _UPSERT_FIELDS = _accepting("pane_id", "series_type", "data")
 _HISTORY_FIELDS = _accepting(
-    "pane_id", "series_id", "before_time", "after_time", "count", "min_version"
+    "pane_id", "series_id", "before_time", "after_time", "count", "min_version", "resolution"
 )
 MinVersion = Annotated[
     int | None,
@@ -231,6 +235,8 @@ async def _replace(
         _require(body, "data", "data"),
         _options(body.get("options")),
         from_json=True,
+        market=body.get("market"),
+        aggregation=body.get("aggregation"),
     )
 
 
@@ -282,10 +288,15 @@ async def get_series(
     charts: ChartsDep,
     caller: ChartReader,
     min_version: MinVersion = None,
+    resolution: Annotated[str | None, Query(description=_RESOLUTION_DOC)] = None,
 ) -> Response:
-    view = await charts.get_series(
-        check_id(chart_id, "chartId"), _pane(pane_id), series_id, min_version=min_version
-    )
+    check_id(chart_id, "chartId")
+    if resolution:
+        view, parsed = await charts.series_at(
+            chart_id, _pane(pane_id), series_id, resolution, min_version=min_version
+        )
+        return Response(render.series_json(view, parsed.text), media_type=JSON)
+    view = await charts.get_series(chart_id, _pane(pane_id), series_id, min_version=min_version)
     return Response(render.series_json(view), media_type=JSON)
 
 
@@ -353,6 +364,13 @@ _HISTORY_PARAMETERS = [
         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
     },
     MIN_VERSION_PARAMETER,
+    {
+        "name": "resolution",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": _RESOLUTION_DOC,
+    },
 ]
 
 
@@ -380,6 +398,20 @@ async def history_chunk_json(
     """
     pane = path["pane_id"]
     series_id = path["series_id"]
+    resolution = query.get("resolution")
+    if resolution:
+        chunk, parsed = await charts.history_at(
+            path["chart_id"],
+            _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
+            series_id,
+            resolution,
+            before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
+            after_time=_query_time(query.get("after_time") or query.get("afterTime")),
+            count=_query_count(query.get("count")),
+            min_version=_min_version(query),
+        )
+        _served_history(scope, chunk.count)
+        return render.history_json(series_id, chunk, resolution=parsed.text)
     chunk = await charts.history(
         path["chart_id"],
         _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
@@ -420,6 +452,20 @@ async def history_by_body(
     if not isinstance(series_id, str):
         raise InvalidRequest("seriesId must be a string.")
     count = body.get("count")
+    if body.get("resolution") is not None:
+        chunk, parsed = await charts.history_at(
+            chart_id,
+            _pane(body.get("pane_id", 0)),
+            series_id,
+            body["resolution"],
+            before_time=body.get("before_time"),
+            after_time=body.get("after_time"),
+            count=count,
+            min_version=body.get("min_version"),
+        )
+        _served_history(request.scope, chunk.count)
+        body_json = render.history_json(series_id, chunk, resolution=parsed.text)
+        return Response(body_json, media_type=JSON)
     chunk = await charts.history(
         chart_id,
         _pane(body.get("pane_id", 0)),

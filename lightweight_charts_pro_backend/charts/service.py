@@ -20,11 +20,12 @@ import logging
 import re
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
+import numpy as np
 import orjson
 
 from ..errors import (
@@ -37,8 +38,10 @@ from ..errors import (
 )
 from ..locks import KeyedLocks
 from ..realtime.bus import EventBus
+from .bars import BarCache, Frames, build_bars
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
+from .market import Market, parse_market
 from .points import EncodedPoints, normalize_series_type, normalize_time, prepare_points
 from .repository import (
     ChartRecord,
@@ -49,6 +52,15 @@ from .repository import (
     encoded_from_rows,
 )
 from .store import Chunk, SeriesStore
+from .timeframes import (
+    Columns,
+    Resolution,
+    bucket_keys,
+    check_aggregatable,
+    check_aggregation,
+    parse_resolution,
+    value_rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +78,7 @@ _VERSION_BATCH: Final = 500
 WARM_CHARTS: Final = 50
 
 Query = Literal["newest", "before", "after"]
+T = TypeVar("T")
 
 
 def check_id(value: str, what: str) -> str:
@@ -107,6 +120,8 @@ class Series:
     loading: bool = False
     # Upserts made while the series loads, replayed onto the loaded store.
     backlog: list[EncodedPoints] = field(default_factory=list)
+    market: Market | None = None
+    aggregation: str | None = None
 
     def record(self) -> SeriesRecord:
         return SeriesRecord(
@@ -118,6 +133,8 @@ class Series:
             self.count,
             self.first_time,
             self.last_time,
+            None if self.market is None else self.market.to_json(),
+            self.aggregation,
         )
 
 
@@ -184,7 +201,8 @@ class ChartsService:
         chunk = await service.history("demo", 0, "price", before_time=None, count=500)
 
     ``cache_bytes`` bounds the memory of loaded series when a repository is given (the memory
-    store is the only copy otherwise and is not bounded).
+    store is the only copy otherwise and is not bounded). ``bar_cache_bytes`` bounds the numeric
+    columns and bars kept for series read at other resolutions.
     """
 
     def __init__(
@@ -198,8 +216,10 @@ class ChartsService:
         clock: Callable[[], float] = time.time,
         validate_reads: bool = False,
         bus_current: Callable[[], bool] | None = None,
+        bar_cache_bytes: int = 256 << 20,
     ) -> None:
         self._bus = bus
+        self._bars = BarCache(bar_cache_bytes)
         # Other processes write the same database (``validate_reads``): a cached chart is
         # current only while ``bus_current`` says that every change committed elsewhere has
         # reached ``observe``; otherwise its version is checked against the database per read.
@@ -326,6 +346,7 @@ class ChartsService:
         except (ValueError, TypeError, KeyError):
             return False
         store = series.store
+        self._bars.discard(series)
         if store is None:
             if len(points):
                 assert event.total is not None
@@ -491,6 +512,8 @@ class ChartsService:
         self._drop_series(chart)
 
     def _drop_series(self, chart: Chart) -> None:
+        for series in chart.series.values():
+            self._bars.discard(series)
         if self._cache is not None:
             for series in chart.series.values():
                 self._cache.discard(series)
@@ -587,12 +610,20 @@ class ChartsService:
         options: dict[str, Any] | None = None,
         *,
         from_json: bool = False,
+        market: object = None,
+        aggregation: object = None,
     ) -> ReplaceResult:
-        """Replace the whole series (creating chart and series when missing)."""
+        """Replace the whole series (creating chart and series when missing).
+
+        ``market`` (timezone, session, symbol metadata) and ``aggregation`` (the rule for a value
+        series' ``value`` at other resolutions) are stored with the series.
+        """
         check_id(chart_id, "chartId")
         check_id(series_id, "seriesId")
         check_pane(pane_id)
         series_type = normalize_series_type(series_type)
+        calendar = None if market is None else parse_market(market)
+        rule = check_aggregation(series_type, aggregation)
         points = await _prepare(data, series_type, from_json)
         chart, _ = await self._open(chart_id, create=True)
         assert chart is not None
@@ -602,7 +633,15 @@ class ChartsService:
             key = 0
             if self._repo is not None:
                 written = await self._repo.replace_series(
-                    chart_id, pane_id, series_id, series_type, options, points, self._clock()
+                    chart_id,
+                    pane_id,
+                    series_id,
+                    series_type,
+                    options,
+                    points,
+                    self._clock(),
+                    market=None if calendar is None else calendar.to_json(),
+                    aggregation=rule,
                 )
                 versioned, key = Versioned(written.previous, written.version), written.series.key
             series = Series(
@@ -615,8 +654,12 @@ class ChartsService:
                 first_time=points.times[0] if len(points) else None,
                 last_time=points.times[-1] if len(points) else None,
                 key=key,
+                market=calendar,
+                aggregation=rule,
             )
             old = chart.series.get((pane_id, series_id))
+            if old is not None:
+                self._bars.discard(old)
             if self._cache is None:
                 series.store = SeriesStore(points)
             else:
@@ -679,6 +722,7 @@ class ChartsService:
                 series.count = len(series.store)
                 series.first_time = series.store.first_time
                 series.last_time = series.store.last_time
+            self._bars.upserted(series, points, _point_source(series.store))
             version = await self._committed(
                 chart,
                 versioned,
@@ -737,6 +781,7 @@ class ChartsService:
             if self._repo is not None:
                 versioned = await self._repo.delete_series(chart_id, series.key, self._clock())
             del chart.series[(pane_id, series_id)]
+            self._bars.discard(series)
             if self._cache is not None:
                 self._cache.discard(series)
             return await self._committed(
@@ -876,6 +921,108 @@ class ChartsService:
             total=total,
             direction="after" if query == "after" else "before",
         )
+
+    # ------------------------------------------------------------------ timeframes
+
+    async def history_at(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        resolution: object,
+        *,
+        before_time: object = None,
+        after_time: object = None,
+        count: int | None = None,
+        min_version: int | None = None,
+    ) -> tuple[Chunk, Resolution]:
+        """As ``history``, in bars at ``resolution``: times are bar times, counts are bars."""
+        parsed = parse_resolution(resolution)
+        count = self.default_chunk_size if count is None else check_count(count)
+        if before_time is not None and after_time is not None:
+            raise InvalidRequest("Give beforeTime or afterTime, not both.")
+        chart = await self.get_chart_or_raise(chart_id, min_version)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        self._touch(chart)
+        if before_time is not None:
+            return bars.chunk_before(_query_time(before_time, "beforeTime"), count), parsed
+        if after_time is not None:
+            return bars.chunk_after(_query_time(after_time, "afterTime"), count), parsed
+        return bars.newest(count), parsed
+
+    async def series_at(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        resolution: object,
+        *,
+        min_version: int | None = None,
+    ) -> tuple[SeriesView, Resolution]:
+        """As ``get_series``, in bars at ``resolution``."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id, min_version)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        self._touch(chart)
+        chunked = len(bars) >= self.chunk_size_threshold
+        count = self.default_chunk_size if chunked else max(len(bars), 1)
+        return SeriesView(series, bars.newest(count), chunked), parsed
+
+    async def bars_at(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int]:
+        """The bars at ``resolution`` whose buckets hold any of ``times``, as they are now (a
+        JSON array and its length): what a live update at that resolution carries."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        keys, inside = bucket_keys(
+            np.asarray(times, dtype=np.int64), parsed, series.market or Market()
+        )
+        return bars.points_at(np.unique(keys[inside]).tolist())
+
+    def check_resolution(self, series: Series, resolution: object) -> Resolution:
+        """The parsed resolution, when the series can be shown at it (else 422)."""
+        parsed = parse_resolution(resolution)
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        return parsed
+
+    async def _bars_of(self, chart: Chart, series: Series, resolution: Resolution) -> SeriesStore:
+        """The series' bars at ``resolution`` from the cache, else computed (under the chart's
+        lock, so no write lands while the columns are read)."""
+        kind = check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        frames = self._bars.get(series)
+        if frames is not None and resolution.text in frames.bars:
+            return frames.bars[resolution.text]
+        async with chart.lock:
+            current = chart.get_series_or_raise(series.pane_id, series.series_id)
+            frames = self._bars.get(current)
+            if frames is not None and resolution.text in frames.bars:
+                return frames.bars[resolution.text]
+            points = current.store
+            if points is None or frames is None:
+                points = await self._points_for_bars(current)
+            if frames is None:
+                columns = await _run(Columns.of_store, kind, points)
+                market = current.market or Market()
+                rule = value_rule(current.series_type, current.aggregation)
+                frames = Frames(kind, rule, market, columns)
+            bars = await _run(build_bars, frames, resolution, _point_source(points))
+            self._bars.put(current, frames)
+            return bars
+
+    async def _points_for_bars(self, series: Series) -> SeriesStore:
+        """The series' points in a store: its own, or (persistence, not loaded) read now."""
+        if series.store is not None:
+            return series.store
+        assert self._repo is not None
+        store = SeriesStore()
+        async for page in self._repo.load_points(series.key):
+            store.upsert(page)
+        return store
 
     # ------------------------------------------------------------------ loading
 
@@ -1079,6 +1226,8 @@ def _chart_from(record: ChartRecord) -> Chart:
             first_time=s.first_time,
             last_time=s.last_time,
             key=s.key,
+            market=_stored_market(s.market),
+            aggregation=s.aggregation,
         )
     return chart
 
@@ -1106,3 +1255,31 @@ async def _prepare(data: object, series_type: str, from_json: bool) -> EncodedPo
     if isinstance(data, list) and len(data) > _THREAD_ABOVE:
         return await asyncio.to_thread(prepare_points, data, series_type, from_json=from_json)
     return prepare_points(data, series_type, from_json=from_json)
+
+
+def _stored_market(value: dict[str, Any] | None) -> Market | None:
+    if value is None:
+        return None
+    try:
+        return parse_market(value)
+    except ChartsError:
+        logger.warning("ignoring a stored market that is no longer valid: %.200r", value)
+        return None
+
+
+def _point_source(
+    store: SeriesStore | None,
+) -> Callable[[Sequence[int]], Sequence[dict[str, Any]] | None]:
+    """Stored points by index (the other fields of a bar's last point), when in memory."""
+
+    def points(indexes: Sequence[int]) -> Sequence[dict[str, Any]] | None:
+        if store is None:
+            return None
+        return [orjson.loads(store.point_json(i)) for i in indexes]
+
+    return points
+
+
+async def _run(function: Callable[..., T], *args: Any) -> T:
+    """Big computations (a series' columns, all its bars) off the event loop."""
+    return await asyncio.to_thread(function, *args)

@@ -138,6 +138,22 @@ class SeriesStore:
     def times(self) -> list[int]:
         return self._times.tolist()
 
+    def times_array(self) -> npt.NDArray[np.int64]:
+        return self._times.absolute()
+
+    def point_json(self, index: int) -> bytes:
+        """Point ``index`` as a JSON object."""
+        return bytes(self._buf[self._offsets[index] : self._offsets[index + 1] - 1])
+
+    def points_at(self, times: Sequence[int]) -> tuple[bytes, int]:
+        """The stored points at any of ``times`` (ascending), as a JSON array, and their count."""
+        parts = []
+        for time in times:
+            index = self._times.bisect_left(time)
+            if index < len(self._times) and self._times[index] == time:
+                parts.append(self.point_json(index))
+        return b"[" + b",".join(parts) + b"]", len(parts)
+
     def upsert(self, points: EncodedPoints) -> None:
         """Insert the points; a point whose time is already stored replaces it.
 

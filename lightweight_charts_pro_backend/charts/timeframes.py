@@ -29,6 +29,7 @@ import orjson
 from ..errors import InvalidResolution
 from .market import DAY, Market
 from .points import OHLC_FIELDS, OHLC_TYPES, EncodedPoints, encode_points
+from .store import SeriesStore
 
 Unit = Literal["S", "D", "W", "M"]
 Kind = Literal["ohlc", "value"]
@@ -153,6 +154,19 @@ class Columns:
         columns = cls(kind, len(points))
         columns._write(0, times, points)
         columns.size = len(points)
+        return columns
+
+    @classmethod
+    def of_store(cls, kind: Kind, store: SeriesStore, page: int = 50_000) -> Columns:
+        """The columns of every point in ``store``, parsed a page at a time (so the parsed
+        objects of a large series never exist all at once)."""
+        size = len(store)
+        columns = cls(kind, size)
+        times = store.times_array()
+        for start in range(0, size, page):
+            end = min(size, start + page)
+            columns._write(start, times[start:end], orjson.loads(store.slice_json(start, end)))
+        columns.size = size
         return columns
 
     def __len__(self) -> int:
