@@ -198,6 +198,7 @@ def build_app(
                     timeout_seconds=settings.websocket_timeout_seconds,
                 ),
                 recent=redis_bus.recent if redis_bus is not None else None,
+                bars=charts.bars_at,
             )
             if redis_bus is not None:
                 redis_bus.on_remote(charts.observe)
