@@ -37,6 +37,7 @@ from .schemas import (
     HistoryQuery,
     PointsWrite,
     PointsWritten,
+    RangeData,
     SeriesData,
     SeriesWrite,
     SeriesWritten,
@@ -477,3 +478,53 @@ async def history_by_body(
     )
     _served_history(request.scope, chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)
+
+
+_RANGE_PARAMETERS = [
+    *_HISTORY_PARAMETERS[:3],
+    {
+        "name": "from",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Inclusive start (any time form history accepts); default: the first point.",
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Exclusive end; default: after the last point.",
+    },
+    {
+        "name": "max_points",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 2, "maximum": 20000, "default": 2000},
+    },
+]
+
+
+@router.get(
+    "/{chart_id}/range/{pane_id}/{series_id}",
+    response_model=RangeData,
+    responses=_ERRORS,
+    openapi_extra={"parameters": _RANGE_PARAMETERS},
+)
+async def series_range(request: Request, charts: ChartsDep, caller: ChartReader) -> Response:
+    """At most ``max_points`` points of a time range, for a zoomed-out view: the stored points
+    when they fit, else bars (OHLC series) or each stretch's extremes (value series)."""
+    path, query = request.path_params, request.query_params
+    pane = path["pane_id"]
+    max_points = query.get("max_points") or query.get("maxPoints")
+    if max_points is not None and not _INTEGER.fullmatch(max_points):
+        raise InvalidRequest(f"max_points must be an integer; got {max_points[:40]!r}.")
+    view = await charts.range_view(
+        check_id(path["chart_id"], "chartId"),
+        _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
+        path["series_id"],
+        start=_query_time(query.get("from")),
+        end=_query_time(query.get("to")),
+        max_points=2000 if max_points is None else int(max_points),
+    )
+    return Response(render.range_json(path["series_id"], view), media_type=JSON)

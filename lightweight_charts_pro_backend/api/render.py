@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import orjson
 
-from ..charts.service import Chart, SeriesView
+from ..charts.service import Chart, RangeView, SeriesView
 from ..charts.store import Chunk
 
 
@@ -88,3 +88,15 @@ def chart_json(chart: Chart, views: list[SeriesView], pane_id: int | None = None
         pane_parts.append(b'"%d":{%s}' % (pane, members))
     head = orjson.dumps({"chartId": chart.chart_id, "options": chart.options})
     return b"".join((head[:-1], b',"panes":{', b",".join(pane_parts), b"}}"))
+
+
+def range_json(series_id: str, view: RangeView) -> bytes:
+    head = orjson.dumps({"seriesId": series_id, "from": view.start, "to": view.end})
+    tail = orjson.dumps(
+        {
+            "resolution": view.resolution,
+            "downsampled": view.downsampled,
+            "sourceCount": view.source_count,
+        }
+    )
+    return b"".join((head[:-1], b',"data":', view.data, b",", tail[1:]))

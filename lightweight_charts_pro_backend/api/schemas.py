@@ -147,3 +147,15 @@ class ChartData(WireModel):
     chart_id: str
     options: dict[str, Any]
     panes: dict[str, dict[str, SeriesData]]
+
+
+class RangeData(WireModel):
+    """A zoomed-out view of a time range: at most ``max_points`` points."""
+
+    series_id: str
+    from_: int | None = Field(alias="from")
+    to: int | None
+    data: list[dict[str, Any]]
+    resolution: str | None = Field(description="The bars' resolution, when data holds bars.")
+    downsampled: bool
+    source_count: int = Field(description="Stored points in the range.")

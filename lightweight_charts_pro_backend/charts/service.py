@@ -42,7 +42,13 @@ from .bars import BarCache, Frames, build_bars
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
 from .market import Market, parse_market
-from .points import EncodedPoints, normalize_series_type, normalize_time, prepare_points
+from .points import (
+    OHLC_TYPES,
+    EncodedPoints,
+    normalize_series_type,
+    normalize_time,
+    prepare_points,
+)
 from .repository import (
     ChartRecord,
     ChartsRepository,
@@ -54,10 +60,15 @@ from .repository import (
 from .store import Chunk, SeriesStore
 from .timeframes import (
     Columns,
+    Kind,
     Resolution,
+    aggregate,
     bucket_keys,
     check_aggregatable,
     check_aggregation,
+    coarsest_fit,
+    encode_bars,
+    extremes,
     parse_resolution,
     value_rule,
 )
@@ -76,6 +87,9 @@ CATCH_UP_SECONDS: Final = 0.1
 _VERSION_BATCH: Final = 500
 #: The most recently used charts :meth:`ChartsService.warm` loads, at most.
 WARM_CHARTS: Final = 50
+#: Points a range view returns at most, by default and at the most.
+DEFAULT_RANGE_POINTS: Final = 2000
+MAX_RANGE_POINTS: Final = 20_000
 
 Query = Literal["newest", "before", "after"]
 T = TypeVar("T")
@@ -176,6 +190,20 @@ class SeriesView:
     series: Series
     chunk: Chunk
     chunked: bool
+
+
+@dataclass(slots=True)
+class RangeView:
+    """A zoomed-out view of ``[start, end)``: ``data`` is a JSON array of stored points
+    (``downsampled`` false, or a value series' extremes) or of bars at ``resolution``;
+    ``source_count`` is the number of stored points in the range."""
+
+    data: bytes
+    resolution: str | None
+    downsampled: bool
+    source_count: int
+    start: int | None
+    end: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -990,29 +1018,103 @@ class ChartsService:
         check_aggregatable(series.series_type, series.aggregation, series.series_id)
         return parsed
 
+    async def range_view(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        *,
+        start: object = None,
+        end: object = None,
+        max_points: object = DEFAULT_RANGE_POINTS,
+    ) -> RangeView:
+        """At most ``max_points`` points of ``[start, end)`` for a zoomed-out view: the stored
+        points when they fit; else bars of an OHLC series at the finest resolution of the
+        ladder that fits, or each stretch's first, lowest, highest and last stored point of a
+        value series."""
+        if type(max_points) is not int or not 2 <= max_points <= MAX_RANGE_POINTS:
+            raise InvalidRequest(
+                f"max_points must be an integer from 2 to {MAX_RANGE_POINTS}; "
+                f"got {max_points!r:.40}."
+            )
+        low = None if start is None else _query_time(start, "from")
+        high = None if end is None else _query_time(end, "to")
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        self._touch(chart)
+        points = series.store
+        if points is None:
+            async with chart.lock:
+                series = chart.get_series_or_raise(pane_id, series_id)
+                points = await self._points_for_bars(series)
+        times = points.times_array()
+        lo = 0 if low is None else int(np.searchsorted(times, low))
+        hi = len(times) if high is None else int(np.searchsorted(times, high))
+        hi = max(lo, hi)
+        view = RangeView(b"[]", None, False, hi - lo, low, high)
+        if hi - lo <= max_points:
+            view.data = points.slice_json(lo, hi)
+            return view
+        frames, _ = await self._frames_of(chart, series)
+        columns = frames.columns
+        lo, hi = (int(i) for i in np.searchsorted(columns.times, [times[lo], times[hi - 1] + 1]))
+        view.downsampled = True
+        if frames.kind == "ohlc":
+            resolution, keys, inside = await _run(
+                coarsest_fit, columns, lo, hi, frames.market, max_points
+            )
+            bars = aggregate(columns, keys, inside, None, lo=lo)
+            view.data = encode_bars(bars, columns, _points_by_time(points, columns)).json_array()
+            view.resolution = resolution.text
+        else:
+            picked = await _run(extremes, columns, lo, hi, max_points)
+            chosen = columns.times[picked].tolist()
+            view.data = points.points_at(chosen)[0]
+        return view
+
     async def _bars_of(self, chart: Chart, series: Series, resolution: Resolution) -> SeriesStore:
         """The series' bars at ``resolution`` from the cache, else computed (under the chart's
         lock, so no write lands while the columns are read)."""
-        kind = check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
         frames = self._bars.get(series)
         if frames is not None and resolution.text in frames.bars:
             return frames.bars[resolution.text]
         async with chart.lock:
-            current = chart.get_series_or_raise(series.pane_id, series.series_id)
-            frames = self._bars.get(current)
-            if frames is not None and resolution.text in frames.bars:
+            series = chart.get_series_or_raise(series.pane_id, series.series_id)
+            check_aggregatable(series.series_type, series.aggregation, series.series_id)
+            frames, points = await self._frames_locked(series)
+            if resolution.text in frames.bars:
                 return frames.bars[resolution.text]
-            points = current.store
-            if points is None or frames is None:
-                points = await self._points_for_bars(current)
-            if frames is None:
-                columns = await _run(Columns.of_store, kind, points)
-                market = current.market or Market()
-                rule = value_rule(current.series_type, current.aggregation)
-                frames = Frames(kind, rule, market, columns)
+            if points is None and frames.columns.extra.any():
+                points = await self._points_for_bars(series)  # the bars' other fields
             bars = await _run(build_bars, frames, resolution, _point_source(points))
-            self._bars.put(current, frames)
+            self._bars.resized(series)
             return bars
+
+    async def _frames_of(self, chart: Chart, series: Series) -> tuple[Frames, SeriesStore | None]:
+        """The series' numeric columns, and its points when in memory."""
+        frames = self._bars.get(series)
+        if frames is not None:
+            return frames, series.store
+        async with chart.lock:
+            current = chart.get_series_or_raise(series.pane_id, series.series_id)
+            if current is not series:
+                raise SeriesNotFound(chart.chart_id, series.pane_id, series.series_id)
+            return await self._frames_locked(series)
+
+    async def _frames_locked(self, series: Series) -> tuple[Frames, SeriesStore | None]:
+        """As ``_frames_of``; the caller holds the chart's lock. Columns not in the cache are
+        parsed from the points (and kept when they fit the budget)."""
+        frames = self._bars.get(series)
+        if frames is not None:
+            return frames, series.store
+        points = await self._points_for_bars(series)
+        kind: Kind = "ohlc" if series.series_type in OHLC_TYPES else "value"
+        columns = await _run(Columns.of_store, kind, points)
+        rule = value_rule(series.series_type, series.aggregation)
+        frames = Frames(kind, rule, series.market or Market(), columns)
+        self._bars.put(series, frames)
+        return frames, points
 
     async def _points_for_bars(self, series: Series) -> SeriesStore:
         """The series' points in a store: its own, or (persistence, not loaded) read now."""
@@ -1276,6 +1378,22 @@ def _point_source(
         if store is None:
             return None
         return [orjson.loads(store.point_json(i)) for i in indexes]
+
+    return points
+
+
+def _points_by_time(
+    store: SeriesStore, columns: Columns
+) -> Callable[[Sequence[int]], Sequence[dict[str, Any]]]:
+    """Points by column index, found in ``store`` by their times."""
+
+    def points(indexes: Sequence[int]) -> Sequence[dict[str, Any]]:
+        found: list[dict[str, Any]] = orjson.loads(
+            store.points_at(columns.times[list(indexes)].tolist())[0]
+        )
+        if len(found) != len(indexes):
+            raise ChartsError("The series changed while it was read; ask again.")
+        return found
 
     return points
 

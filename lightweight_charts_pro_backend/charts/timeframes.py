@@ -432,3 +432,73 @@ def _as_list(column: Floats, integral: bool) -> list[Any]:
     if integral and np.all(np.isnan(column) | (np.abs(column) < 2.0**53)):
         return [None if v != v else int(v) for v in values]
     return [None if v != v else v for v in values]
+
+
+# ---------------------------------------------------------------------------- range views
+
+#: The resolutions a zoomed-out view of an OHLC series tries, finest first.
+LADDER: Final = tuple(
+    parse_resolution(text)
+    for text in ("1S", "5S", "15S", "30S", "1", "5", "15", "30", "60", "240", "1D", "1W", "1M")
+)
+
+
+def coarsest_fit(
+    columns: Columns, lo: int, hi: int, market: Market, max_points: int
+) -> tuple[Resolution, Int64s, Any]:
+    """The finest resolution of ``LADDER`` (then 2, 4, 8... months) at which the points
+    ``lo .. hi`` make at most ``max_points`` bars, with their bucket keys and session mask.
+
+    Bar counts shrink along the ladder, so it is searched by halving.
+    """
+    times = columns.times[lo:hi]
+    found: dict[Resolution, tuple[Int64s, Any]] = {}
+
+    def fits(resolution: Resolution) -> bool:
+        keys, inside = bucket_keys(times, resolution, market)
+        selected = keys[inside]
+        bars = int(np.count_nonzero(selected[1:] != selected[:-1])) + (1 if len(selected) else 0)
+        found[resolution] = (keys, inside)
+        return bars <= max_points
+
+    low, high = 0, len(LADDER) - 1
+    if fits(LADDER[high]):
+        while low < high:
+            middle = (low + high) // 2
+            if fits(LADDER[middle]):
+                high = middle
+            else:
+                low = middle + 1
+        resolution = LADDER[low]
+        if resolution not in found:
+            fits(resolution)
+        return resolution, *found[resolution]
+    months = 2
+    while not fits(resolution := Resolution(f"{months}M", "M", months)):
+        months *= 2
+    return resolution, *found[resolution]
+
+
+def extremes(columns: Columns, lo: int, hi: int, max_points: int) -> Int64s:
+    """Indexes (ascending, into the columns) of the first, lowest, highest and last point of
+    each of at most ``max_points // 4`` equal stretches of time over the points ``lo .. hi``
+    that have a value: stored points only, every extreme kept."""
+    values = columns.values[0, lo:hi]
+    filled = np.flatnonzero(~np.isnan(values))
+    if len(filled) <= max_points:
+        return filled + lo
+    times = columns.times[lo:hi][filled]
+    buckets = max(1, max_points // 4)
+    span = int(times[-1] - times[0]) + 1
+    ids = (times - times[0]) * buckets // span
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    picked = filled[np.r_[starts, ends - 1]]
+    v = values[filled]
+    owner = np.repeat(np.arange(len(starts)), ends - starts)
+    for reduce in (np.minimum, np.maximum):
+        target = reduce.reduceat(v, starts)[owner]
+        hits = np.flatnonzero(v == target)
+        first_hit = hits[np.r_[True, owner[hits][1:] != owner[hits][:-1]]]
+        picked = np.concatenate([picked, filled[first_hit]])
+    return np.unique(picked) + lo

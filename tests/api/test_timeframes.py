@@ -182,3 +182,56 @@ async def test_raw_history_lane_unchanged(client: httpx.AsyncClient) -> None:
     assert got.json()["data"] == [
         {"time": MINUTES[-1]["time"], **{k: v for k, v in MINUTES[-1].items() if k != "time"}}
     ]
+
+
+async def test_range_returns_stored_points_when_they_fit(client: httpx.AsyncClient) -> None:
+    await put(client)
+    got = await client.get(f"/api/charts/c/range/0/s?from={T0 + 60}&to={T0 + 240}")
+    assert got.json() == {
+        "seriesId": "s",
+        "from": T0 + 60,
+        "to": T0 + 240,
+        "data": MINUTES[1:4],
+        "resolution": None,
+        "downsampled": False,
+        "sourceCount": 3,
+    }
+
+
+async def test_range_of_an_ohlc_series_picks_the_finest_bars_that_fit(
+    client: httpx.AsyncClient,
+) -> None:
+    await put(client)
+    got = (await client.get("/api/charts/c/range/0/s?max_points=100")).json()
+    assert (got["resolution"], got["downsampled"], got["sourceCount"]) == ("15", True, 600)
+    assert len(got["data"]) == 40 and got["from"] is None and got["to"] is None
+    hourly = (await client.get("/api/charts/c/history/0/s?resolution=15&count=100")).json()
+    assert got["data"] == hourly["data"]
+    narrow = (await client.get(f"/api/charts/c/range/0/s?max_points=2&to={T0 + 3600}")).json()
+    assert narrow["resolution"] == "30" and narrow["data"][1]["close"] == MINUTES[59]["close"]
+
+
+async def test_range_of_a_value_series_keeps_the_extremes(client: httpx.AsyncClient) -> None:
+    values = [((i * 7919) % 1000) / 10 for i in range(20_000)]
+    values[12_345] = 1e6
+    values[777] = -1e6
+    data = [{"time": T0 + i, "value": v, "color": "#abc"} for i, v in enumerate(values)]
+    data[5] = {"time": T0 + 5}
+    await put(client, data, "line")
+    got = (await client.get("/api/charts/c/range/0/s?max_points=400")).json()
+    assert got["downsampled"] is True and got["resolution"] is None
+    assert got["sourceCount"] == 20_000 and len(got["data"]) <= 400
+    stored = {p["time"]: p for p in data}
+    assert all(stored[p["time"]] == p for p in got["data"])
+    picked = [p["value"] for p in got["data"]]
+    assert 1e6 in picked and -1e6 in picked
+    assert got["data"][0] == data[0] and got["data"][-1] == data[-1]
+
+
+@pytest.mark.parametrize(
+    "query", ["max_points=1", "max_points=20001", "max_points=ten", "from=soon", "to=later"]
+)
+async def test_range_refuses_bad_parameters(client: httpx.AsyncClient, query: str) -> None:
+    await put(client)
+    got = await client.get(f"/api/charts/c/range/0/s?{query}")
+    assert got.status_code == 422 and got.json()["errorCode"] == "VALIDATION_ERROR"

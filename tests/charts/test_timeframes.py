@@ -19,6 +19,7 @@ from lightweight_charts_pro_backend.charts.timeframes import (
     aggregate,
     bucket_keys,
     encode_bars,
+    extremes,
     parse_resolution,
     value_rule,
 )
@@ -469,3 +470,42 @@ def test_bars_equal_the_pandas_reference(
 
 def test_market_is_a_value() -> None:
     assert parse_market({}) == Market()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1, 5000), min_size=1, max_size=400),
+    values=st.data(),
+    max_points=st.integers(2, 60),
+)
+def test_extremes_keep_each_stretchs_first_last_min_and_max(
+    gaps: list[int], values: st.DataObject, max_points: int
+) -> None:
+    times = np.cumsum(gaps).astype(np.int64)
+    column = values.draw(
+        st.lists(
+            st.one_of(st.none(), st.integers(-50, 50)), min_size=len(times), max_size=len(times)
+        )
+    )
+    points = [
+        {"time": int(t)} if v is None else {"time": int(t), "value": v}
+        for t, v in zip(times, column, strict=True)
+    ]
+    columns = Columns.parse("value", times, points)
+    picked = extremes(columns, 0, len(times), max_points).tolist()
+    filled = [i for i, v in enumerate(column) if v is not None]
+    assert picked == sorted(set(picked)) and set(picked) <= set(filled)
+    if len(filled) <= max_points:
+        assert picked == filled
+        return
+    assert len(picked) <= max_points
+    buckets = max(1, max_points // 4)
+    first, last = int(times[filled[0]]), int(times[filled[-1]])
+    stretch: dict[int, list[int]] = {}
+    for i in filled:
+        stretch.setdefault((int(times[i]) - first) * buckets // (last - first + 1), []).append(i)
+    for members in stretch.values():
+        kept = [i for i in picked if i in members]
+        assert members[0] in kept and members[-1] in kept
+        member_values = [column[i] for i in members]
+        assert {min(member_values), max(member_values)} <= {column[i] for i in kept}
