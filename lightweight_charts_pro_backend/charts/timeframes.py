@@ -28,6 +28,7 @@ import orjson
 
 from ..errors import InvalidResolution
 from .market import DAY, Market
+from .numbers import fields_of
 from .points import OHLC_FIELDS, OHLC_TYPES, EncodedPoints, encode_points
 from .store import SeriesStore
 
@@ -43,6 +44,10 @@ _LIMITS: Final = {"S": 86_400, "": 1440, "H": 24, "D": 365, "W": 52, "M": 12}
 _OHLC_KEYS: Final = frozenset({"time", *OHLC_FIELDS, "volume"})
 _VALUE_KEYS: Final = frozenset({"time", "value"})
 _NAN: Final = math.nan
+_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "ohlc": (*OHLC_FIELDS, "volume"),
+    "value": ("value",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +168,18 @@ class Columns:
         size = len(store)
         columns = cls(kind, size)
         times = store.times_array()
+        names = _FIELDS[kind]
+        columns._times[:] = times
         for start in range(0, size, page):
             end = min(size, start + page)
-            columns._write(start, times[start:end], orjson.loads(store.slice_json(start, end)))
+            array = store.slice_json(start, end)
+            found = fields_of(array, end - start, names)
+            if found is None:
+                columns._write(start, times[start:end], orjson.loads(array))
+                continue
+            columns._values[:, start:end] = found.values
+            columns._extra[start:end] = found.keys > 1 + found.present.sum(axis=0)
+            columns.integral &= found.integral
         columns.size = size
         return columns
 
@@ -191,9 +205,8 @@ class Columns:
     def _write(self, at: int, times: Int64s, points: Sequence[dict[str, Any]]) -> None:
         n = len(points)
         self._times[at : at + n] = times
-        fields = (*OHLC_FIELDS, "volume") if self.kind == "ohlc" else ("value",)
         known = np.ones(n, dtype=np.int64)
-        for j, name in enumerate(fields):
+        for j, name in enumerate(_FIELDS[self.kind]):
             column, present, integral = _column(points, name)
             self._values[j, at : at + n] = column
             known += present
@@ -482,13 +495,17 @@ def coarsest_fit(
 def extremes(columns: Columns, lo: int, hi: int, max_points: int) -> Int64s:
     """Indexes (ascending, into the columns) of the first, lowest, highest and last point of
     each of at most ``max_points // 4`` equal stretches of time over the points ``lo .. hi``
-    that have a value: stored points only, every extreme kept."""
+    that have a value: stored points only, every extreme kept (below 4 points, only the lowest
+    and the highest)."""
     values = columns.values[0, lo:hi]
     filled = np.flatnonzero(~np.isnan(values))
     if len(filled) <= max_points:
         return filled + lo
+    if max_points < 4:  # room for the extremes only
+        v = values[filled]
+        return np.unique(filled[[int(np.argmin(v)), int(np.argmax(v))]]) + lo
     times = columns.times[lo:hi][filled]
-    buckets = max(1, max_points // 4)
+    buckets = max_points // 4
     span = int(times[-1] - times[0]) + 1
     ids = (times - times[0]) * buckets // span
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])

@@ -499,7 +499,11 @@ def test_extremes_keep_each_stretchs_first_last_min_and_max(
         assert picked == filled
         return
     assert len(picked) <= max_points
-    buckets = max(1, max_points // 4)
+    present = [v for v in column if v is not None]
+    assert {min(present), max(present)} <= {column[i] for i in picked}
+    if max_points < 4:
+        return
+    buckets = max_points // 4
     first, last = int(times[filled[0]]), int(times[filled[-1]])
     stretch: dict[int, list[int]] = {}
     for i in filled:
