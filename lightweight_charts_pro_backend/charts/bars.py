@@ -21,6 +21,7 @@ from .market import Market
 from .points import EncodedPoints
 from .store import SeriesStore
 from .timeframes import (
+    Blocks,
     Columns,
     Int64s,
     Kind,
@@ -54,6 +55,8 @@ class Frames:
     columns: Columns
     bars: dict[str, SeriesStore] = field(default_factory=dict)
     resolutions: dict[str, Resolution] = field(default_factory=dict)
+    #: Block summaries of a value column for range views; dropped by writes.
+    blocks: Blocks | None = None
 
     @property
     def nbytes(self) -> int:
@@ -121,6 +124,7 @@ class BarCache:
         parsed: list[dict[str, Any]] = orjson.loads(points.json_array())
         times = np.frombuffer(points.times, dtype=np.int64).copy()
         frames.columns.upsert(times, parsed)
+        frames.blocks = None
         for text, resolution in list(frames.resolutions.items()):
             try:
                 changed = recompute(frames, resolution, times, source)

@@ -63,6 +63,7 @@ from .timeframes import (
     Kind,
     Resolution,
     aggregate,
+    blocks_of,
     bucket_keys,
     check_aggregatable,
     check_aggregation,
@@ -1067,9 +1068,10 @@ class ChartsService:
             view.data = encode_bars(bars, columns, _points_by_time(points, columns)).json_array()
             view.resolution = resolution.text
         else:
-            picked = await _run(extremes, columns, lo, hi, max_points)
-            chosen = columns.times[picked].tolist()
-            view.data = points.points_at(chosen)[0]
+            if frames.blocks is None:
+                frames.blocks = blocks_of(columns)
+            picked = extremes(columns, lo, hi, max_points, frames.blocks)
+            view.data = points.points_at(columns.times[picked])[0]
         return view
 
     async def _bars_of(self, chart: Chart, series: Series, resolution: Resolution) -> SeriesStore:

@@ -492,11 +492,65 @@ def coarsest_fit(
     return resolution, *found[resolution]
 
 
-def extremes(columns: Columns, lo: int, hi: int, max_points: int) -> Int64s:
-    """Indexes (ascending, into the columns) of the first, lowest, highest and last point of
-    each of at most ``max_points // 4`` equal stretches of time over the points ``lo .. hi``
-    that have a value: stored points only, every extreme kept (below 4 points, only the lowest
-    and the highest)."""
+BLOCK: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Blocks:
+    """Summaries of a value column per block of ``size`` points: the first and last point with
+    a value, and the (first) lowest and highest, as indexes (-1: the block has no value), and
+    the lowest and highest values. A range view over many blocks reads these instead of every
+    point."""
+
+    size: int
+    first: Int64s
+    last: Int64s
+    low: Floats
+    low_at: Int64s
+    high: Floats
+    high_at: Int64s
+
+
+def blocks_of(columns: Columns, size: int = BLOCK) -> Blocks:
+    values = columns.values[0]
+    count = -(-len(values) // size)
+    starts = np.arange(count) * size
+    filled = np.flatnonzero(~np.isnan(values))
+    first_at = np.searchsorted(filled, starts)
+    last_at = np.searchsorted(filled, np.minimum(starts + size, len(values))) - 1
+    has = first_at <= last_at
+    known = np.append(filled, -1)  # index -1 of it: no point
+    first = np.where(has, known[np.minimum(first_at, len(filled))], -1)
+    last = np.where(has, known[last_at], -1)
+    padded = np.full(count * size, np.nan)
+    padded[: len(values)] = values
+    grid = padded.reshape(count, size)
+    empty = ~has
+    safe = np.where(np.isnan(grid), np.inf, grid)
+    low_at = safe.argmin(axis=1)
+    low = safe[np.arange(count), low_at]
+    safe = np.where(np.isnan(grid), -np.inf, grid)
+    high_at = safe.argmax(axis=1)
+    high = safe[np.arange(count), high_at]
+    return Blocks(
+        size,
+        first,
+        last,
+        np.where(empty, np.nan, low),
+        np.where(empty, -1, starts + low_at),
+        np.where(empty, np.nan, high),
+        np.where(empty, -1, starts + high_at),
+    )
+
+
+def extremes(
+    columns: Columns, lo: int, hi: int, max_points: int, blocks: Blocks | None = None
+) -> Int64s:
+    """Indexes (ascending, into the columns) of the first, lowest, highest and last point that
+    have a value in each of at most ``max_points // 4`` stretches of equally many points of
+    ``lo .. hi``: stored points only, every extreme kept (below 4 points, only the lowest and
+    the highest). With ``blocks``, stretches of whole blocks are read from their summaries
+    (the partial blocks at both ends of the range are stretches of their own)."""
     values = columns.values[0, lo:hi]
     filled = np.flatnonzero(~np.isnan(values))
     if len(filled) <= max_points:
@@ -504,10 +558,26 @@ def extremes(columns: Columns, lo: int, hi: int, max_points: int) -> Int64s:
     if max_points < 4:  # room for the extremes only
         v = values[filled]
         return np.unique(filled[[int(np.argmin(v)), int(np.argmax(v))]]) + lo
-    times = columns.times[lo:hi][filled]
-    buckets = max_points // 4
-    span = int(times[-1] - times[0]) + 1
-    ids = (times - times[0]) * buckets // span
+    if blocks is not None and max_points >= 12:
+        size = blocks.size
+        inner_lo, inner_hi = -(-lo // size), hi // size
+        stretches = (max_points - 8) // 4
+        if inner_hi - inner_lo >= 2 * stretches:
+            picked = [
+                _direct(columns, lo, inner_lo * size, 1),
+                _from_blocks(blocks, inner_lo, inner_hi, stretches),
+                _direct(columns, inner_hi * size, hi, 1),
+            ]
+            return np.unique(np.concatenate(picked))
+    return _direct(columns, lo, hi, max_points // 4)
+
+
+def _direct(columns: Columns, lo: int, hi: int, stretches: int) -> Int64s:
+    values = columns.values[0, lo:hi]
+    filled = np.flatnonzero(~np.isnan(values))
+    if len(filled) <= 4 * stretches:
+        return filled + lo
+    ids = filled * stretches // (hi - lo)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
     picked = filled[np.r_[starts, ends - 1]]
@@ -519,3 +589,30 @@ def extremes(columns: Columns, lo: int, hi: int, max_points: int) -> Int64s:
         first_hit = hits[np.r_[True, owner[hits][1:] != owner[hits][:-1]]]
         picked = np.concatenate([picked, filled[first_hit]])
     return np.unique(picked) + lo
+
+
+def _from_blocks(blocks: Blocks, lo: int, hi: int, stretches: int) -> Int64s:
+    """``extremes`` of the whole blocks ``lo .. hi`` in ``stretches`` groups of blocks."""
+    bounds = np.unique(lo + np.arange(stretches) * (hi - lo) // stretches)
+    picked = []
+    for lows, at, better in (
+        (blocks.low, blocks.low_at, np.fmin),
+        (blocks.high, blocks.high_at, np.fmax),
+    ):
+        segment = lows[lo:hi]
+        starts = bounds - lo
+        best = better.reduceat(segment, starts)
+        owner = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(segment)]))
+        hits = np.flatnonzero(segment == best[owner])
+        if not len(hits):
+            continue
+        first_hit = hits[np.r_[True, owner[hits][1:] != owner[hits][:-1]]]
+        picked.append(at[lo:hi][first_hit])
+    with_values = np.flatnonzero(blocks.first[lo:hi] >= 0) + lo
+    if len(with_values):
+        group_of = np.searchsorted(bounds, with_values, side="right") - 1
+        starts = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
+        ends = np.r_[starts[1:], len(group_of)]
+        picked.append(blocks.first[with_values[starts]])
+        picked.append(blocks.last[with_values[ends - 1]])
+    return np.unique(np.concatenate(picked)) if picked else np.zeros(0, np.int64)

@@ -17,6 +17,7 @@ from lightweight_charts_pro_backend.charts.market import Market, parse_market
 from lightweight_charts_pro_backend.charts.timeframes import (
     Columns,
     aggregate,
+    blocks_of,
     bucket_keys,
     encode_bars,
     extremes,
@@ -474,40 +475,48 @@ def test_market_is_a_value() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    gaps=st.lists(st.integers(1, 5000), min_size=1, max_size=400),
+    size=st.integers(1, 600),
     values=st.data(),
     max_points=st.integers(2, 60),
+    block=st.sampled_from([None, 2, 3, 8]),
+    bounds=st.tuples(st.integers(0, 600), st.integers(0, 600)),
 )
 def test_extremes_keep_each_stretchs_first_last_min_and_max(
-    gaps: list[int], values: st.DataObject, max_points: int
+    size: int,
+    values: st.DataObject,
+    max_points: int,
+    block: int | None,
+    bounds: tuple[int, int],
 ) -> None:
-    times = np.cumsum(gaps).astype(np.int64)
+    times = np.arange(size, dtype=np.int64) * 60
     column = values.draw(
-        st.lists(
-            st.one_of(st.none(), st.integers(-50, 50)), min_size=len(times), max_size=len(times)
-        )
+        st.lists(st.one_of(st.none(), st.integers(-50, 50)), min_size=size, max_size=size)
     )
     points = [
         {"time": int(t)} if v is None else {"time": int(t), "value": v}
         for t, v in zip(times, column, strict=True)
     ]
     columns = Columns.parse("value", times, points)
-    picked = extremes(columns, 0, len(times), max_points).tolist()
-    filled = [i for i, v in enumerate(column) if v is not None]
+    lo, hi = sorted(min(b, size) for b in bounds)
+    blocks = None if block is None else blocks_of(columns, block)
+    picked = extremes(columns, lo, hi, max_points, blocks).tolist()
+    filled = [i for i in range(lo, hi) if column[i] is not None]
     assert picked == sorted(set(picked)) and set(picked) <= set(filled)
     if len(filled) <= max_points:
         assert picked == filled
         return
     assert len(picked) <= max_points
-    present = [v for v in column if v is not None]
+    present = [column[i] for i in filled]
     assert {min(present), max(present)} <= {column[i] for i in picked}
     if max_points < 4:
         return
-    buckets = max_points // 4
-    first, last = int(times[filled[0]]), int(times[filled[-1]])
+    assert filled[0] in picked and filled[-1] in picked
+    if blocks is not None and max_points >= 12:
+        return  # stretches of whole blocks: checked through the global guarantees above
+    stretches = max_points // 4
     stretch: dict[int, list[int]] = {}
     for i in filled:
-        stretch.setdefault((int(times[i]) - first) * buckets // (last - first + 1), []).append(i)
+        stretch.setdefault((i - lo) * stretches // (hi - lo), []).append(i)
     for members in stretch.values():
         kept = [i for i in picked if i in members]
         assert members[0] in kept and members[-1] in kept
