@@ -199,6 +199,7 @@ def build_app(
                 ),
                 recent=redis_bus.recent if redis_bus is not None else None,
                 bars=charts.bars_at,
+                bars_now=charts.bars_now,
             )
             if redis_bus is not None:
                 redis_bus.on_remote(charts.observe)

@@ -1013,6 +1013,21 @@ class ChartsService:
         )
         return bars.points_at(np.unique(keys[inside]).tolist())
 
+    def bars_now(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int] | None:
+        """As ``bars_at`` when the bars are in memory and current (a live update's bars go out
+        with the update itself); None otherwise. ``resolution`` is in canonical form."""
+        chart = self._charts.get(chart_id)
+        series = None if chart is None or chart.stale else chart.series.get((pane_id, series_id))
+        frames = None if series is None else self._bars.get(series)
+        bars = None if frames is None else frames.bars.get(resolution)
+        if frames is None or bars is None:
+            return None
+        parsed = frames.resolutions[resolution]
+        keys, inside = bucket_keys(np.asarray(times, dtype=np.int64), parsed, frames.market)
+        return bars.points_at(np.unique(keys[inside]).tolist())
+
     def check_resolution(self, series: Series, resolution: object) -> Resolution:
         """The parsed resolution, when the series can be shown at it (else 422)."""
         parsed = parse_resolution(resolution)

@@ -54,6 +54,8 @@ RecentEvents = Callable[[str, int, int], Awaitable[list[str] | None]]
 #: The bars at a resolution whose buckets hold any of the given times, as a JSON array and
 #: its length: ``(chart_id, pane_id, series_id, resolution, times)`` (``ChartsService.bars_at``).
 BarSource = Callable[[str, int, str, str, list[int]], Awaitable[tuple[bytes, int]]]
+#: The same without waiting, when the bars are at hand (else None): ``ChartsService.bars_now``.
+BarsAtHand = Callable[[str, int, str, str, list[int]], tuple[bytes, int] | None]
 #: A series at a resolution, as a socket watches it.
 Watch = tuple[int, str, str]
 
@@ -266,11 +268,13 @@ class Hub:
         *,
         recent: RecentEvents | None = None,
         bars: BarSource | None = None,
+        bars_now: BarsAtHand | None = None,
     ) -> None:
         self._bus = bus
         self.limits = limits
         self._recent = recent
         self.bars = bars
+        self.bars_now = bars_now
         self._channels: dict[str, ChartChannel] = {}
         self._liveness: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Future[None]] = set()
@@ -484,6 +488,8 @@ class Hub:
         version, epoch = event.version, channel.epoch
         deleted = event.op == "chart_deleted"
         behind: Message | None = None
+        watched = channel.watchers.get((event.pane_id or 0, event.series_id or ""))
+        bars = self._bars_at_hand(channel, event) if watched else None
         for conn in tuple(channel.connections):
             # a socket that joined after this change got it in its snapshot
             if conn.baseline < version or conn.epoch != epoch or deleted:
@@ -508,12 +514,38 @@ class Hub:
                 elif version > known >= 0:
                     conn.known = version
                 conn.send(message)
+                if bars and conn.watching and watched is not None:
+                    # the bars right behind the update, in the same turn of the socket's sender
+                    for resolution, frame in bars.items():
+                        if conn in watched.get(resolution, ()):
+                            conn.send(frame)
         self._remember(channel, event, message)
-        if event.series_id is not None and (event.pane_id, event.series_id) in channel.watchers:
+        if watched and bars is None:
             channel.aggregating.append(event)
             if channel.bar_task is None or channel.bar_task.done():
                 channel.bar_task = asyncio.create_task(self._send_bars(channel))
                 channel.bar_task.add_done_callback(_report_failure)
+
+    def _bars_at_hand(self, channel: ChartChannel, event: ChartEvent) -> dict[str, Message] | None:
+        """The bars messages of ``event`` for each watched resolution, when every one can be
+        had without waiting and no earlier change's bars are still on their way; else None (they
+        are sent by ``_send_bars``, in order)."""
+        if self.bars_now is None or (channel.bar_task is not None and not channel.bar_task.done()):
+            return None
+        pane_id, series_id = event.pane_id or 0, event.series_id or ""
+        times: list[int] | None = None
+        out: dict[str, Message] = {}
+        for resolution in channel.watchers.get((pane_id, series_id), {}):
+            if event.op != "upsert" or event.data is None:
+                out[resolution] = bars_message(event, resolution, event.op, event.count, None)
+                continue
+            if times is None:
+                times = [point["time"] for point in orjson.loads(event.data)]
+            found = self.bars_now(channel.chart_id, pane_id, series_id, resolution, times)
+            if found is None:
+                return None
+            out[resolution] = bars_message(event, resolution, "upsert", found[1], found[0])
+        return out
 
     async def _send_bars(self, channel: ChartChannel) -> None:
         """Send the watched series' bars of each change in ``channel.aggregating``, in order."""
