@@ -1,9 +1,9 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,fanout,production,topology,annotations`` to choose.
-Exit status 1 when a benchmark could not run, and also when a target is missed if ``--strict``
-is given.
+``--only history,memory,ingest,persistence,fanout,production,topology,annotations,resolutions``
+to choose. Exit status 1 when a benchmark could not run, and also when a target is missed if
+``--strict`` is given.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bench import (
     bench_memory,
     bench_persistence,
     bench_production,
+    bench_resolutions,
     bench_topology,
 )
 from bench._common import BenchError, log, unpin_self, verdict
@@ -54,6 +55,11 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
         bench_annotations.main,
         [],
         ["--latency-requests", "200", "--backends", "memory,sqlite"],
+    ),
+    "resolutions": (
+        bench_resolutions.main,
+        [],
+        ["--duration", "3", "--rounds", "2", "--trials", "10", "--range-requests", "100"],
     ),
 }
 
@@ -114,6 +120,25 @@ TARGETS = [
         3.0,
         False,
     ),
+    ("resolutions", "warm_bars_over_raw", "warm 500 bars at 60 / raw chunk req/s", 0.5, True),
+    (
+        "resolutions",
+        "cold_utc_60_pandas_json_over_server",
+        "cold 60 (UTC): pandas/server",
+        2.0,
+        True,
+    ),
+    (
+        "resolutions",
+        "cold_utc_1D_pandas_json_over_server",
+        "cold 1D (UTC): pandas/server",
+        2.0,
+        True,
+    ),
+    ("resolutions", "cold_ny_60_pandas_json_over_server", "cold 60 (NY): pandas/server", 2.0, True),
+    ("resolutions", "cold_ny_1D_pandas_json_over_server", "cold 1D (NY): pandas/server", 2.0, True),
+    ("resolutions", "live_bars_over_raw", "live p99 bars/raw, 1000 sockets", 1.5, False),
+    ("resolutions", "range_over_raw_chunk", "range 2000 of 1M / raw 2000 chunk", 10.0, False),
 ]
 #: Figure counting measurements kept although other processes disturbed them.
 NOISE_KEYS = {
@@ -140,6 +165,9 @@ REFERENCE = [
     ("fanout", "product_over_naive", "fan-out rate product/naive"),
     ("production", "production_over_development_worst_round", "production/development worst"),
     ("production", "production_over_development_cpu", "production/development by CPU"),
+    ("resolutions", "cold_ny_60_pandas_frame_over_server", "cold 60 (NY): pandas DataFrame/server"),
+    ("resolutions", "cold_ny_1D_pandas_frame_over_server", "cold 1D (NY): pandas DataFrame/server"),
+    ("resolutions", "range_cold_ms", "range 2000 of 1M, first (cold) ms"),
 ]
 
 

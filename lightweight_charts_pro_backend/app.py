@@ -179,6 +179,7 @@ def build_app(
                 bus,
                 repository=repository,
                 cache_bytes=int(settings.series_cache_mb * 2**20),
+                bar_cache_bytes=int(settings.bar_cache_mb * 2**20),
                 default_chunk_size=settings.default_chunk_size,
                 chunk_size_threshold=settings.chunk_size_threshold,
                 # other workers may write the same database: a cached chart is trusted while
@@ -197,6 +198,8 @@ def build_app(
                     timeout_seconds=settings.websocket_timeout_seconds,
                 ),
                 recent=redis_bus.recent if redis_bus is not None else None,
+                bars=charts.bars_at,
+                bars_now=charts.bars_now,
             )
             if redis_bus is not None:
                 redis_bus.on_remote(charts.observe)

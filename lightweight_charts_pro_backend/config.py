@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=30, gt=0)
     database_connect_timeout_seconds: float = Field(default=5, gt=0)
     series_cache_mb: float = Field(default=256, ge=0)
+    #: Numeric columns and bars of series read at other resolutions (timeframes), both modes.
+    bar_cache_mb: float = Field(default=256, ge=0)
 
     # WebSocket
     websocket_timeout_seconds: float = Field(default=300, gt=0)

@@ -68,11 +68,14 @@ T = TypeVar("T")
 
 #: The Alembic revision the models correspond to; tables created at startup are stamped with it
 #: so that ``alembic upgrade head`` afterwards has nothing to do.
-SCHEMA_REVISION: Final = "0005"
+SCHEMA_REVISION: Final = "0006"
 #: Older revisions whose databases startup brings to the head: by adding the tables created
-#: since, then the unique template names of revision 0005 (``add_template_names``).
-UPGRADABLE_REVISIONS: Final = ("0001", "0002", "0003", "0004")
+#: since, then the unique template names of revision 0005 (``add_template_names``) and the
+#: series' ``market`` and ``aggregation`` columns of revision 0006.
+UPGRADABLE_REVISIONS: Final = ("0001", "0002", "0003", "0004", "0005")
 TEMPLATE_NAME_INDEX: Final = "ix_saved_layouts_client_user_id_kind_tool_template_name"
+#: Columns of ``series`` added after the table was first created (0006).
+_SERIES_COLUMNS_SINCE: Final = ("market", "aggregation")
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -144,6 +147,10 @@ class SeriesModel(Base):
     point_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
     first_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: The market calendar (timezone, session, symbol metadata) as the client sent it.
+    market: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: How a value series' bars aggregate ``value`` (None: the series type's rule).
+    aggregation: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class PointModel(Base):
@@ -476,6 +483,7 @@ class Database:
             else:
                 logger.info("added the tables %s", names)
         await self._add_template_names()
+        await self._add_series_columns()
         if stamped:
             async with self.transaction(write=True) as conn:
                 await conn.execute(
@@ -508,6 +516,34 @@ class Database:
                     ) from exc
             return  # another worker did it meanwhile
         logger.info("saved templates have unique names now (revision %s)", SCHEMA_REVISION)
+
+    async def _add_series_columns(self) -> None:
+        """Revision 0006 on a database an older version created: the series' ``market`` and
+        ``aggregation`` columns."""
+
+        def missing(sync: Any) -> list[str]:
+            present = {column["name"] for column in inspect(sync).get_columns("series")}
+            return [name for name in _SERIES_COLUMNS_SINCE if name not in present]
+
+        async with self.transaction() as conn:
+            columns = await conn.run_sync(missing)
+        if not columns:
+            return
+        try:
+            async with self.transaction(write=True) as conn:
+                for name in columns:
+                    kind = series_table.c[name].type.compile(dialect=conn.dialect)
+                    await conn.execute(text(f"ALTER TABLE series ADD COLUMN {name} {kind}"))
+        except sa_exc.DatabaseError as exc:
+            async with self.transaction() as conn:
+                if await conn.run_sync(missing):
+                    raise RuntimeError(
+                        "The database's series table lacks the columns "
+                        f"{', '.join(columns)} and the service could not add them "
+                        f"({type(exc).__name__}); run `alembic upgrade head`."
+                    ) from exc
+            return  # another worker did it meanwhile
+        logger.info("added the series columns %s", ", ".join(columns))
 
     async def close(self) -> None:
         await self.engine.dispose()

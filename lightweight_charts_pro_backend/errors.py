@@ -36,6 +36,16 @@ class InvalidRequest(ChartsError):
         self.errors = errors if errors is not None else [{"msg": detail}]
 
 
+class InvalidResolution(InvalidRequest):
+    """A resolution that is not TradingView's, or that the series cannot be aggregated to."""
+
+    error_code = "INVALID_RESOLUTION"
+
+
+class InvalidMarket(InvalidRequest):
+    error_code = "INVALID_MARKET"
+
+
 class ChartNotFound(ChartsError):
     status_code = 404
     error_code = "CHART_NOT_FOUND"

@@ -104,7 +104,11 @@ async def test_startup_adds_the_tables_a_newer_revision_brings(
             keys = (await conn.execute(text("SELECT COUNT(*) FROM api_keys"))).scalar_one()
             drawn = (await conn.execute(text("SELECT COUNT(*) FROM annotations"))).scalar_one()
             saved = (await conn.execute(text("SELECT COUNT(*) FROM saved_layouts"))).scalar_one()
+            markets = (
+                await conn.execute(text("SELECT COUNT(market), COUNT(aggregation) FROM series"))
+            ).one()
         assert [row[0] for row in stamped] == [SCHEMA_REVISION] and keys == drawn == saved == 0
+        assert tuple(markets) == (0, 0)
     finally:
         await database.close()
     await _in_thread(command.upgrade, config, "head")  # nothing to do

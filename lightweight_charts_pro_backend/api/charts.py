@@ -37,6 +37,7 @@ from .schemas import (
     HistoryQuery,
     PointsWrite,
     PointsWritten,
+    RangeData,
     SeriesData,
     SeriesWrite,
     SeriesWritten,
@@ -50,6 +51,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _LARGE_WRITE = 50_000  # points; after such a write, freed heap pages go back to the OS
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
+_RESOLUTION_DOC = (
+    "TradingView resolution of the bars to serve instead of the stored points: <n>S seconds, "
+    "<n> minutes, <n>H hours (answered in minutes), <n>D, <n>W, <n>M."
+)
 _NUMBER = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?")
 
 
@@ -82,10 +87,10 @@ def _accepting(*names: str) -> dict[str, str]:
     return accepted
 
 
-_SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options")
+_SERIES_FIELDS = _accepting("pane_id", "series_type", "data", "options", "market", "aggregation")
 _UPSERT_FIELDS = _accepting("pane_id", "series_type", "data")
 _HISTORY_FIELDS = _accepting(
-    "pane_id", "series_id", "before_time", "after_time", "count", "min_version"
+    "pane_id", "series_id", "before_time", "after_time", "count", "min_version", "resolution"
 )
 MinVersion = Annotated[
     int | None,
@@ -231,6 +236,8 @@ async def _replace(
         _require(body, "data", "data"),
         _options(body.get("options")),
         from_json=True,
+        market=body.get("market"),
+        aggregation=body.get("aggregation"),
     )
 
 
@@ -282,10 +289,15 @@ async def get_series(
     charts: ChartsDep,
     caller: ChartReader,
     min_version: MinVersion = None,
+    resolution: Annotated[str | None, Query(description=_RESOLUTION_DOC)] = None,
 ) -> Response:
-    view = await charts.get_series(
-        check_id(chart_id, "chartId"), _pane(pane_id), series_id, min_version=min_version
-    )
+    check_id(chart_id, "chartId")
+    if resolution:
+        view, parsed = await charts.series_at(
+            chart_id, _pane(pane_id), series_id, resolution, min_version=min_version
+        )
+        return Response(render.series_json(view, parsed.text), media_type=JSON)
+    view = await charts.get_series(chart_id, _pane(pane_id), series_id, min_version=min_version)
     return Response(render.series_json(view), media_type=JSON)
 
 
@@ -353,6 +365,13 @@ _HISTORY_PARAMETERS = [
         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
     },
     MIN_VERSION_PARAMETER,
+    {
+        "name": "resolution",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": _RESOLUTION_DOC,
+    },
 ]
 
 
@@ -380,6 +399,20 @@ async def history_chunk_json(
     """
     pane = path["pane_id"]
     series_id = path["series_id"]
+    resolution = query.get("resolution")
+    if resolution:
+        chunk, parsed = await charts.history_at(
+            path["chart_id"],
+            _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
+            series_id,
+            resolution,
+            before_time=_query_time(query.get("before_time") or query.get("beforeTime")),
+            after_time=_query_time(query.get("after_time") or query.get("afterTime")),
+            count=_query_count(query.get("count")),
+            min_version=_min_version(query),
+        )
+        _served_history(scope, chunk.count)
+        return render.history_json(series_id, chunk, resolution=parsed.text)
     chunk = await charts.history(
         path["chart_id"],
         _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
@@ -420,6 +453,20 @@ async def history_by_body(
     if not isinstance(series_id, str):
         raise InvalidRequest("seriesId must be a string.")
     count = body.get("count")
+    if body.get("resolution") is not None:
+        chunk, parsed = await charts.history_at(
+            chart_id,
+            _pane(body.get("pane_id", 0)),
+            series_id,
+            body["resolution"],
+            before_time=body.get("before_time"),
+            after_time=body.get("after_time"),
+            count=count,
+            min_version=body.get("min_version"),
+        )
+        _served_history(request.scope, chunk.count)
+        body_json = render.history_json(series_id, chunk, resolution=parsed.text)
+        return Response(body_json, media_type=JSON)
     chunk = await charts.history(
         chart_id,
         _pane(body.get("pane_id", 0)),
@@ -431,3 +478,55 @@ async def history_by_body(
     )
     _served_history(request.scope, chunk.count)
     return Response(render.history_json(series_id, chunk), media_type=JSON)
+
+
+_RANGE_PARAMETERS = [
+    *_HISTORY_PARAMETERS[:3],
+    {
+        "name": "from",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Inclusive start (any time form history accepts); default: the first point.",
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Exclusive end; default: after the last point.",
+    },
+    {
+        "name": "max_points",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 2, "maximum": 20000, "default": 2000},
+    },
+    MIN_VERSION_PARAMETER,
+]
+
+
+@router.get(
+    "/{chart_id}/range/{pane_id}/{series_id}",
+    response_model=RangeData,
+    responses=_ERRORS,
+    openapi_extra={"parameters": _RANGE_PARAMETERS},
+)
+async def series_range(request: Request, charts: ChartsDep, caller: ChartReader) -> Response:
+    """At most ``max_points`` points of a time range, for a zoomed-out view: the stored points
+    when they fit, else bars (OHLC series) or each stretch's extremes (value series)."""
+    path, query = request.path_params, request.query_params
+    pane = path["pane_id"]
+    max_points = query.get("max_points") or query.get("maxPoints")
+    if max_points is not None and not _INTEGER.fullmatch(max_points):
+        raise InvalidRequest(f"max_points must be an integer; got {max_points[:40]!r}.")
+    view = await charts.range_view(
+        check_id(path["chart_id"], "chartId"),
+        _pane(int(pane) if _INTEGER.fullmatch(pane) else pane),
+        path["series_id"],
+        start=_query_time(query.get("from")),
+        end=_query_time(query.get("to")),
+        max_points=2000 if max_points is None else int(max_points),
+        min_version=_min_version(query),
+    )
+    return Response(render.range_json(path["series_id"], view), media_type=JSON)

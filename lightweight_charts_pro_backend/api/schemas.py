@@ -42,6 +42,19 @@ class ChartCreated(WireModel):
     )
 
 
+class Market(BaseModel):
+    """A series' market: IANA timezone and TradingView session; other keys are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    timezone: str = Field(default="Etc/UTC", examples=["America/New_York"])
+    session: str = Field(
+        default="24x7",
+        description="HHMM-HHMM[,HHMM-HHMM...][:DAYS], days 1 = Sunday ... 7 = Saturday; a range "
+        "ending before it starts crosses midnight (CME: 1700-1600:23456).",
+        examples=["0930-1600:23456"],
+    )
+
+
 class SeriesWrite(WireModel):
     """Body of a series replace; ``data`` is a list of points keyed by ``time``."""
 
@@ -49,6 +62,15 @@ class SeriesWrite(WireModel):
     series_type: str
     data: list[dict[str, Any]]
     options: dict[str, Any] | None = None
+    market: Market | None = Field(
+        default=None,
+        description="The market calendar bars at other resolutions follow, and symbol metadata.",
+    )
+    aggregation: Literal["last", "first", "max", "min", "sum", "mean"] | None = Field(
+        default=None,
+        description="How a value series' value aggregates into bars (default: last; histogram: "
+        "sum; a custom series has bars only with one).",
+    )
 
 
 class PointsWrite(WireModel):
@@ -92,6 +114,7 @@ class HistoryQuery(WireModel):
     after_time: int | float | str | dict[str, int] | None = None
     count: int = Field(default=500, ge=1, le=10_000)
     min_version: int | None = Field(default=None, ge=0)
+    resolution: str | None = Field(default=None, examples=["60", "1D"])
 
 
 class HistoryChunk(WireModel):
@@ -102,12 +125,16 @@ class HistoryChunk(WireModel):
     has_more_after: bool
     total_count: int
     direction: Literal["before", "after"]
+    resolution: str | None = Field(default=None, description="Present for a chunk of bars.")
 
 
 class SeriesData(WireModel):
     series_id: str
     series_type: str
     options: dict[str, Any]
+    market: Market | None = None
+    aggregation: str | None = None
+    resolution: str | None = None
     data: list[dict[str, Any]]
     chunked: bool
     total_count: int
@@ -120,3 +147,15 @@ class ChartData(WireModel):
     chart_id: str
     options: dict[str, Any]
     panes: dict[str, dict[str, SeriesData]]
+
+
+class RangeData(WireModel):
+    """A zoomed-out view of a time range: at most ``max_points`` points."""
+
+    series_id: str
+    from_: int | None = Field(alias="from")
+    to: int | None
+    data: list[dict[str, Any]]
+    resolution: str | None = Field(description="The bars' resolution, when data holds bars.")
+    downsampled: bool
+    source_count: int = Field(description="Stored points in the range.")

@@ -70,6 +70,8 @@ class SeriesRecord:
     count: int
     first_time: int | None
     last_time: int | None
+    market: dict[str, Any] | None = None
+    aggregation: str | None = None
 
 
 @dataclass(slots=True)
@@ -317,6 +319,9 @@ class ChartsRepository:
         options: dict[str, Any],
         encoded: EncodedPoints,
         now: float,
+        *,
+        market: dict[str, Any] | None = None,
+        aggregation: str | None = None,
     ) -> SeriesWritten:
         """Create or overwrite the series and all its points in one transaction."""
         count = len(encoded)
@@ -331,6 +336,8 @@ class ChartsRepository:
                 "point_count": count,
                 "first_time": first,
                 "last_time": last,
+                "market": market,
+                "aggregation": aggregation,
             }
             key = await conn.scalar(
                 select(series.c.id).where(
@@ -352,7 +359,9 @@ class ChartsRepository:
                 await conn.execute(update(series).where(series.c.id == key).values(**values))
                 await conn.execute(delete(points).where(points.c.series_pk == key))
             await self._insert_points(conn, key, encoded)
-        record = SeriesRecord(key, pane_id, series_id, series_type, options, count, first, last)
+        record = SeriesRecord(
+            key, pane_id, series_id, series_type, options, count, first, last, market, aggregation
+        )
         return SeriesWritten(versioned.previous, versioned.version, record, count)
 
     async def upsert_points(
@@ -401,6 +410,8 @@ class ChartsRepository:
             count + added,
             first,
             last,
+            record.market,
+            record.aggregation,
         )
         return SeriesWritten(versioned.previous, versioned.version, updated, added)
 
@@ -688,4 +699,6 @@ def _series_record(row: Any) -> SeriesRecord:
         count=int(row.point_count),
         first_time=row.first_time,
         last_time=row.last_time,
+        market=row.market,
+        aggregation=row.aggregation,
     )

@@ -20,11 +20,12 @@ import logging
 import re
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
+import numpy as np
 import orjson
 
 from ..errors import (
@@ -37,9 +38,17 @@ from ..errors import (
 )
 from ..locks import KeyedLocks
 from ..realtime.bus import EventBus
+from .bars import BarCache, Frames, build_bars
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
-from .points import EncodedPoints, normalize_series_type, normalize_time, prepare_points
+from .market import Market, parse_market
+from .points import (
+    OHLC_TYPES,
+    EncodedPoints,
+    normalize_series_type,
+    normalize_time,
+    prepare_points,
+)
 from .repository import (
     ChartRecord,
     ChartsRepository,
@@ -49,6 +58,21 @@ from .repository import (
     encoded_from_rows,
 )
 from .store import Chunk, SeriesStore
+from .timeframes import (
+    Columns,
+    Kind,
+    Resolution,
+    aggregate,
+    blocks_of,
+    bucket_keys,
+    check_aggregatable,
+    check_aggregation,
+    coarsest_fit,
+    encode_bars,
+    extremes,
+    parse_resolution,
+    value_rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +88,12 @@ CATCH_UP_SECONDS: Final = 0.1
 _VERSION_BATCH: Final = 500
 #: The most recently used charts :meth:`ChartsService.warm` loads, at most.
 WARM_CHARTS: Final = 50
+#: Points a range view returns at most, by default and at the most.
+DEFAULT_RANGE_POINTS: Final = 2000
+MAX_RANGE_POINTS: Final = 20_000
 
 Query = Literal["newest", "before", "after"]
+T = TypeVar("T")
 
 
 def is_valid_id(value: str) -> bool:
@@ -113,6 +141,8 @@ class Series:
     loading: bool = False
     # Upserts made while the series loads, replayed onto the loaded store.
     backlog: list[EncodedPoints] = field(default_factory=list)
+    market: Market | None = None
+    aggregation: str | None = None
 
     def record(self) -> SeriesRecord:
         return SeriesRecord(
@@ -124,6 +154,8 @@ class Series:
             self.count,
             self.first_time,
             self.last_time,
+            None if self.market is None else self.market.to_json(),
+            self.aggregation,
         )
 
 
@@ -167,6 +199,20 @@ class SeriesView:
     chunked: bool
 
 
+@dataclass(slots=True)
+class RangeView:
+    """A zoomed-out view of ``[start, end)``: ``data`` is a JSON array of stored points
+    (``downsampled`` false, or a value series' extremes) or of bars at ``resolution``;
+    ``source_count`` is the number of stored points in the range."""
+
+    data: bytes
+    resolution: str | None
+    downsampled: bool
+    source_count: int
+    start: int | None
+    end: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class ReplaceResult:
     series: Series
@@ -190,7 +236,8 @@ class ChartsService:
         chunk = await service.history("demo", 0, "price", before_time=None, count=500)
 
     ``cache_bytes`` bounds the memory of loaded series when a repository is given (the memory
-    store is the only copy otherwise and is not bounded).
+    store is the only copy otherwise and is not bounded). ``bar_cache_bytes`` bounds the numeric
+    columns and bars kept for series read at other resolutions.
     """
 
     def __init__(
@@ -204,8 +251,10 @@ class ChartsService:
         clock: Callable[[], float] = time.time,
         validate_reads: bool = False,
         bus_current: Callable[[], bool] | None = None,
+        bar_cache_bytes: int = 256 << 20,
     ) -> None:
         self._bus = bus
+        self._bars = BarCache(bar_cache_bytes)
         # Other processes write the same database (``validate_reads``): a cached chart is
         # current only while ``bus_current`` says that every change committed elsewhere has
         # reached ``observe``; otherwise its version is checked against the database per read.
@@ -332,6 +381,7 @@ class ChartsService:
         except (ValueError, TypeError, KeyError):
             return False
         store = series.store
+        self._bars.discard(series)
         if store is None:
             if len(points):
                 assert event.total is not None
@@ -497,6 +547,8 @@ class ChartsService:
         self._drop_series(chart)
 
     def _drop_series(self, chart: Chart) -> None:
+        for series in chart.series.values():
+            self._bars.discard(series)
         if self._cache is not None:
             for series in chart.series.values():
                 self._cache.discard(series)
@@ -593,12 +645,20 @@ class ChartsService:
         options: dict[str, Any] | None = None,
         *,
         from_json: bool = False,
+        market: object = None,
+        aggregation: object = None,
     ) -> ReplaceResult:
-        """Replace the whole series (creating chart and series when missing)."""
+        """Replace the whole series (creating chart and series when missing).
+
+        ``market`` (timezone, session, symbol metadata) and ``aggregation`` (the rule for a value
+        series' ``value`` at other resolutions) are stored with the series.
+        """
         check_id(chart_id, "chartId")
         check_id(series_id, "seriesId")
         check_pane(pane_id)
         series_type = normalize_series_type(series_type)
+        calendar = None if market is None else parse_market(market)
+        rule = check_aggregation(series_type, aggregation)
         points = await _prepare(data, series_type, from_json)
         chart, _ = await self._open(chart_id, create=True)
         assert chart is not None
@@ -608,7 +668,15 @@ class ChartsService:
             key = 0
             if self._repo is not None:
                 written = await self._repo.replace_series(
-                    chart_id, pane_id, series_id, series_type, options, points, self._clock()
+                    chart_id,
+                    pane_id,
+                    series_id,
+                    series_type,
+                    options,
+                    points,
+                    self._clock(),
+                    market=None if calendar is None else calendar.to_json(),
+                    aggregation=rule,
                 )
                 versioned, key = Versioned(written.previous, written.version), written.series.key
             series = Series(
@@ -621,8 +689,12 @@ class ChartsService:
                 first_time=points.times[0] if len(points) else None,
                 last_time=points.times[-1] if len(points) else None,
                 key=key,
+                market=calendar,
+                aggregation=rule,
             )
             old = chart.series.get((pane_id, series_id))
+            if old is not None:
+                self._bars.discard(old)
             if self._cache is None:
                 series.store = SeriesStore(points)
             else:
@@ -685,6 +757,7 @@ class ChartsService:
                 series.count = len(series.store)
                 series.first_time = series.store.first_time
                 series.last_time = series.store.last_time
+            self._bars.upserted(series, points, _point_source(series.store))
             version = await self._committed(
                 chart,
                 versioned,
@@ -743,6 +816,7 @@ class ChartsService:
             if self._repo is not None:
                 versioned = await self._repo.delete_series(chart_id, series.key, self._clock())
             del chart.series[(pane_id, series_id)]
+            self._bars.discard(series)
             if self._cache is not None:
                 self._cache.discard(series)
             return await self._committed(
@@ -882,6 +956,199 @@ class ChartsService:
             total=total,
             direction="after" if query == "after" else "before",
         )
+
+    # ------------------------------------------------------------------ timeframes
+
+    async def history_at(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        resolution: object,
+        *,
+        before_time: object = None,
+        after_time: object = None,
+        count: int | None = None,
+        min_version: int | None = None,
+    ) -> tuple[Chunk, Resolution]:
+        """As ``history``, in bars at ``resolution``: times are bar times, counts are bars."""
+        parsed = parse_resolution(resolution)
+        count = self.default_chunk_size if count is None else check_count(count)
+        if before_time is not None and after_time is not None:
+            raise InvalidRequest("Give beforeTime or afterTime, not both.")
+        chart = await self.get_chart_or_raise(chart_id, min_version)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        self._touch(chart)
+        if before_time is not None:
+            return bars.chunk_before(_query_time(before_time, "beforeTime"), count), parsed
+        if after_time is not None:
+            return bars.chunk_after(_query_time(after_time, "afterTime"), count), parsed
+        return bars.newest(count), parsed
+
+    async def series_at(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        resolution: object,
+        *,
+        min_version: int | None = None,
+    ) -> tuple[SeriesView, Resolution]:
+        """As ``get_series``, in bars at ``resolution``."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id, min_version)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        self._touch(chart)
+        chunked = len(bars) >= self.chunk_size_threshold
+        count = self.default_chunk_size if chunked else max(len(bars), 1)
+        return SeriesView(series, bars.newest(count), chunked), parsed
+
+    async def bars_at(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int]:
+        """The bars at ``resolution`` whose buckets hold any of ``times``, as they are now (a
+        JSON array and its length): what a live update at that resolution carries."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        bars = await self._bars_of(chart, series, parsed)
+        keys, inside = bucket_keys(
+            np.asarray(times, dtype=np.int64), parsed, series.market or Market()
+        )
+        return bars.points_at(np.unique(keys[inside]).tolist())
+
+    def bars_now(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int] | None:
+        """As ``bars_at`` when the bars are in memory and current (a live update's bars go out
+        with the update itself); None otherwise. ``resolution`` is in canonical form."""
+        chart = self._charts.get(chart_id)
+        series = None if chart is None or chart.stale else chart.series.get((pane_id, series_id))
+        frames = None if series is None else self._bars.get(series)
+        bars = None if frames is None else frames.bars.get(resolution)
+        if frames is None or bars is None:
+            return None
+        parsed = frames.resolutions[resolution]
+        keys, inside = bucket_keys(np.asarray(times, dtype=np.int64), parsed, frames.market)
+        return bars.points_at(np.unique(keys[inside]).tolist())
+
+    def check_resolution(self, series: Series, resolution: object) -> Resolution:
+        """The parsed resolution, when the series can be shown at it (else 422)."""
+        parsed = parse_resolution(resolution)
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        return parsed
+
+    async def range_view(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        *,
+        start: object = None,
+        end: object = None,
+        max_points: object = DEFAULT_RANGE_POINTS,
+        min_version: object = None,
+    ) -> RangeView:
+        """At most ``max_points`` points of ``[start, end)`` for a zoomed-out view: the stored
+        points when they fit; else bars of an OHLC series at the finest resolution of the
+        ladder that fits, or each stretch's first, lowest, highest and last stored point of a
+        value series."""
+        if type(max_points) is not int or not 2 <= max_points <= MAX_RANGE_POINTS:
+            raise InvalidRequest(
+                f"max_points must be an integer from 2 to {MAX_RANGE_POINTS}; "
+                f"got {max_points!r:.40}."
+            )
+        low = None if start is None else _query_time(start, "from")
+        high = None if end is None else _query_time(end, "to")
+        chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
+        series = chart.get_series_or_raise(pane_id, series_id)
+        self._touch(chart)
+        points = series.store
+        if points is None:
+            async with chart.lock:
+                series = chart.get_series_or_raise(pane_id, series_id)
+                points = await self._points_for_bars(series)
+        times = points.times_array()
+        lo = 0 if low is None else int(np.searchsorted(times, low))
+        hi = len(times) if high is None else int(np.searchsorted(times, high))
+        hi = max(lo, hi)
+        view = RangeView(b"[]", None, False, hi - lo, low, high)
+        if hi - lo <= max_points:
+            view.data = points.slice_json(lo, hi)
+            return view
+        frames, _ = await self._frames_of(chart, series)
+        columns = frames.columns
+        lo, hi = (int(i) for i in np.searchsorted(columns.times, [times[lo], times[hi - 1] + 1]))
+        view.downsampled = True
+        if frames.kind == "ohlc":
+            resolution, keys, inside = await _run(
+                coarsest_fit, columns, lo, hi, frames.market, max_points
+            )
+            bars = aggregate(columns, keys, inside, None, lo=lo)
+            view.data = encode_bars(bars, columns, _points_by_time(points, columns)).json_array()
+            view.resolution = resolution.text
+        else:
+            if frames.blocks is None:
+                frames.blocks = blocks_of(columns)
+            picked = extremes(columns, lo, hi, max_points, frames.blocks)
+            view.data = points.points_at(columns.times[picked])[0]
+        return view
+
+    async def _bars_of(self, chart: Chart, series: Series, resolution: Resolution) -> SeriesStore:
+        """The series' bars at ``resolution`` from the cache, else computed (under the chart's
+        lock, so no write lands while the columns are read)."""
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        frames = self._bars.get(series)
+        if frames is not None and resolution.text in frames.bars:
+            return frames.bars[resolution.text]
+        async with chart.lock:
+            series = chart.get_series_or_raise(series.pane_id, series.series_id)
+            check_aggregatable(series.series_type, series.aggregation, series.series_id)
+            frames, points = await self._frames_locked(series)
+            if resolution.text in frames.bars:
+                return frames.bars[resolution.text]
+            if points is None and frames.columns.extra.any():
+                points = await self._points_for_bars(series)  # the bars' other fields
+            bars = await _run(build_bars, frames, resolution, _point_source(points))
+            self._bars.resized(series)
+            return bars
+
+    async def _frames_of(self, chart: Chart, series: Series) -> tuple[Frames, SeriesStore | None]:
+        """The series' numeric columns, and its points when in memory."""
+        frames = self._bars.get(series)
+        if frames is not None:
+            return frames, series.store
+        async with chart.lock:
+            current = chart.get_series_or_raise(series.pane_id, series.series_id)
+            if current is not series:
+                raise SeriesNotFound(chart.chart_id, series.pane_id, series.series_id)
+            return await self._frames_locked(series)
+
+    async def _frames_locked(self, series: Series) -> tuple[Frames, SeriesStore | None]:
+        """As ``_frames_of``; the caller holds the chart's lock. Columns not in the cache are
+        parsed from the points (and kept when they fit the budget)."""
+        frames = self._bars.get(series)
+        if frames is not None:
+            return frames, series.store
+        points = await self._points_for_bars(series)
+        kind: Kind = "ohlc" if series.series_type in OHLC_TYPES else "value"
+        columns = await _run(Columns.of_store, kind, points)
+        rule = value_rule(series.series_type, series.aggregation)
+        frames = Frames(kind, rule, series.market or Market(), columns)
+        self._bars.put(series, frames)
+        return frames, points
+
+    async def _points_for_bars(self, series: Series) -> SeriesStore:
+        """The series' points in a store: its own, or (persistence, not loaded) read now."""
+        if series.store is not None:
+            return series.store
+        assert self._repo is not None
+        store = SeriesStore()
+        async for page in self._repo.load_points(series.key):
+            store.upsert(page)
+        return store
 
     # ------------------------------------------------------------------ loading
 
@@ -1085,6 +1352,8 @@ def _chart_from(record: ChartRecord) -> Chart:
             first_time=s.first_time,
             last_time=s.last_time,
             key=s.key,
+            market=_stored_market(s.market),
+            aggregation=s.aggregation,
         )
     return chart
 
@@ -1112,3 +1381,47 @@ async def _prepare(data: object, series_type: str, from_json: bool) -> EncodedPo
     if isinstance(data, list) and len(data) > _THREAD_ABOVE:
         return await asyncio.to_thread(prepare_points, data, series_type, from_json=from_json)
     return prepare_points(data, series_type, from_json=from_json)
+
+
+def _stored_market(value: dict[str, Any] | None) -> Market | None:
+    if value is None:
+        return None
+    try:
+        return parse_market(value)
+    except ChartsError:
+        logger.warning("ignoring a stored market that is no longer valid: %.200r", value)
+        return None
+
+
+def _point_source(
+    store: SeriesStore | None,
+) -> Callable[[Sequence[int]], Sequence[dict[str, Any]] | None]:
+    """Stored points by index (the other fields of a bar's last point), when in memory."""
+
+    def points(indexes: Sequence[int]) -> Sequence[dict[str, Any]] | None:
+        if store is None:
+            return None
+        return [orjson.loads(store.point_json(i)) for i in indexes]
+
+    return points
+
+
+def _points_by_time(
+    store: SeriesStore, columns: Columns
+) -> Callable[[Sequence[int]], Sequence[dict[str, Any]]]:
+    """Points by column index, found in ``store`` by their times."""
+
+    def points(indexes: Sequence[int]) -> Sequence[dict[str, Any]]:
+        found: list[dict[str, Any]] = orjson.loads(
+            store.points_at(columns.times[list(indexes)].tolist())[0]
+        )
+        if len(found) != len(indexes):
+            raise ChartsError("The series changed while it was read; ask again.")
+        return found
+
+    return points
+
+
+async def _run(function: Callable[..., T], *args: Any) -> T:
+    """Big computations (a series' columns, all its bars) off the event loop."""
+    return await asyncio.to_thread(function, *args)

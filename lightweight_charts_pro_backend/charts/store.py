@@ -81,10 +81,21 @@ class TimeColumn:
     def bisect_right(self, time: int) -> int:
         return bisect_right(self.values, time - self.base)
 
+    def positions(self, times: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """``bisect_left`` of each of ``times`` (ascending), without copying the column."""
+        column = np.frombuffer(self.values, dtype=self.values.typecode)
+        limit = np.iinfo(column.dtype)
+        relative = np.clip(times - self.base, limit.min, limit.max).astype(column.dtype)
+        return np.searchsorted(column, relative)
+
     def absolute(self, start: int = 0) -> npt.NDArray[np.int64]:
         return np.frombuffer(self.values, dtype=self.values.typecode)[start:].astype(np.int64) + (
             self.base
         )
+
+    def absolute_at(self, indexes: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+        column = np.frombuffer(self.values, dtype=self.values.typecode)
+        return column[indexes].astype(np.int64) + self.base
 
     def tolist(self) -> list[int]:
         return self.absolute().tolist()  # type: ignore[no-any-return]
@@ -137,6 +148,29 @@ class SeriesStore:
 
     def times(self) -> list[int]:
         return self._times.tolist()
+
+    def times_array(self) -> npt.NDArray[np.int64]:
+        return self._times.absolute()
+
+    def point_json(self, index: int) -> bytes:
+        """Point ``index`` as a JSON object."""
+        return bytes(self._buf[self._offsets[index] : self._offsets[index + 1] - 1])
+
+    def points_at(self, times: Sequence[int] | npt.NDArray[np.int64]) -> tuple[bytes, int]:
+        """The stored points at any of ``times`` (ascending), as a JSON array, and their count."""
+        wanted = np.asarray(times, dtype=np.int64)
+        if not len(wanted) or not len(self._times):
+            return b"[]", 0
+        at = self._times.positions(wanted)
+        inside = at < len(self._times)
+        at = at[inside]
+        found = at[self._times.absolute_at(at) == wanted[inside]]
+        offsets = np.frombuffer(self._offsets, dtype=self._offsets.typecode)
+        starts = offsets[found].tolist()
+        ends = (offsets[found + 1] - 1).tolist()
+        with memoryview(self._buf) as view:
+            parts = [view[a:b] for a, b in zip(starts, ends, strict=True)]
+            return b"[" + b",".join(parts) + b"]", len(parts)
 
     def upsert(self, points: EncodedPoints) -> None:
         """Insert the points; a point whose time is already stored replaces it.

@@ -9,6 +9,10 @@ A chart's recent events are kept, bounded in count and bytes, so a client that r
 Annotation changes are ordered by the chart's annotation sequence (apart from its versions) and
 go only to the sockets whose viewer may see them: a private annotation's changes reach its
 owner's sockets alone.
+
+A socket may also ``watch`` a series at a resolution (timeframes): each change of that series then
+also reaches it as a ``data_update`` of the bars whose buckets changed, computed once per
+resolution by ``BarSource`` (the charts service) and sent in version order after the raw update.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Final
 
+import orjson
+
 from ..annotations.events import AnnotationEvent
 from ..charts.events import ChartEvent
+from ..errors import ChartsError
 from .bus import BusEvent, EventBus, Unsubscribe
 from .protocol import (
     Message,
     annotation_message,
+    bars_message,
     event_message,
     frame_message,
     ping_message,
@@ -43,6 +51,13 @@ CLOSE_SLOW_CONSUMER: Final = 1008
 #: The frames of versions ``since + 1 .. upto`` of a chart from a store shared by processes,
 #: or None when it does not hold them all (``RedisEventBus.recent``).
 RecentEvents = Callable[[str, int, int], Awaitable[list[str] | None]]
+#: The bars at a resolution whose buckets hold any of the given times, as a JSON array and
+#: its length: ``(chart_id, pane_id, series_id, resolution, times)`` (``ChartsService.bars_at``).
+BarSource = Callable[[str, int, str, str, list[int]], Awaitable[tuple[bytes, int]]]
+#: The same without waiting, when the bars are at hand (else None): ``ChartsService.bars_now``.
+BarsAtHand = Callable[[str, int, str, str, list[int]], tuple[bytes, int] | None]
+#: A series at a resolution, as a socket watches it.
+Watch = tuple[int, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +135,7 @@ class Connection:
         "last_seen",
         "outbox",
         "viewer",
+        "watching",
     )
 
     def __init__(
@@ -141,6 +157,8 @@ class Connection:
         self.last_seen = asyncio.get_running_loop().time()
         self.close_request: tuple[int, str] | None = None
         self.closing = asyncio.Event()
+        #: The series, at a resolution, whose bars this socket receives live.
+        self.watching: set[Watch] = set()
 
     def send(self, message: Message) -> bool:
         """Queue ``message``; a full outbox closes the socket as a slow consumer (False)."""
@@ -177,9 +195,11 @@ class ChartChannel:
     """The sockets of one chart and the chart's recent events."""
 
     __slots__ = (
+        "aggregating",
         "annotation_gap",
         "annotation_pending",
         "annotation_sequence",
+        "bar_task",
         "chart_id",
         "connections",
         "epoch",
@@ -190,6 +210,7 @@ class ChartChannel:
         "pending",
         "unsubscribe",
         "version",
+        "watchers",
     )
 
     def __init__(self, chart_id: str, version: int, annotation_sequence: int = -1) -> None:
@@ -209,6 +230,11 @@ class ChartChannel:
         self.epoch = 0
         self.linger: asyncio.TimerHandle | None = None
         self.unsubscribe: Unsubscribe | None = None
+        #: Sockets watching each series, by resolution.
+        self.watchers: dict[tuple[int, str], dict[str, dict[Connection, None]]] = {}
+        #: Changes of watched series whose bars are still to be sent, in version order.
+        self.aggregating: deque[ChartEvent] = deque()
+        self.bar_task: asyncio.Task[None] | None = None
         #: The sequence number of the latest annotation change fanned out (the chart's when the
         #: channel was created); -1 when unknown (after a loss): the next one is taken as it comes.
         self.annotation_sequence = annotation_sequence
@@ -236,11 +262,19 @@ class Hub:
     """
 
     def __init__(
-        self, bus: EventBus, limits: HubLimits, *, recent: RecentEvents | None = None
+        self,
+        bus: EventBus,
+        limits: HubLimits,
+        *,
+        recent: RecentEvents | None = None,
+        bars: BarSource | None = None,
+        bars_now: BarsAtHand | None = None,
     ) -> None:
         self._bus = bus
         self.limits = limits
         self._recent = recent
+        self.bars = bars
+        self.bars_now = bars_now
         self._channels: dict[str, ChartChannel] = {}
         self._liveness: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Future[None]] = set()
@@ -298,7 +332,34 @@ class Hub:
         channel.connections[conn] = None
         return conn
 
+    def watch(self, conn: Connection, pane_id: int, series_id: str, resolution: str) -> None:
+        """Send ``conn`` the bars of the series at ``resolution`` for every later change."""
+        channel = self._channels.get(conn.chart_id)
+        if channel is None or conn not in channel.connections:
+            return
+        by_resolution = channel.watchers.setdefault((pane_id, series_id), {})
+        by_resolution.setdefault(resolution, {})[conn] = None
+        conn.watching.add((pane_id, series_id, resolution))
+
+    def unwatch(self, conn: Connection, pane_id: int, series_id: str, resolution: str) -> bool:
+        """Stop ``watch``; False when the socket was not watching that."""
+        if (pane_id, series_id, resolution) not in conn.watching:
+            return False
+        conn.watching.discard((pane_id, series_id, resolution))
+        channel = self._channels.get(conn.chart_id)
+        if channel is not None:
+            by_resolution = channel.watchers.get((pane_id, series_id), {})
+            sockets = by_resolution.get(resolution, {})
+            sockets.pop(conn, None)
+            if not sockets:
+                by_resolution.pop(resolution, None)
+            if not by_resolution:
+                channel.watchers.pop((pane_id, series_id), None)
+        return True
+
     def leave(self, conn: Connection) -> None:
+        for pane_id, series_id, resolution in list(conn.watching):
+            self.unwatch(conn, pane_id, series_id, resolution)
         channel = self._channels.get(conn.chart_id)
         if channel is None or conn not in channel.connections:
             return
@@ -322,6 +383,8 @@ class Hub:
             channel.linger.cancel()
         if channel.gap is not None:
             channel.gap.cancel()
+        if channel.bar_task is not None:
+            channel.bar_task.cancel()
         channel.reset_annotations()
         if channel.unsubscribe is not None:
             channel.unsubscribe()
@@ -425,6 +488,8 @@ class Hub:
         version, epoch = event.version, channel.epoch
         deleted = event.op == "chart_deleted"
         behind: Message | None = None
+        watched = channel.watchers.get((event.pane_id or 0, event.series_id or ""))
+        bars = self._bars_at_hand(channel, event) if watched else None
         for conn in tuple(channel.connections):
             # a socket that joined after this change got it in its snapshot
             if conn.baseline < version or conn.epoch != epoch or deleted:
@@ -449,7 +514,65 @@ class Hub:
                 elif version > known >= 0:
                     conn.known = version
                 conn.send(message)
+                if bars and conn.watching and watched is not None:
+                    # the bars right behind the update, in the same turn of the socket's sender
+                    for resolution, frame in bars.items():
+                        if conn in watched.get(resolution, ()):
+                            conn.send(frame)
         self._remember(channel, event, message)
+        if watched and bars is None:
+            channel.aggregating.append(event)
+            if channel.bar_task is None or channel.bar_task.done():
+                channel.bar_task = asyncio.create_task(self._send_bars(channel))
+                channel.bar_task.add_done_callback(_report_failure)
+
+    def _bars_at_hand(self, channel: ChartChannel, event: ChartEvent) -> dict[str, Message] | None:
+        """The bars messages of ``event`` for each watched resolution, when every one can be
+        had without waiting and no earlier change's bars are still on their way; else None (they
+        are sent by ``_send_bars``, in order)."""
+        if self.bars_now is None or (channel.bar_task is not None and not channel.bar_task.done()):
+            return None
+        pane_id, series_id = event.pane_id or 0, event.series_id or ""
+        times: list[int] | None = None
+        out: dict[str, Message] = {}
+        for resolution in channel.watchers.get((pane_id, series_id), {}):
+            if event.op != "upsert" or event.data is None:
+                out[resolution] = bars_message(event, resolution, event.op, event.count, None)
+                continue
+            if times is None:
+                times = [point["time"] for point in orjson.loads(event.data)]
+            found = self.bars_now(channel.chart_id, pane_id, series_id, resolution, times)
+            if found is None:
+                return None
+            out[resolution] = bars_message(event, resolution, "upsert", found[1], found[0])
+        return out
+
+    async def _send_bars(self, channel: ChartChannel) -> None:
+        """Send the watched series' bars of each change in ``channel.aggregating``, in order."""
+        while channel.aggregating:
+            event = channel.aggregating.popleft()
+            key = (event.pane_id or 0, event.series_id or "")
+            for resolution, sockets in list(channel.watchers.get(key, {}).items()):
+                message = await self._bars_message(channel.chart_id, event, resolution)
+                for conn in tuple(sockets):
+                    if conn.baseline < event.version and conn.epoch == channel.epoch:
+                        conn.send(message)
+
+    async def _bars_message(self, chart_id: str, event: ChartEvent, resolution: str) -> Message:
+        """The bars ``event`` changed at ``resolution``; without data (refetch the series at
+        that resolution) for a replace or delete, or when they cannot be computed."""
+        data = None
+        count = event.count
+        if event.op == "upsert" and event.data is not None and self.bars is not None:
+            times = [point["time"] for point in orjson.loads(event.data)]
+            try:
+                data, count = await self.bars(
+                    chart_id, event.pane_id or 0, event.series_id or "", resolution, times
+                )
+            except ChartsError as exc:
+                logger.info("no bars at %s for a change of chart %s: %s", resolution, chart_id, exc)
+        op = event.op if data is not None or event.op != "upsert" else "replace"
+        return bars_message(event, resolution, op, count, data)
 
     def _give_up(self, channel: ChartChannel) -> None:
         """The missing event never came: skip to the newest one held and have every socket of
@@ -602,3 +725,8 @@ class Hub:
                     conn.close(CLOSE_IDLE, idle)
                 elif ping is not None:
                     conn.send(ping)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("sending bars to watching sockets failed", exc_info=task.exception())

@@ -108,6 +108,28 @@ def withdrawal_message(event: AnnotationEvent) -> Message:
     )
 
 
+def bars_message(
+    event: ChartEvent, resolution: str, op: str, count: int, data: bytes | None
+) -> Message:
+    """The ``data_update`` of a change at ``resolution``: ``data`` holds the bars whose buckets
+    changed; without it (a replace, a delete) the series is to be fetched again at that
+    resolution."""
+    fields: dict[str, Any] = {
+        "type": "data_update",
+        "chartId": event.chart_id,
+        "op": op,
+        "paneId": event.pane_id,
+        "seriesId": event.series_id,
+        "resolution": resolution,
+        "count": count,
+        "version": event.version,
+    }
+    head = orjson.dumps(fields)
+    if data is None:
+        return text_message(head)
+    return text_message(b"".join((head[:-1], b',"data":', data, b"}")))
+
+
 def error_message(detail: str, error_code: str, request_id: object = None) -> Message:
     fields: dict[str, Any] = {"type": "error", "error": detail, "errorCode": error_code}
     if request_id is not None:
@@ -164,10 +186,12 @@ FIELDS: Final[dict[str, dict[str, str]]] = {
     "ping": _accepting("timestamp"),
     "pong": _accepting("timestamp"),
     "request_history": _accepting(
-        "pane_id", "series_id", "before_time", "after_time", "count", "min_version"
+        "pane_id", "series_id", "before_time", "after_time", "count", "min_version", "resolution"
     ),
-    "get_initial_data": _accepting("pane_id", "series_id", "min_version"),
+    "get_initial_data": _accepting("pane_id", "series_id", "min_version", "resolution"),
     "resume": _accepting("since_version"),
+    "subscribe": _accepting("pane_id", "series_id", "resolution"),
+    "unsubscribe": _accepting("pane_id", "series_id", "resolution"),
 }
 for _accepted in FIELDS.values():
     _accepted.update(_accepting("type", "request_id"))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
@@ -23,7 +24,9 @@ from starlette.websockets import WebSocketDisconnect
 from ..annotations.service import AnnotationsService
 from ..api import render
 from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
+from ..charts.events import ChartEvent
 from ..charts.service import ChartsService, check_id, check_min_version, check_pane
+from ..charts.timeframes import parse_resolution
 from ..errors import (
     ChartNotFound,
     ChartsError,
@@ -35,6 +38,8 @@ from ..metrics import Metrics, close_reason
 from ..ratelimit import RateLimiter
 from .hub import CLOSE_GOING_AWAY, CLOSE_IDLE, Connection, Hub
 from .protocol import (
+    Message,
+    bars_message,
     decode_frame,
     error_message,
     frame_message,
@@ -55,6 +60,8 @@ CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
 TOKEN_EXPIRED: Final = "The token has expired."
 _MAX_REASON_BYTES: Final = 123
+#: Series resolutions one socket may watch at once.
+MAX_SUBSCRIPTIONS: Final = 64
 
 
 class ChartSocketApp:
@@ -298,15 +305,29 @@ class ChartSession:
         await self._count_read()
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields.get("series_id"))
-        chunk = await self.charts.history(
-            self.chart_id,
-            pane_id,
-            series_id,
-            before_time=fields.get("before_time"),
-            after_time=fields.get("after_time"),
-            count=fields.get("count"),
-            min_version=fields.get("min_version"),
-        )
+        resolution = None
+        if fields.get("resolution") is not None:
+            chunk, parsed = await self.charts.history_at(
+                self.chart_id,
+                pane_id,
+                series_id,
+                fields["resolution"],
+                before_time=fields.get("before_time"),
+                after_time=fields.get("after_time"),
+                count=fields.get("count"),
+                min_version=fields.get("min_version"),
+            )
+            resolution = parsed.text
+        else:
+            chunk = await self.charts.history(
+                self.chart_id,
+                pane_id,
+                series_id,
+                before_time=fields.get("before_time"),
+                after_time=fields.get("after_time"),
+                count=fields.get("count"),
+                min_version=fields.get("min_version"),
+            )
         head: dict[str, object] = {
             "type": "history_response",
             "chartId": self.chart_id,
@@ -315,7 +336,8 @@ class ChartSession:
         if request_id is not None:
             head["requestId"] = request_id
         self.metrics.history_served("websocket", chunk.count)
-        self.conn.send(text_message(render.history_json(series_id, chunk, head)))
+        body = render.history_json(series_id, chunk, head, resolution)
+        self.conn.send(text_message(body))
 
     async def _get_initial_data(self, fields: dict[str, Any], request_id: object) -> None:
         await self._count_read()
@@ -323,6 +345,8 @@ class ChartSession:
         if request_id is not None:
             head["requestId"] = request_id
         if "series_id" not in fields:
+            if fields.get("resolution") is not None:
+                raise InvalidRequest("resolution needs a seriesId: bars are served per series.")
             pane_id = None if "pane_id" not in fields else check_pane(fields["pane_id"])
             chart, views = await self.charts.get_chart(
                 self.chart_id,
@@ -337,16 +361,83 @@ class ChartSession:
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])
-        view = await self.charts.get_series(
-            self.chart_id,
-            pane_id,
-            series_id,
-            min_version=check_min_version(fields.get("min_version")),
-        )
+        resolution = None
+        if fields.get("resolution") is not None:
+            view, parsed = await self.charts.series_at(
+                self.chart_id,
+                pane_id,
+                series_id,
+                fields["resolution"],
+                min_version=check_min_version(fields.get("min_version")),
+            )
+            resolution = parsed.text
+        else:
+            view = await self.charts.get_series(
+                self.chart_id,
+                pane_id,
+                series_id,
+                min_version=check_min_version(fields.get("min_version")),
+            )
         version = await chart_version(self.charts, self.chart_id)
         head |= {"chartId": self.chart_id, "paneId": pane_id, "version": version}
         self.conn.snapshot_sent(version)
-        self.conn.send(prefixed_message(head, render.series_json(view)))
+        self.conn.send(prefixed_message(head, render.series_json(view, resolution)))
+
+    async def _subscribe(self, fields: dict[str, Any], request_id: object) -> None:
+        pane_id, series_id, resolution = await self._watched(fields)
+        conn = self.conn
+        if (pane_id, series_id, resolution) not in conn.watching:
+            if len(conn.watching) >= MAX_SUBSCRIPTIONS:
+                raise InvalidRequest(
+                    f"A socket may watch at most {MAX_SUBSCRIPTIONS} series resolutions; "
+                    "unsubscribe from one first."
+                )
+            # computed now, so that the first live update costs only its own buckets
+            await self.charts.bars_at(self.chart_id, pane_id, series_id, resolution, [])
+        chart = await self.charts.get_chart_or_raise(self.chart_id)
+        self.hub.watch(conn, pane_id, series_id, resolution)  # same step as reading the version
+        conn.send(
+            frame_message(
+                self._watch_reply("subscribed", fields, resolution, chart.version, request_id)
+            )
+        )
+
+    async def _unsubscribe(self, fields: dict[str, Any], request_id: object) -> None:
+        pane_id = check_pane(fields.get("pane_id", 0))
+        series_id = _series_id(fields.get("series_id"))
+        resolution = parse_resolution(fields.get("resolution")).text
+        self.hub.unwatch(self.conn, pane_id, series_id, resolution)
+        version = await chart_version(self.charts, self.chart_id)
+        self.conn.send(
+            frame_message(
+                self._watch_reply("unsubscribed", fields, resolution, version, request_id)
+            )
+        )
+
+    async def _watched(self, fields: dict[str, Any]) -> tuple[int, str, str]:
+        """The series and resolution a subscribe names, checked (the series can have bars)."""
+        pane_id = check_pane(fields.get("pane_id", 0))
+        series_id = _series_id(fields.get("series_id"))
+        if fields.get("resolution") is None:
+            raise InvalidRequest('Field resolution is required (such as "1", "60" or "1D").')
+        chart = await self.charts.get_chart_or_raise(self.chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        return pane_id, series_id, self.charts.check_resolution(series, fields["resolution"]).text
+
+    def _watch_reply(
+        self, kind: str, fields: dict[str, Any], resolution: str, version: int, request_id: object
+    ) -> dict[str, object]:
+        reply: dict[str, object] = {
+            "type": kind,
+            "chartId": self.chart_id,
+            "paneId": fields.get("pane_id", 0),
+            "seriesId": fields.get("series_id"),
+            "resolution": resolution,
+            "version": version,
+        }
+        if request_id is not None:
+            reply["requestId"] = request_id
+        return reply
 
     async def _resume(self, fields: dict[str, Any], request_id: object) -> None:
         since = fields.get("since_version")
@@ -364,11 +455,48 @@ class ChartSession:
             return
         for message in missed:
             conn.send(message)
+        if conn.watching:
+            for bars in await self._missed_bars(missed):
+                conn.send(bars)
         version = since + len(missed)
         conn.snapshot_sent(version)
         conn.send(
             frame_message({"type": "resumed", **head, "version": version, "replayed": len(missed)})
         )
+
+    async def _missed_bars(self, missed: list[Message]) -> list[Message]:
+        """The bars that the replayed changes of watched series changed, one update per watched
+        resolution (its bars as they are now), or, after a replace or delete of the series, an
+        update without data (fetch the series at that resolution again)."""
+        changes: dict[tuple[int, str], tuple[list[int], bool, int]] = {}
+        for message in missed:
+            frame = orjson.loads(message["text"])
+            if frame.get("type") != "data_update" or frame.get("seriesId") is None:
+                continue
+            key = (frame["paneId"], frame["seriesId"])
+            times, rewritten, _ = changes.get(key, ([], False, 0))
+            if frame["op"] == "upsert":
+                times.extend(point["time"] for point in frame.get("data") or ())
+            else:
+                rewritten = True
+            changes[key] = (times, rewritten, frame["version"])
+        out = []
+        for pane_id, series_id, resolution in sorted(self.conn.watching):
+            change = changes.get((pane_id, series_id))
+            if change is None:
+                continue
+            times, rewritten, version = change
+            event = ChartEvent(self.chart_id, version, "upsert", pane_id, series_id)
+            data = None
+            count = 0
+            if not rewritten:
+                with contextlib.suppress(ChartsError):
+                    data, count = await self.charts.bars_at(
+                        self.chart_id, pane_id, series_id, resolution, times
+                    )
+            op = "upsert" if data is not None else "replace"
+            out.append(bars_message(event, resolution, op, count, data))
+        return out
 
 
 def _series_id(value: object) -> str:
@@ -385,4 +513,6 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "request_history": ChartSession._request_history,
     "get_initial_data": ChartSession._get_initial_data,
     "resume": ChartSession._resume,
+    "subscribe": ChartSession._subscribe,
+    "unsubscribe": ChartSession._unsubscribe,
 }

@@ -621,3 +621,39 @@ async def test_a_new_worker_warms_the_most_recently_used_series_first(database_u
         assert fresh.loaded_charts() == 1  # "old" was left alone
         assert (await fresh.get_chart_or_raise("old")).series[(0, "s")].store is None
         assert await fresh.warm(0.0) == 0
+
+
+async def test_markets_and_bars_survive_a_restart(database_url: str) -> None:
+    market = {"timezone": "Europe/London", "session": "0800-1630:23456", "symbol": "VOD"}
+    start = 1_719_820_800  # Monday 2024-07-01 08:00 London (BST)
+    data = [
+        {"time": start + 60 * i, "value": float(i % 97), "color": f"#{i:06x}"} for i in range(3000)
+    ]
+    body = {"seriesType": "line", "data": data, "market": market, "aggregation": "max"}
+    fix = {
+        "data": [
+            {"time": start + 600, "value": 500.0, "color": "#fff"},
+            {"time": start + 3000 * 60, "value": 1.0},
+        ]
+    }
+    paths = [f"/api/charts/c/history/0/s?resolution={r}&count=10000" for r in ("15", "1D", "1W")]
+
+    async def bars(client: httpx.AsyncClient) -> list[Any]:
+        return [(await client.get(path)).json() for path in paths]
+
+    async with serve(None) as (memory, _):
+        await memory.post("/api/charts/c/data/s", json=body)
+        expected = await bars(memory)
+        await memory.patch("/api/charts/c/data/s", json=fix)
+        corrected = await bars(memory)
+    assert expected[1]["totalCount"] == 3 and expected[0]["resolution"] == "15"
+    async with serve(database_url) as (client, _):
+        assert (await client.post("/api/charts/c/data/s", json=body)).status_code == 200
+    async with serve(database_url, series_cache_mb=0) as (client, _):  # points stay in the db
+        series = (await client.get("/api/charts/c/data/0/s")).json()
+        assert series["market"] == market and series["aggregation"] == "max"
+        assert await bars(client) == expected
+        assert (await client.patch("/api/charts/c/data/s", json=fix)).status_code == 200
+        assert await bars(client) == corrected
+    async with serve(database_url) as (client, _):
+        assert await bars(client) == corrected

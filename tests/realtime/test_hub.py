@@ -221,3 +221,37 @@ async def test_a_socket_whose_snapshot_is_older_than_the_next_event_is_told_to_r
     conn.snapshot_sent(4)
     await bus.publish(upsert(5))
     assert [(m["type"], m.get("version")) for m in drain(conn)] == [("data_update", 5)]
+
+
+async def test_watched_bars_follow_their_update_in_version_order(bus: InProcessEventBus) -> None:
+    """Bars at hand go out right behind their update; when one change's bars must be awaited,
+    the later ones wait their turn, so every socket sees them in version order."""
+    at_hand: dict[int, bool] = {1: True, 2: False, 3: True}
+    release = asyncio.Event()
+
+    def bars_now(
+        chart: str, pane: int, series: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int] | None:
+        return (orjson.dumps([{"time": times[0], "value": 9}]), 1) if at_hand[times[0]] else None
+
+    async def bars(
+        chart: str, pane: int, series: str, resolution: str, times: list[int]
+    ) -> tuple[bytes, int]:
+        await release.wait()
+        return orjson.dumps([{"time": times[0], "value": 7}]), 1
+
+    hub = Hub(bus, HubLimits(), bars=bars, bars_now=bars_now)
+    watcher, plain = hub.join("c", 0), hub.join("c", 0)
+    hub.watch(watcher, 0, "s", "60")
+    await bus.publish(upsert(1))
+    assert [(m["version"], m.get("resolution")) for m in drain(watcher)] == [(1, None), (1, "60")]
+    for version in (2, 3):
+        await bus.publish(upsert(version))
+    release.set()
+    await asyncio.sleep(0.01)
+    got = [(m["version"], m.get("resolution"), m["data"][0]["value"]) for m in drain(watcher)]
+    assert got == [(2, None, 1.5), (3, None, 1.5), (2, "60", 7), (3, "60", 7)]
+    assert [m.get("resolution") for m in drain(plain)] == [None, None, None]
+    hub.unwatch(watcher, 0, "s", "60")
+    await bus.publish(upsert(4))
+    assert [m.get("resolution") for m in drain(watcher)] == [None]

@@ -316,7 +316,7 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     ("null", "null", "INVALID_MESSAGE"),
     ("no type", "{}", "INVALID_MESSAGE"),
     ("type not a string", '{"type": 7}', "INVALID_MESSAGE"),
-    ("unknown type", '{"type":"subscribe"}', "UNKNOWN_MESSAGE_TYPE"),
+    ("unknown type", '{"type":"watch"}', "UNKNOWN_MESSAGE_TYPE"),
     ("unknown field", '{"type":"resume","sinceVersion":0,"extra":1}', "VALIDATION_ERROR"),
     ("negative version", '{"type":"resume","sinceVersion":-1}', "VALIDATION_ERROR"),
     ("version as string", '{"type":"resume","sinceVersion":"3"}', "VALIDATION_ERROR"),
