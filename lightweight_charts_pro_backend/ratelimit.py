@@ -256,7 +256,6 @@ class SharedWindows:
     HISTORY: Final = 3
     SECONDS: Final = 60
     SYNC_SECONDS: Final = 0.1
-    PEER_SECONDS: Final = 1.0
     #: A process not heard of for this long no longer counts as sharing the limits.
     PEER_TTL_SECONDS: Final = 5.0
 
@@ -283,7 +282,6 @@ class SharedWindows:
         #: Whether Redis answered the last exchange; while not, each process counts alone.
         self.available = True
         self._unsent: set[str] = set()
-        self._peers_at = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._warned_at = -math.inf
         self._swept_window = -1
@@ -389,12 +387,12 @@ class SharedWindows:
                         record[offset] = 0
                 if sent:
                     pipe.expire(self._key(window), 2 * self.SECONDS)
-                peers = now - self._peers_at >= self.PEER_SECONDS
-                if peers:
-                    pipe.zadd(self._peers_key, {self.origin: now})
-                    pipe.zremrangebyscore(self._peers_key, "-inf", now - self.PEER_TTL_SECONDS)
-                    pipe.zcard(self._peers_key)
-                results = await pipe.execute() if sent or peers else []
+                # The credit of a process depends on how many share the limits: recounted at
+                # every exchange, so that a process that just started is known within 0.1 s.
+                pipe.zadd(self._peers_key, {self.origin: now})
+                pipe.zremrangebyscore(self._peers_key, "-inf", now - self.PEER_TTL_SECONDS)
+                pipe.zcard(self._peers_key)
+                results = await pipe.execute()
         except (RedisError, OSError) as exc:
             applied = _maybe_applied(exc)
             for record, offset, count in sent:
@@ -406,9 +404,7 @@ class SharedWindows:
         self.available = True
         for (record, offset, _), total in zip(sent, results, strict=False):
             record[offset + 1] = max(record[offset + 1], int(total))
-        if peers:
-            self._peers_at = now
-            self.processes = max(1, int(results[-1]))
+        self.processes = max(1, int(results[-1]))
         if window != self._swept_window:
             self._evict(window)
 
