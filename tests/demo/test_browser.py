@@ -12,13 +12,10 @@ import pytest
 
 from lightweight_charts_pro_backend.client import ChartsClient
 from lightweight_charts_pro_backend.demo.data import Candles, candles, drawings
-from lightweight_charts_pro_backend.demo.page import LOCAL_LIBRARY
 from tests.realtime.conftest import ROOT, ServerProcess, start_server
-from tests.servers import missing
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHART = "browser"
 BARS = 3000
 BAR_SECONDS = 60
@@ -35,35 +32,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = start_server(tmp_path / "srv", enable_persistence="true")
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    if not LOCAL_LIBRARY.is_file():
-        # Tests never reach the internet, so the CDN fallback cannot be used here.
-        missing("lightweight-charts from npm (make demo-assets)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-default-apps",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-            ],
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def _seed(url: str) -> None:

@@ -64,6 +64,7 @@ export class SeriesBinding extends Emitter<SeriesBindingEvents> {
   #generation = 0;
   #loading = true;
   #loadingOlder = false;
+  #redrawing = false;
   #disposed = false;
 
   constructor(chart: IChartApi, series: ISeriesApi<ChartSeriesType>, options: BindSeriesOptions) {
@@ -260,7 +261,8 @@ export class SeriesBinding extends Emitter<SeriesBindingEvents> {
   }
 
   #maybeLoadOlder(range: LogicalRange | null): void {
-    if (this.#disposed || range === null || this.#loading || this.#loadingOlder) return;
+    // Not while drawing: the library reports the range before the view is moved back.
+    if (this.#disposed || range === null || this.#loading || this.#loadingOlder || this.#redrawing) return;
     if (!this.#hasMoreBefore || this.#data.length === 0) return;
     const bars = this.series.barsInLogicalRange(range);
     if (bars !== null && bars.barsBefore > this.loadMargin) return;
@@ -302,14 +304,19 @@ export class SeriesBinding extends Emitter<SeriesBindingEvents> {
     const anchor = timeScale.getVisibleRange()?.from;
     const before = anchor === undefined ? null : timeScale.timeToIndex(anchor, false);
     this.#data = data;
-    this.series.setData(data as never[]);
-    if (range === null || anchor === undefined || before === null) return;
-    const after = timeScale.timeToIndex(anchor, false);
-    if (after === null) return;
-    const shift = after - before;
-    const now = timeScale.getVisibleLogicalRange();
-    if (now === null || now.from !== range.from + shift || now.to !== range.to + shift) {
-      timeScale.setVisibleLogicalRange({ from: range.from + shift, to: range.to + shift });
+    this.#redrawing = true;
+    try {
+      this.series.setData(data as never[]);
+      if (range === null || anchor === undefined || before === null) return;
+      const after = timeScale.timeToIndex(anchor, false);
+      if (after === null) return;
+      const shift = after - before;
+      const now = timeScale.getVisibleLogicalRange();
+      if (now === null || now.from !== range.from + shift || now.to !== range.to + shift) {
+        timeScale.setVisibleLogicalRange({ from: range.from + shift, to: range.to + shift });
+      }
+    } finally {
+      this.#redrawing = false;
     }
   }
 

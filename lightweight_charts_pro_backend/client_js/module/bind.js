@@ -25,6 +25,7 @@ export class SeriesBinding extends Emitter {
     #generation = 0;
     #loading = true;
     #loadingOlder = false;
+    #redrawing = false;
     #disposed = false;
     constructor(chart, series, options) {
         super();
@@ -218,7 +219,8 @@ export class SeriesBinding extends Emitter {
         this.emit("updated", { points: kept, redrawn: true });
     }
     #maybeLoadOlder(range) {
-        if (this.#disposed || range === null || this.#loading || this.#loadingOlder)
+        // Not while drawing: the library reports the range before the view is moved back.
+        if (this.#disposed || range === null || this.#loading || this.#loadingOlder || this.#redrawing)
             return;
         if (!this.#hasMoreBefore || this.#data.length === 0)
             return;
@@ -266,16 +268,22 @@ export class SeriesBinding extends Emitter {
         const anchor = timeScale.getVisibleRange()?.from;
         const before = anchor === undefined ? null : timeScale.timeToIndex(anchor, false);
         this.#data = data;
-        this.series.setData(data);
-        if (range === null || anchor === undefined || before === null)
-            return;
-        const after = timeScale.timeToIndex(anchor, false);
-        if (after === null)
-            return;
-        const shift = after - before;
-        const now = timeScale.getVisibleLogicalRange();
-        if (now === null || now.from !== range.from + shift || now.to !== range.to + shift) {
-            timeScale.setVisibleLogicalRange({ from: range.from + shift, to: range.to + shift });
+        this.#redrawing = true;
+        try {
+            this.series.setData(data);
+            if (range === null || anchor === undefined || before === null)
+                return;
+            const after = timeScale.timeToIndex(anchor, false);
+            if (after === null)
+                return;
+            const shift = after - before;
+            const now = timeScale.getVisibleLogicalRange();
+            if (now === null || now.from !== range.from + shift || now.to !== range.to + shift) {
+                timeScale.setVisibleLogicalRange({ from: range.from + shift, to: range.to + shift });
+            }
+        }
+        finally {
+            this.#redrawing = false;
         }
     }
     #fail(error) {
