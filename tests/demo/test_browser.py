@@ -73,8 +73,11 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     page.wait_for_function("window.demo && window.demo.stats.snapshots > 0", timeout=15_000)
     assert page.locator("#chart canvas").count() > 0
     assert page.evaluate("window.demo.lastBar('0/price').close") == last_close
-    assert page.evaluate("window.demo.series.get('0/price').data.length") == 500
+    assert page.evaluate("window.demo.series.get('0/price').binding.data.length") == 500
     assert page.locator("#status").inner_text() == "live"
+    # The OHLC legend shows the last bar until the crosshair points at another.
+    legend = page.locator("#legend").inner_text()
+    assert legend.startswith("price O ") and " C " in legend and "volume" in legend
 
     # The seeded markers (createSeriesMarkers) and trend line are drawn, and a marker added
     # through the REST API appears through its annotation_update frame.
@@ -101,7 +104,7 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     for _ in range(80):
         if page.evaluate(
             f"window.demo.firstTime('0/price') === {FIRST}"
-            " && !window.demo.series.get('0/price').hasMoreBefore"
+            " && !window.demo.series.get('0/price').binding.hasMoreBefore"
         ):
             break
         page.mouse.move(box["x"] + 100, y)
@@ -111,15 +114,19 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
         page.wait_for_timeout(100)
     stats = page.evaluate("window.demo.stats")
     assert page.evaluate("window.demo.firstTime('0/price')") == FIRST
-    assert page.evaluate("window.demo.series.get('0/price').data.length") == BARS
+    assert page.evaluate("window.demo.series.get('0/price').binding.data.length") == BARS
     assert page.evaluate("window.demo.firstTime('1/volume')") == FIRST
-    assert stats["historyRequests"] >= 6  # (3000 - 500) / 1000, for each of the two series
+    assert stats["historyRequests"] >= 10  # (3000 - 500) / 500, for each of the two series
     assert stats["historyResponses"] == stats["historyRequests"]
 
     # Live: a bar written through the REST API is on the chart within a second.
     with ChartsClient(server.http_url) as charts:
         charts.update(CHART, "price", _bar(END + BAR_SECONDS, 123.25))
         page.wait_for_function("window.demo.lastBar('0/price')?.close === 123.25", timeout=1_000)
+    page.mouse.move(0, 0)
+    page.wait_for_function(
+        "document.getElementById('legend').textContent.includes('C 123.25')", timeout=1_000
+    )
 
     # A server restart: the page shows it, reconnects, resumes (or refetches) and stays live.
     phase = "restart"
@@ -130,7 +137,7 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     try:
         page.wait_for_function(
             "window.demo.state.status === 'live' && window.demo.stats.connects >= 2"
-            " && !window.demo.state.awaitingSnapshot",
+            " && !window.demo.loading",
             timeout=15_000,
         )
         phase = "after"
@@ -150,6 +157,7 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
             f"window.demo.lastBar('0/price')?.time === {bulk[-1]['time']}", timeout=5_000
         )
         assert page.evaluate("window.demo.series.get('0/price').api.data().length") == BARS + 152
+        assert "price: 3,152 of 3,152 loaded" in page.locator("#info").inner_text()
 
         # Back to the newest bars, without the scroll animation, crosshair out of the way.
         page.evaluate("window.demo.chart.timeScale().scrollToPosition(3, false)")

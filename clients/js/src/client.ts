@@ -1,10 +1,13 @@
 import { DEFAULT_RECONNECT, type ReconnectOptions } from "./backoff.js";
 import { Http, type HttpRequest, type QueryValue, type TokenSource } from "./http.js";
 import type {
+  Annotation,
+  AnnotationDraft,
   ChartCreated,
   ChartData,
   ChartList,
   HistoryChunk,
+  Marker,
   Point,
   PointsWritten,
   SeriesData,
@@ -207,6 +210,48 @@ export class ChartsClient {
       },
       chartId,
     );
+  }
+
+  /** The annotations the caller may see whose anchors' time span overlaps `[from, to)`. */
+  async listAnnotations(
+    chartId: string,
+    options: { from?: number; to?: number; paneId?: number; seriesId?: string; signal?: AbortSignal } = {},
+  ): Promise<{ annotations: Annotation[] }> {
+    const query = { from: options.from, to: options.to, pane_id: options.paneId, series_id: options.seriesId };
+    return this.#read({ method: "GET", path: `${chartPath(chartId)}/annotations`, query, signal: options.signal });
+  }
+
+  async createAnnotation(chartId: string, draft: AnnotationDraft): Promise<Annotation> {
+    const request: HttpRequest = { method: "POST", path: `${chartPath(chartId)}/annotations`, body: draft };
+    return (await this.#http.request<Annotation>(request)).body;
+  }
+
+  /** Change the fields given; `version` is the one read (a stale one is refused with 409
+   * `ANNOTATION_CONFLICT`). */
+  async updateAnnotation(
+    chartId: string,
+    annotationId: string,
+    changes: Partial<AnnotationDraft> & { version: number },
+  ): Promise<Annotation> {
+    const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+    return (await this.#http.request<Annotation>({ method: "PATCH", path, body: changes })).body;
+  }
+
+  async deleteAnnotation(chartId: string, annotationId: string, options: { version?: number } = {}): Promise<void> {
+    const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+    await this.#http.request({ method: "DELETE", path, query: { version: options.version } });
+  }
+
+  /** The series' markers, ready for `createSeriesMarkers`; with `resolution`, at bar starts. */
+  async getMarkers(
+    chartId: string,
+    paneId: number,
+    seriesId: string,
+    options: { from?: number; to?: number; resolution?: string; signal?: AbortSignal } = {},
+  ): Promise<{ seriesId: string; markers: Marker[] }> {
+    const query = { from: options.from, to: options.to, resolution: options.resolution };
+    const path = `${chartPath(chartId)}/markers/${paneId}/${segment(seriesId)}`;
+    return this.#read({ method: "GET", path, query, signal: options.signal });
   }
 
   async #read<T>(request: HttpRequest, chartId?: string): Promise<T> {

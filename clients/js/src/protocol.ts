@@ -102,6 +102,61 @@ export interface PointsWritten extends Written {
   totalCount: number;
 }
 
+export type AnnotationKind =
+  | "marker"
+  | "price_line"
+  | "horizontal_line"
+  | "vertical_line"
+  | "trend_line"
+  | "ray"
+  | "rectangle"
+  | "text"
+  | "fib_retracement"
+  | "custom";
+
+/** An anchor of an annotation: a time, a price, or both, as its kind needs. */
+export interface AnnotationPoint {
+  time?: number;
+  price?: number;
+}
+
+/** What a caller writes: the annotation without the fields the server sets. */
+export interface AnnotationDraft {
+  kind: AnnotationKind;
+  points: AnnotationPoint[];
+  annotationId?: string;
+  paneId?: number;
+  seriesId?: string;
+  style?: Record<string, unknown>;
+  text?: string;
+  visibility?: "chart" | "private";
+}
+
+/** A drawing, marker or price line, anchored in time and price. */
+export interface Annotation extends AnnotationDraft {
+  annotationId: string;
+  paneId: number;
+  style: Record<string, unknown>;
+  visibility: "chart" | "private";
+  owner: string;
+  /** The annotation's own version (not the chart's), for conflict-checked updates. */
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A marker ready for Lightweight Charts' `createSeriesMarkers`. */
+export interface Marker {
+  id: string;
+  time: number;
+  position: string;
+  shape: string;
+  color: string;
+  text: string;
+  size?: number;
+  price?: number;
+}
+
 /** The body of every REST error. */
 export interface ErrorBody {
   detail: string;
@@ -193,14 +248,26 @@ export interface ResumedMessage {
   requestId?: RequestId;
 }
 
-/** The updates cannot be replayed (or were lost between servers): fetch the chart again. */
+/** The updates cannot be replayed (or were lost between servers): fetch the chart again; with
+ * `scope: "annotations"`, only the annotations. */
 export interface ResyncRequired {
   type: "resync_required";
   chartId: string;
+  scope?: "annotations";
   sinceVersion?: number;
   version?: number;
   reason: string;
   requestId?: RequestId;
+}
+
+/** An annotation created, changed or deleted (not replayed by `resume`). */
+export interface AnnotationUpdate {
+  type: "annotation_update";
+  chartId: string;
+  op: "create" | "update" | "delete";
+  annotationId: string;
+  version: number;
+  annotation?: Annotation;
 }
 
 export interface SubscriptionMessage {
@@ -231,6 +298,7 @@ export type ServerMessage =
   | DataUpdate
   | ResumedMessage
   | ResyncRequired
+  | AnnotationUpdate
   | SubscriptionMessage
   | ErrorMessage;
 

@@ -2,6 +2,7 @@ import { type ReconnectOptions, reconnectDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ChartsConnectionError, ChartsError } from "./errors.js";
 import type {
+  AnnotationUpdate,
   ChartSnapshot,
   ClientMessage,
   ConnectedMessage,
@@ -45,6 +46,11 @@ export interface ChartSocketEvents {
   resumed: ResumedMessage;
   /** Updates were lost: whatever was read from the chart must be read again. */
   resync: ResyncRequired;
+  /** An annotation created, changed or deleted. These are not replayed after a reconnection:
+   * read the annotations again on `connected`. */
+  annotation: AnnotationUpdate;
+  /** Annotation updates were lost between servers: read the annotations again. */
+  annotationResync: ResyncRequired;
   /** Every frame, as received. */
   message: ServerMessage;
   /** An `error` frame that answers no pending request. */
@@ -288,7 +294,14 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
         this.#version = message.version;
         this.emit("resumed", message);
         break;
+      case "annotation_update":
+        this.emit("annotation", message);
+        break;
       case "resync_required":
+        if (message.scope === "annotations") {
+          this.emit("annotationResync", message);
+          break;
+        }
         this.#resuming = false;
         if (message.version !== undefined) this.#version = message.version;
         this.emit("resync", message);

@@ -115,6 +115,31 @@ export class ChartsClient {
             signal: options.signal,
         }, chartId);
     }
+    /** The annotations the caller may see whose anchors' time span overlaps `[from, to)`. */
+    async listAnnotations(chartId, options = {}) {
+        const query = { from: options.from, to: options.to, pane_id: options.paneId, series_id: options.seriesId };
+        return this.#read({ method: "GET", path: `${chartPath(chartId)}/annotations`, query, signal: options.signal });
+    }
+    async createAnnotation(chartId, draft) {
+        const request = { method: "POST", path: `${chartPath(chartId)}/annotations`, body: draft };
+        return (await this.#http.request(request)).body;
+    }
+    /** Change the fields given; `version` is the one read (a stale one is refused with 409
+     * `ANNOTATION_CONFLICT`). */
+    async updateAnnotation(chartId, annotationId, changes) {
+        const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+        return (await this.#http.request({ method: "PATCH", path, body: changes })).body;
+    }
+    async deleteAnnotation(chartId, annotationId, options = {}) {
+        const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+        await this.#http.request({ method: "DELETE", path, query: { version: options.version } });
+    }
+    /** The series' markers, ready for `createSeriesMarkers`; with `resolution`, at bar starts. */
+    async getMarkers(chartId, paneId, seriesId, options = {}) {
+        const query = { from: options.from, to: options.to, resolution: options.resolution };
+        const path = `${chartPath(chartId)}/markers/${paneId}/${segment(seriesId)}`;
+        return this.#read({ method: "GET", path, query, signal: options.signal });
+    }
     async #read(request, chartId) {
         const minVersion = chartId === undefined ? undefined : this.#versions.get(chartId);
         if (minVersion !== undefined)

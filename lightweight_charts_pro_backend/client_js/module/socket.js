@@ -214,7 +214,14 @@ export class ChartSocket extends Emitter {
                 this.#version = message.version;
                 this.emit("resumed", message);
                 break;
+            case "annotation_update":
+                this.emit("annotation", message);
+                break;
             case "resync_required":
+                if (message.scope === "annotations") {
+                    this.emit("annotationResync", message);
+                    break;
+                }
                 this.#resuming = false;
                 if (message.version !== undefined)
                     this.#version = message.version;
