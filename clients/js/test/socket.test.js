@@ -215,3 +215,49 @@ test("reconnection delays grow exponentially up to the cap, less a random part",
     assert.ok(delay >= 200 && delay <= 400, String(delay));
   }
 });
+
+describe("annotations", () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server.stop();
+    server.cleanup();
+  });
+
+  test("written and read over REST, announced on the chart's socket", async () => {
+    const client = new ChartsClient({ baseUrl: server.url });
+    await client.createChart("notes");
+    await client.setSeries("notes", "price", { seriesType: "candlestick", data: candles(START, 10) });
+    const socket = client.socket("notes");
+    await nextEvent(socket, "connected");
+    const announced = nextEvent(socket, "annotation");
+    const marker = await client.createAnnotation("notes", {
+      kind: "marker",
+      seriesId: "price",
+      points: [{ time: START + 120 }],
+      text: "buy",
+      style: { position: "belowBar", shape: "arrowUp", color: "#26a69a" },
+    });
+    const update = await announced;
+    assert.deepEqual(keys(update), ["annotation", "annotationId", "chartId", "op", "type", "version"]);
+    assert.equal(update.op, "create");
+    assert.deepEqual(update.annotation, marker);
+
+    const { markers } = await client.getMarkers("notes", 0, "price");
+    assert.deepEqual(markers.map((m) => [m.time, m.text, m.shape]), [[START + 120, "buy", "arrowUp"]]);
+    const changed = await client.updateAnnotation("notes", marker.annotationId, { text: "sell", version: marker.version });
+    assert.equal(changed.text, "sell");
+    await assert.rejects(
+      client.updateAnnotation("notes", marker.annotationId, { text: "late", version: marker.version }),
+      (error) => error.status === 409 && error.errorCode === "ANNOTATION_CONFLICT",
+    );
+    assert.equal((await client.listAnnotations("notes")).annotations.length, 1);
+    const deleted = nextEvent(socket, "annotation", 5000, (u) => u.op === "delete");
+    await client.deleteAnnotation("notes", marker.annotationId);
+    assert.equal((await deleted).annotationId, marker.annotationId);
+    assert.deepEqual((await client.listAnnotations("notes")).annotations, []);
+    client.close();
+  });
+});
