@@ -1,54 +1,23 @@
 // bindSeries against a real server, drawing into a stand-in for the library's chart (the real
 // library is driven in Chromium by tests/client_js/test_browser.py).
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 
-import { bindSeries, ChartsClient, ChartsError } from "../dist/charts-client.js";
-import { candles, nextEvent, startServer, waitFor } from "./server.js";
+import { bindSeries, ChartsError } from "../dist/charts-client.js";
+import { fakeChart } from "./fake-chart.js";
+import { candles, nextEvent, startServer, waitFor, openClients } from "./server.js";
+
+const { makeClient, closeAll } = openClients();
+afterEach(closeAll);
 
 const START = 1_700_000_040;
-
-/** What bindSeries uses of a chart and a series, with one logical index per bar. */
-function fakeChart() {
-  const listeners = new Set();
-  let range = null;
-  const timeScale = {
-    subscribeVisibleLogicalRangeChange: (listener) => listeners.add(listener),
-    unsubscribeVisibleLogicalRangeChange: (listener) => listeners.delete(listener),
-    getVisibleLogicalRange: () => range,
-    setVisibleLogicalRange(next) {
-      range = { ...next };
-      for (const listener of [...listeners]) listener(range);
-    },
-    getVisibleRange: () => null,
-    timeToIndex: () => null,
-  };
-  const series = {
-    items: [],
-    setDataCalls: 0,
-    updateCalls: 0,
-    setData(data) {
-      this.items = [...data];
-      this.setDataCalls += 1;
-    },
-    update(point) {
-      const last = this.items.at(-1);
-      if (last && point.time < last.time) throw new Error("Cannot update oldest data");
-      if (last && point.time === last.time) this.items[this.items.length - 1] = point;
-      else this.items.push(point);
-      this.updateCalls += 1;
-    },
-    barsInLogicalRange: (r) => ({ barsBefore: Math.floor(r.from), barsAfter: 0, from: 0, to: 0 }),
-  };
-  return { chart: { timeScale: () => timeScale, listeners }, series };
-}
 
 describe("bindSeries", () => {
   let server;
   let writer;
   before(async () => {
     server = await startServer();
-    writer = new ChartsClient({ baseUrl: server.url });
+    writer = makeClient({ baseUrl: server.url });
   });
   after(async () => {
     await server.stop();
@@ -58,7 +27,7 @@ describe("bindSeries", () => {
   test("newest chunk, older chunks near the left edge, live bars, corrections, replace, delete", async () => {
     await writer.createChart("bind");
     await writer.setSeries("bind", "price", { seriesType: "candlestick", data: candles(START, 1200) });
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     const { chart, series } = fakeChart();
     const binding = bindSeries(chart, series, { client, chartId: "bind", seriesId: "price", chunkSize: 500 });
     await binding.ready;
@@ -118,7 +87,7 @@ describe("bindSeries", () => {
   });
 
   test("a series written after the binding started is loaded then", async () => {
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     const { chart, series } = fakeChart();
     const binding = bindSeries(chart, series, { client, chartId: "bind-later", seriesId: "price" });
     const missing = await nextEvent(binding, "missing");
@@ -134,7 +103,7 @@ describe("bindSeries", () => {
   test("a resolution the server refuses leaves the series as it was", async () => {
     await writer.createChart("bind-resolution");
     await writer.setSeries("bind-resolution", "price", { seriesType: "line", data: [{ time: START, value: 1 }] });
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     const { chart, series } = fakeChart();
     const binding = bindSeries(chart, series, { client, chartId: "bind-resolution", seriesId: "price" });
     await binding.ready;

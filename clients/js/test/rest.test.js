@@ -1,9 +1,12 @@
 // ChartsClient over REST against a real server.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 
-import { ChartsClient, ChartsConnectionError, ChartsError } from "../dist/charts-client.js";
-import { candles, freePort, jwt, startServer } from "./server.js";
+import { ChartsConnectionError, ChartsError } from "../dist/charts-client.js";
+import { candles, freePort, jwt, startServer, openClients } from "./server.js";
+
+const { makeClient, closeAll } = openClients();
+afterEach(closeAll);
 
 const START = 1_700_000_040;
 
@@ -23,7 +26,7 @@ describe("REST", () => {
       urls.push(`${init?.method ?? "GET"} ${url}`);
       return fetch(url, init);
     };
-    const client = new ChartsClient({ baseUrl: server.url, fetch: recording });
+    const client = makeClient({ baseUrl: server.url, fetch: recording });
     const created = await client.createChart("rest-versions", { layout: { textColor: "#fff" } });
     assert.deepEqual(created, { chartId: "rest-versions", options: { layout: { textColor: "#fff" } }, version: 1 });
     const written = await client.setSeries("rest-versions", "price", { seriesType: "candlestick", data: candles(START, 120) });
@@ -51,7 +54,7 @@ describe("REST", () => {
     assert.equal(chart.panes["0"].price.seriesType, "candlestick");
     assert.match(urls.at(-1), /min_version=3$/);
 
-    const other = new ChartsClient({ baseUrl: server.url, fetch: recording });
+    const other = makeClient({ baseUrl: server.url, fetch: recording });
     await other.getChart("rest-versions");
     assert.doesNotMatch(urls.at(-1), /min_version/, "a client that wrote nothing sends no token");
 
@@ -69,7 +72,7 @@ describe("REST", () => {
   });
 
   test("refusals reject with ChartsError: status, errorCode, requestId, detail", async () => {
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     await assert.rejects(client.getChart("no-such-chart"), (error) => {
       assert.ok(error instanceof ChartsError);
       assert.equal(error.status, 404);
@@ -94,7 +97,7 @@ describe("REST", () => {
   });
 
   test("an unreachable service rejects with ChartsConnectionError", async () => {
-    const client = new ChartsClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
+    const client = makeClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
     await assert.rejects(client.listCharts(), ChartsConnectionError);
   });
 });
@@ -110,13 +113,13 @@ describe("REST with authentication", () => {
   });
 
   test("the token goes as a bearer token; a function gives a fresh one per request", async () => {
-    const anonymous = new ChartsClient({ baseUrl: server.url });
+    const anonymous = makeClient({ baseUrl: server.url });
     await assert.rejects(anonymous.listCharts(), (error) => error.status === 401);
 
-    const writer = new ChartsClient({ baseUrl: server.url, token: jwt({ sub: "writer" }) });
+    const writer = makeClient({ baseUrl: server.url, token: jwt({ sub: "writer" }) });
     await writer.createChart("auth-rest");
     let calls = 0;
-    const reader = new ChartsClient({
+    const reader = makeClient({
       baseUrl: server.url,
       token: async () => {
         calls += 1;

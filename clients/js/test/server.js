@@ -8,6 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { ChartsClient } from "../dist/charts-client.js";
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const PYTHON = process.env.PYTHON ?? path.join(ROOT, ".venv", "bin", "python");
 export const SECRET_KEY = "node-tests-secret-key-0123456789-abcdefghijklmnop";
@@ -134,4 +136,20 @@ export function candles(start, count, step = 60) {
     low: 9 + i,
     close: 11 + i,
   }));
+}
+
+/** `makeClient(options)` makes a ChartsClient that `closeAll()` closes: registered with `afterEach`,
+ * so that a failed test leaves no socket reconnecting (which would keep Node running). */
+export function openClients() {
+  const clients = [];
+  return {
+    makeClient(options) {
+      const client = new ChartsClient(options);
+      clients.push(client);
+      return client;
+    },
+    closeAll() {
+      for (const client of clients.splice(0)) client.close();
+    },
+  };
 }

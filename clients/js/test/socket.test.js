@@ -1,9 +1,12 @@
 // ChartSocket against a real server: states, ordered updates, requests, resume, resync, auth.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 
-import { ChartsClient, ChartsError, reconnectDelay } from "../dist/charts-client.js";
-import { candles, jwt, nextEvent, sleep, startServer, waitFor } from "./server.js";
+import { ChartsError, reconnectDelay } from "../dist/charts-client.js";
+import { candles, jwt, nextEvent, sleep, startServer, waitFor, openClients } from "./server.js";
+
+const { makeClient, closeAll } = openClients();
+afterEach(closeAll);
 
 const START = 1_700_000_040;
 
@@ -46,11 +49,11 @@ describe("ChartSocket", () => {
   });
 
   test("connects, delivers each change once in version order with its points, answers requests", async () => {
-    const writer = new ChartsClient({ baseUrl: server.url });
+    const writer = makeClient({ baseUrl: server.url });
     await writer.createChart("sock-live");
     const { version: v } = await writer.setSeries("sock-live", "price", { seriesType: "candlestick", data: candles(START, 30) });
 
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     const socket = client.socket("sock-live");
     const states = [];
     socket.on("state", ({ state }) => states.push(state));
@@ -99,11 +102,11 @@ describe("ChartSocket", () => {
   });
 
   test("after a lost connection: reconnects with backoff and resumes, replaying the missed changes", async () => {
-    const writer = new ChartsClient({ baseUrl: server.url });
+    const writer = makeClient({ baseUrl: server.url });
     await writer.createChart("sock-resume");
     const { version: v } = await writer.setSeries("sock-resume", "price", { seriesType: "line", data: [{ time: START, value: 1 }] });
     const { Tracked, opened } = trackedWebSocket();
-    const client = new ChartsClient({
+    const client = makeClient({
       baseUrl: server.url,
       WebSocket: Tracked,
       reconnect: { minDelayMs: 400, jitter: 0 },
@@ -131,11 +134,11 @@ describe("ChartSocket", () => {
   });
 
   test("resync when the missed changes are no longer held", async () => {
-    const writer = new ChartsClient({ baseUrl: server.url });
+    const writer = makeClient({ baseUrl: server.url });
     await writer.createChart("sock-resync");
     const { version: v } = await writer.setSeries("sock-resync", "price", { seriesType: "line", data: [{ time: START, value: 1 }] });
     const { Tracked, opened } = trackedWebSocket();
-    const client = new ChartsClient({ baseUrl: server.url, WebSocket: Tracked, reconnect: { minDelayMs: 400 } });
+    const client = makeClient({ baseUrl: server.url, WebSocket: Tracked, reconnect: { minDelayMs: 400 } });
     const socket = client.socket("sock-resync");
     await nextEvent(socket, "connected");
     opened[0].close();
@@ -150,11 +153,11 @@ describe("ChartSocket", () => {
   });
 
   test("a gap in the versions is filled by a resume", async () => {
-    const writer = new ChartsClient({ baseUrl: server.url });
+    const writer = makeClient({ baseUrl: server.url });
     await writer.createChart("sock-gap");
     const { version: v } = await writer.setSeries("sock-gap", "price", { seriesType: "line", data: [{ time: START, value: 1 }] });
     const { Tracked, opened } = trackedWebSocket();
-    const client = new ChartsClient({ baseUrl: server.url, WebSocket: Tracked });
+    const client = makeClient({ baseUrl: server.url, WebSocket: Tracked });
     const socket = client.socket("sock-gap");
     await nextEvent(socket, "connected");
     // Lose one frame on the way, as a broken relay would.
@@ -190,7 +193,7 @@ describe("ChartSocket with authentication", () => {
   test("the token travels as Sec-WebSocket-Protocol: bearer, <jwt>", async () => {
     const token = jwt({ sub: "viewer", scope: "charts:read" });
     const { Tracked, opened } = trackedWebSocket();
-    const client = new ChartsClient({ baseUrl: server.url, token, WebSocket: Tracked });
+    const client = makeClient({ baseUrl: server.url, token, WebSocket: Tracked });
     const socket = client.socket("sock-auth");
     const hello = await nextEvent(socket, "connected");
     assert.equal(hello.version, 0);
@@ -198,7 +201,7 @@ describe("ChartSocket with authentication", () => {
     assert.equal(opened[0].protocol, "bearer");
     client.close();
 
-    const anonymous = new ChartsClient({ baseUrl: server.url, reconnect: { minDelayMs: 100 } });
+    const anonymous = makeClient({ baseUrl: server.url, reconnect: { minDelayMs: 100 } });
     const refused = anonymous.socket("sock-auth");
     const change = await nextEvent(refused, "state", 5000, (c) => c.state === "reconnecting");
     assert.equal(change.attempt, 1);
@@ -227,7 +230,7 @@ describe("annotations", () => {
   });
 
   test("written and read over REST, announced on the chart's socket", async () => {
-    const client = new ChartsClient({ baseUrl: server.url });
+    const client = makeClient({ baseUrl: server.url });
     await client.createChart("notes");
     await client.setSeries("notes", "price", { seriesType: "candlestick", data: candles(START, 10) });
     const socket = client.socket("notes");
