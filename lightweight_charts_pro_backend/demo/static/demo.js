@@ -253,7 +253,9 @@ socket.on("state", ({ state: next, delayMs, reason }) => {
 });
 socket.on("connected", () => {
   stats.connects += 1;
-  if (stats.connects > 1) scheduleDrawings(); // annotation updates are not replayed
+  // On each connection: the series may have changed while the page could not hear of it, and
+  // annotation updates are not replayed.
+  discover().then(() => stats.connects > 1 && scheduleDrawings());
 });
 socket.on("resync", () => (stats.resyncs += 1));
 socket.on("annotation", () => {
@@ -271,4 +273,3 @@ socket.on("update", (update) => {
 });
 
 setStatus("connecting");
-discover();
