@@ -201,8 +201,9 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
       const dispatch = (): void => {
         this.#pending.set(requestId, { resolve: resolve as (message: never) => void, reject });
         if (!this.send({ ...message, requestId } as ClientMessage)) {
+          // Closing, its close event still to come: sent on the next connection instead.
           this.#pending.delete(requestId);
-          reject(new ChartsConnectionError(`The socket of chart ${this.chartId} is not open.`));
+          this.#queue.push({ dispatch, reject });
         }
       };
       if (this.#state === "connected") dispatch();

@@ -111,8 +111,9 @@ export class ChartSocket extends Emitter {
             const dispatch = () => {
                 this.#pending.set(requestId, { resolve: resolve, reject });
                 if (!this.send({ ...message, requestId })) {
+                    // Closing, its close event still to come: sent on the next connection instead.
                     this.#pending.delete(requestId);
-                    reject(new ChartsConnectionError(`The socket of chart ${this.chartId} is not open.`));
+                    this.#queue.push({ dispatch, reject });
                 }
             };
             if (this.#state === "connected")
