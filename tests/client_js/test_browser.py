@@ -112,9 +112,23 @@ def test_bound_series_in_chromium(server: ServerProcess, browser: Any) -> None:
     for _ in range(200):
         if page.evaluate(f"page.binding.data[0].time === {FIRST} && !page.binding.hasMoreBefore"):
             break
+        loads, start = page.evaluate(
+            "[page.log.loads.length, page.chart.timeScale().getVisibleLogicalRange().from]"
+        )
         page.evaluate(
             "{ const scale = page.chart.timeScale(), r = scale.getVisibleLogicalRange();"
             " scale.setVisibleLogicalRange({from: r.from - 200, to: r.to - 200}); }"
+        )
+        # The library applies the new range and reports it later: wait until it has, then
+        # until the load it asks for has started (unless enough bars are left on the left) and
+        # has been drawn, so that no scroll falls between a load's two views.
+        page.wait_for_function(
+            f"page.chart.timeScale().getVisibleLogicalRange().from !== {start}", timeout=5_000
+        )
+        page.wait_for_function(
+            f"page.log.loads.length > {loads} || page.series.barsInLogicalRange("
+            "page.chart.timeScale().getVisibleLogicalRange()).barsBefore > page.binding.loadMargin",
+            timeout=5_000,
         )
         page.wait_for_function(
             "page.log.loads.every((load) => load.after !== undefined)", timeout=5_000
