@@ -159,6 +159,36 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
         assert page.evaluate("window.demo.series.get('0/price').api.data().length") == BARS + 152
         assert "price: 3,152 of 3,152 loaded" in page.locator("#info").inner_text()
 
+        # The timeframe switcher: 5-minute bars aggregated by the server, live, then back.
+        page.get_by_role("button", name="5m", exact=True).click()
+        page.wait_for_function(
+            "window.demo.resolution === '5' && !window.demo.loading && [...window.demo.series"
+            ".values()].every((s) => s.binding.resolution === '5' && s.binding.data.length)",
+            timeout=10_000,
+        )
+        bars = page.evaluate("window.demo.series.get('0/price').api.data()")
+        assert 500 <= len(bars) <= (BARS + 160) // 5 + 1  # the newest chunk, older ones as seen
+        assert all(bar["time"] % 300 == 0 for bar in bars)
+        assert bars[-1]["time"] == bulk[-1]["time"] - bulk[-1]["time"] % 300
+        live = END + 160 * BAR_SECONDS
+        with ChartsClient(restarted.http_url) as charts:
+            charts.update(CHART, "price", _bar(live, 131.5))
+        page.wait_for_function(
+            f"window.demo.lastBar('0/price')?.time === {live - live % 300}"
+            " && window.demo.lastBar('0/price').close === 131.5",
+            timeout=1_000,
+        )
+        assert (
+            page.get_by_role("button", name="5m", exact=True).get_attribute("aria-pressed")
+            == "true"
+        )
+        page.get_by_role("button", name="raw", exact=True).click()
+        page.wait_for_function(
+            f"window.demo.resolution === null && window.demo.lastBar('0/price')?.time === {live}"
+            " && window.demo.series.get('0/price').binding.resolution === null",
+            timeout=10_000,
+        )
+
         # Back to the newest bars, without the scroll animation, crosshair out of the way.
         page.evaluate("window.demo.chart.timeScale().scrollToPosition(3, false)")
         page.mouse.move(0, 0)

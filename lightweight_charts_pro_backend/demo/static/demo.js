@@ -1,7 +1,9 @@
 // The demo page: one chart of the service drawn with Lightweight Charts, each series bound to
 // the backend by the browser client (/client/charts-client.js), with the chart's markers
-// (createSeriesMarkers) and trend lines (a two-point line series each). Opened as
-// /demo?chart=<id> (default "demo"); add &token=<jwt> when the server runs with ENABLE_AUTH.
+// (createSeriesMarkers) and trend lines (a two-point line series each), at the stored points or
+// bars of a timeframe aggregated by the server. Opened as /demo?chart=<id> (default "demo");
+// add &resolution=<5, 60, 1D...> to start at a timeframe, &token=<jwt> when the server runs
+// with ENABLE_AUTH.
 import {
   AreaSeries,
   BarSeries,
@@ -23,11 +25,23 @@ const SERIES_TYPES = {
   line: LineSeries,
 };
 const CHUNK_SIZE = 500;
+// The switcher's timeframes: label and TradingView resolution (null: the stored points).
+const TIMEFRAMES = [
+  ["raw", null],
+  ["1m", "1"],
+  ["5m", "5"],
+  ["15m", "15"],
+  ["1h", "60"],
+  ["4h", "240"],
+  ["1D", "1D"],
+  ["1W", "1W"],
+];
 const STATUS = { connecting: "connecting", connected: "live", reconnecting: "reconnecting", closed: "closed" };
 
 const params = new URLSearchParams(location.search);
 const chartId = params.get("chart") || "demo";
 const token = params.get("token") ?? undefined;
+let resolution = params.get("resolution") || null;
 
 const statusEl = document.getElementById("status");
 const infoEl = document.getElementById("info");
@@ -66,6 +80,10 @@ window.demo = {
   get version() {
     return socket.version;
   },
+  get resolution() {
+    return resolution;
+  },
+  setResolution,
   /** Whether a series' newest chunk is still loading. */
   get loading() {
     return [...series.values()].some((entry) => entry.binding.loading);
@@ -119,7 +137,12 @@ chart.subscribeCrosshairMove(showLegend);
 async function loadDrawings() {
   let markerCount = 0;
   for (const [key, entry] of series) {
-    const { markers } = await client.getMarkers(chartId, entry.paneId, entry.seriesId);
+    const { markers } = await client.getMarkers(
+      chartId,
+      entry.paneId,
+      entry.seriesId,
+      resolution === null ? {} : { resolution },
+    );
     let drawn = markerPlugins.get(key);
     if (!drawn || drawn.api !== entry.api) {
       drawn = { api: entry.api, plugin: createSeriesMarkers(entry.api, []) };
@@ -174,7 +197,7 @@ function addSeries(paneId, seriesId, description) {
   const options = { ...(description.options || {}) };
   if (description.seriesType === "histogram" && paneId > 0) options.priceFormat ??= { type: "volume" };
   const api = chart.addSeries(SERIES_TYPES[description.seriesType], options, paneId);
-  const binding = bindSeries(chart, api, { client, chartId, paneId, seriesId, chunkSize: CHUNK_SIZE });
+  const binding = bindSeries(chart, api, { client, chartId, paneId, seriesId, resolution, chunkSize: CHUNK_SIZE });
   binding.on("loaded", () => {
     stats.snapshots += 1;
     showInfo();
@@ -192,6 +215,28 @@ function addSeries(paneId, seriesId, description) {
   });
   binding.on("error", (error) => showInfo(`${error.errorCode ?? error.name}: ${error.detail ?? error.message}`));
   series.set(key, { api, binding, type: description.seriesType, paneId, seriesId });
+}
+
+// Every series at `next` (bars aggregated by the server; null: the stored points).
+async function setResolution(next) {
+  resolution = next;
+  showTimeframes();
+  const switches = [...series.values()].map(({ binding }) => binding.setResolution(next));
+  for (const outcome of await Promise.allSettled(switches)) {
+    if (outcome.status === "rejected") showInfo(`${outcome.reason.errorCode}: ${outcome.reason.detail}`);
+  }
+  scheduleDrawings(); // markers sit on their bars' times
+}
+
+function showTimeframes() {
+  const buttons = TIMEFRAMES.map(([label, value]) => {
+    const button = document.createElement("button");
+    button.textContent = label;
+    button.setAttribute("aria-pressed", String(value === resolution));
+    button.addEventListener("click", () => setResolution(value));
+    return button;
+  });
+  document.getElementById("timeframes").replaceChildren(...buttons);
 }
 
 function removeSeries(key) {
@@ -273,3 +318,4 @@ socket.on("update", (update) => {
 });
 
 setStatus("connecting");
+showTimeframes();
