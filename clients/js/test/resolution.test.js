@@ -1,5 +1,4 @@
-// bindSeries at a resolution: bars aggregated by the server, live through `subscribe`. Runs when
-// the server has timeframes (resolution on history, `subscribe` on the socket).
+// bindSeries at a resolution: bars aggregated by the server, live through `subscribe`.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 
@@ -15,30 +14,32 @@ const START = 1_700_000_100; // a multiple of 300: 5-minute buckets start at who
 describe("bindSeries at a resolution", () => {
   let server;
   let writer;
-  let supported = true;
   before(async () => {
     server = await startServer();
     writer = makeClient({ baseUrl: server.url });
     await writer.createChart("tf");
     await writer.setSeries("tf", "price", { seriesType: "candlestick", data: candles(START, 600) });
-    try {
-      const probe = await writer.history("tf", 0, "price", { count: 1, resolution: "5" });
-      supported = probe.resolution === "5";
-    } catch (error) {
-      if (!(error instanceof ChartsError)) throw error;
-      supported = false;
-    }
   });
   after(async () => {
     await server.stop();
     server.cleanup();
   });
 
-  test("setResolution loads the bars, applies their live updates and corrections, and goes back", async (t) => {
-    if (!supported) {
-      t.skip("this server has no timeframes (resolution on history)");
-      return;
-    }
+  test("REST reads at a resolution", async () => {
+    const chunk = await writer.history("tf", 0, "price", { resolution: "5", count: 10, beforeTime: START + 3000 });
+    assert.equal(chunk.resolution, "5");
+    assert.deepEqual(chunk.data.map((bar) => bar.time), [...Array(10).keys()].map((i) => START + i * 300));
+    assert.equal(chunk.totalCount, 120);
+    const series = await writer.getSeries("tf", 0, "price", { resolution: "60" });
+    assert.equal(series.resolution, "60");
+    assert.equal(series.totalCount, 11); // 600 minutes from a quarter past the hour
+    await assert.rejects(
+      writer.history("tf", 0, "price", { resolution: "7X" }),
+      (error) => error instanceof ChartsError && error.status === 422 && error.errorCode === "INVALID_RESOLUTION",
+    );
+  });
+
+  test("setResolution loads the bars, applies their live updates and corrections, and goes back", async () => {
     const client = makeClient({ baseUrl: server.url });
     const { chart, series } = fakeChart();
     const binding = bindSeries(chart, series, { client, chartId: "tf", seriesId: "price" });
