@@ -6,8 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 DEMO := lightweight_charts_pro_backend/demo
+CLIENT_JS := clients/js
 
-.PHONY: install demo-assets system-deps run run-production test lint format typecheck check bench clean
+.PHONY: install demo-assets client-js system-deps run run-production test test-js lint format typecheck check bench clean
 
 install: $(VENV)/.installed demo-assets
 
@@ -27,6 +28,18 @@ $(DEMO)/node_modules/lightweight-charts/package.json: $(DEMO)/package.json
 		echo "npm not found: the demo page will load lightweight-charts from a CDN"; \
 	fi
 
+# The browser client: its npm packages (from package-lock.json) and its build in dist/, which
+# the Node tests import. `npm run ship` in clients/js copies a build into the Python package.
+client-js: $(CLIENT_JS)/dist/charts-client.js
+
+$(CLIENT_JS)/node_modules/.package-lock.json: $(CLIENT_JS)/package.json $(CLIENT_JS)/package-lock.json
+	cd $(CLIENT_JS) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+$(CLIENT_JS)/dist/charts-client.js: $(CLIENT_JS)/node_modules/.package-lock.json $(CLIENT_JS)/tsconfig.json $(wildcard $(CLIENT_JS)/src/*.ts)
+	cd $(CLIENT_JS) && npm run --silent build
+	touch $@
+
 system-deps:
 	./scripts/system-deps.sh
 
@@ -39,8 +52,13 @@ run: install
 run-production: install
 	$(BIN)/charts-backend serve --host $(HOST) --port $(PORT)
 
-test: install system-deps
+test: install system-deps client-js
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-js
+
+# The browser client's protocol tests (Node's test runner), against servers they start.
+test-js: install client-js
+	cd $(CLIENT_JS) && PYTHON="$(abspath $(BIN))/python" npm test --silent
 
 lint: install
 	$(BIN)/ruff check .
@@ -59,4 +77,4 @@ bench: install system-deps
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis $(CLIENT_JS)/node_modules $(CLIENT_JS)/dist

@@ -34,6 +34,7 @@ from .charts.maintenance import DatabaseClaim, run_maintenance
 from .charts.memory import tune_allocator
 from .charts.repository import ChartsRepository
 from .charts.service import ChartsService
+from .client_js import routes as client_js
 from .config import Settings, get_settings
 from .cors import install_cors, with_cors
 from .database import Database
@@ -328,6 +329,7 @@ def build_app(
     app.include_router(annotations_api.router)
     app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
+    app.include_router(client_js.router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
     if metrics.enabled:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -10,8 +11,11 @@ from fastapi import FastAPI
 
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.config import Settings
+from lightweight_charts_pro_backend.demo.page import LOCAL_LIBRARY
 
-from .servers import MariaDBServer, PostgresServer
+from .servers import MariaDBServer, PostgresServer, missing
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
@@ -97,3 +101,34 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
     return fresh_database_url(request, backend, tmp_path)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright (never a downloaded browser); pages get the chart
+    library from the demo's npm install."""
+    if not CHROMIUM.exists():
+        missing("chromium")
+    if not LOCAL_LIBRARY.is_file():
+        # Tests never reach the internet, so the CDN fallback cannot be used here.
+        missing("lightweight-charts from npm (make demo-assets)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-default-apps",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -12,13 +12,10 @@ import pytest
 
 from lightweight_charts_pro_backend.client import ChartsClient
 from lightweight_charts_pro_backend.demo.data import Candles, candles, drawings
-from lightweight_charts_pro_backend.demo.page import LOCAL_LIBRARY
 from tests.realtime.conftest import ROOT, ServerProcess, start_server
-from tests.servers import missing
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHART = "browser"
 BARS = 3000
 BAR_SECONDS = 60
@@ -35,35 +32,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = start_server(tmp_path / "srv", enable_persistence="true")
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    if not LOCAL_LIBRARY.is_file():
-        # Tests never reach the internet, so the CDN fallback cannot be used here.
-        missing("lightweight-charts from npm (make demo-assets)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-default-apps",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-            ],
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def _seed(url: str) -> None:
@@ -105,8 +73,11 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     page.wait_for_function("window.demo && window.demo.stats.snapshots > 0", timeout=15_000)
     assert page.locator("#chart canvas").count() > 0
     assert page.evaluate("window.demo.lastBar('0/price').close") == last_close
-    assert page.evaluate("window.demo.series.get('0/price').data.length") == 500
+    assert page.evaluate("window.demo.series.get('0/price').binding.data.length") == 500
     assert page.locator("#status").inner_text() == "live"
+    # The OHLC legend shows the last bar until the crosshair points at another.
+    legend = page.locator("#legend").inner_text()
+    assert legend.startswith("price O ") and " C " in legend and "volume" in legend
 
     # The seeded markers (createSeriesMarkers) and trend line are drawn, and a marker added
     # through the REST API appears through its annotation_update frame.
@@ -133,7 +104,7 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     for _ in range(80):
         if page.evaluate(
             f"window.demo.firstTime('0/price') === {FIRST}"
-            " && !window.demo.series.get('0/price').hasMoreBefore"
+            " && !window.demo.series.get('0/price').binding.hasMoreBefore"
         ):
             break
         page.mouse.move(box["x"] + 100, y)
@@ -143,15 +114,19 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
         page.wait_for_timeout(100)
     stats = page.evaluate("window.demo.stats")
     assert page.evaluate("window.demo.firstTime('0/price')") == FIRST
-    assert page.evaluate("window.demo.series.get('0/price').data.length") == BARS
+    assert page.evaluate("window.demo.series.get('0/price').binding.data.length") == BARS
     assert page.evaluate("window.demo.firstTime('1/volume')") == FIRST
-    assert stats["historyRequests"] >= 6  # (3000 - 500) / 1000, for each of the two series
+    assert stats["historyRequests"] >= 10  # (3000 - 500) / 500, for each of the two series
     assert stats["historyResponses"] == stats["historyRequests"]
 
     # Live: a bar written through the REST API is on the chart within a second.
     with ChartsClient(server.http_url) as charts:
         charts.update(CHART, "price", _bar(END + BAR_SECONDS, 123.25))
         page.wait_for_function("window.demo.lastBar('0/price')?.close === 123.25", timeout=1_000)
+    page.mouse.move(0, 0)
+    page.wait_for_function(
+        "document.getElementById('legend').textContent.includes('C 123.25')", timeout=1_000
+    )
 
     # A server restart: the page shows it, reconnects, resumes (or refetches) and stays live.
     phase = "restart"
@@ -162,7 +137,7 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
     try:
         page.wait_for_function(
             "window.demo.state.status === 'live' && window.demo.stats.connects >= 2"
-            " && !window.demo.state.awaitingSnapshot",
+            " && !window.demo.loading",
             timeout=15_000,
         )
         phase = "after"
@@ -182,6 +157,37 @@ def test_demo_page_in_chromium(server: ServerProcess, browser: Any, tmp_path: Pa
             f"window.demo.lastBar('0/price')?.time === {bulk[-1]['time']}", timeout=5_000
         )
         assert page.evaluate("window.demo.series.get('0/price').api.data().length") == BARS + 152
+        assert "price: 3,152 of 3,152 loaded" in page.locator("#info").inner_text()
+
+        # The timeframe switcher: 5-minute bars aggregated by the server, live, then back.
+        page.get_by_role("button", name="5m", exact=True).click()
+        page.wait_for_function(
+            "window.demo.resolution === '5' && !window.demo.loading && [...window.demo.series"
+            ".values()].every((s) => s.binding.resolution === '5' && s.binding.data.length)",
+            timeout=10_000,
+        )
+        bars = page.evaluate("window.demo.series.get('0/price').api.data()")
+        assert 500 <= len(bars) <= (BARS + 160) // 5 + 1  # the newest chunk, older ones as seen
+        assert all(bar["time"] % 300 == 0 for bar in bars)
+        assert bars[-1]["time"] == bulk[-1]["time"] - bulk[-1]["time"] % 300
+        live = END + 160 * BAR_SECONDS
+        with ChartsClient(restarted.http_url) as charts:
+            charts.update(CHART, "price", _bar(live, 131.5))
+        page.wait_for_function(
+            f"window.demo.lastBar('0/price')?.time === {live - live % 300}"
+            " && window.demo.lastBar('0/price').close === 131.5",
+            timeout=1_000,
+        )
+        assert (
+            page.get_by_role("button", name="5m", exact=True).get_attribute("aria-pressed")
+            == "true"
+        )
+        page.get_by_role("button", name="raw", exact=True).click()
+        page.wait_for_function(
+            f"window.demo.resolution === null && window.demo.lastBar('0/price')?.time === {live}"
+            " && window.demo.series.get('0/price').binding.resolution === null",
+            timeout=10_000,
+        )
 
         # Back to the newest bars, without the scroll animation, crosshair out of the way.
         page.evaluate("window.demo.chart.timeScale().scrollToPosition(3, false)")

@@ -330,3 +330,17 @@ def test_cli_issues_a_token_in_the_image(installed_image: Path, image_root: Path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", result.stdout.strip()), result.stdout
+
+
+def test_image_ships_the_browser_client(installed_image: Path, image_root: Path) -> None:
+    """The wheel carries the built browser client that ``/client/charts-client.js`` serves."""
+    from lightweight_charts_pro_backend.client_js.routes import MODULE_DIR
+
+    installed = list(
+        (image_root / "python").glob(
+            "lib/python3*/site-packages/lightweight_charts_pro_backend/client_js/module"
+        )
+    )
+    assert len(installed) == 1, installed
+    shipped = {path.name: path.read_bytes() for path in installed[0].glob("*.js")}
+    assert shipped == {path.name: path.read_bytes() for path in MODULE_DIR.glob("*.js")}

@@ -1,7 +1,9 @@
-// The demo page: one chart of the service drawn with Lightweight Charts, kept live over the
-// chart's WebSocket, with the chart's markers (createSeriesMarkers) and trend lines (a two-point
-// line series each). Opened as /demo?chart=<id> (default "demo"); add &token=<jwt> when the
-// server runs with ENABLE_AUTH.
+// The demo page: one chart of the service drawn with Lightweight Charts, each series bound to
+// the backend by the browser client (/client/charts-client.js), with the chart's markers
+// (createSeriesMarkers) and trend lines (a two-point line series each), at the stored points or
+// bars of a timeframe aggregated by the server. Opened as /demo?chart=<id> (default "demo");
+// add &resolution=<5, 60, 1D...> to start at a timeframe, &token=<jwt> when the server runs
+// with ENABLE_AUTH.
 import {
   AreaSeries,
   BarSeries,
@@ -12,6 +14,7 @@ import {
   HistogramSeries,
   LineSeries,
 } from "lightweight-charts";
+import { bindSeries, ChartsClient } from "/client/charts-client.js";
 
 const SERIES_TYPES = {
   area: AreaSeries,
@@ -21,21 +24,33 @@ const SERIES_TYPES = {
   histogram: HistogramSeries,
   line: LineSeries,
 };
-const HISTORY_COUNT = 1000;
-// Older bars are asked for when fewer than this many are left of the visible range.
-const HISTORY_MARGIN = 50;
-const MAX_RECONNECT_DELAY_MS = 2000;
-const BULK_UPSERT = 100;
+const CHUNK_SIZE = 500;
+// The switcher's timeframes: label and TradingView resolution (null: the stored points).
+const TIMEFRAMES = [
+  ["raw", null],
+  ["1m", "1"],
+  ["5m", "5"],
+  ["15m", "15"],
+  ["1h", "60"],
+  ["4h", "240"],
+  ["1D", "1D"],
+  ["1W", "1W"],
+];
+const STATUS = { connecting: "connecting", connected: "live", reconnecting: "reconnecting", closed: "closed" };
 
 const params = new URLSearchParams(location.search);
 const chartId = params.get("chart") || "demo";
-const token = params.get("token");
+const token = params.get("token") ?? undefined;
+let resolution = params.get("resolution") || null;
 
 const statusEl = document.getElementById("status");
 const infoEl = document.getElementById("info");
+const legendEl = document.getElementById("legend");
 document.getElementById("title").textContent = chartId;
 document.title = `${chartId} - Lightweight Charts Pro Backend`;
 
+const client = new ChartsClient({ token });
+const socket = client.socket(chartId);
 const chart = createChart(document.getElementById("chart"), {
   autoSize: true,
   layout: { background: { color: "#131722" }, textColor: "#d1d4dc", panes: { separatorColor: "#2a2e39" } },
@@ -43,28 +58,38 @@ const chart = createChart(document.getElementById("chart"), {
   timeScale: { timeVisible: true, secondsVisible: false },
 });
 
-// "<paneId>/<seriesId>" -> {api, type, paneId, seriesId, data (ascending), hasMoreBefore, loading, totalCount}
+// "<paneId>/<seriesId>" -> {api, binding, type, paneId, seriesId}
 const series = new Map();
-const state = { version: null, awaitingSnapshot: false, socket: null, attempts: 0, status: "connecting" };
+const state = { status: "connecting" };
 const stats = { historyRequests: 0, historyResponses: 0, updates: 0, snapshots: 0, connects: 0, resyncs: 0 };
-let nextRequestId = 1;
 // "<paneId>/<seriesId>" -> {api, plugin}: the markers drawn on each series.
 const markerPlugins = new Map();
 // annotationId -> the line series drawing that trend line.
 const trendLines = new Map();
 const drawings = { markers: 0, trendLines: 0, loads: 0, updates: 0 };
-let drawingsTimer = null;
 
 window.demo = {
   chart,
+  client,
   series,
   state,
   stats,
   drawings,
   markerPlugins,
   trendLines,
+  get version() {
+    return socket.version;
+  },
+  get resolution() {
+    return resolution;
+  },
+  setResolution,
+  /** Whether a series' newest chunk is still loading. */
+  get loading() {
+    return [...series.values()].some((entry) => entry.binding.loading);
+  },
   lastBar: (key) => series.get(key)?.api.data().at(-1) ?? null,
-  firstTime: (key) => series.get(key)?.data[0]?.time ?? null,
+  firstTime: (key) => series.get(key)?.binding.data[0]?.time ?? null,
 };
 
 function setStatus(status, detail = "") {
@@ -73,29 +98,51 @@ function setStatus(status, detail = "") {
   statusEl.textContent = detail ? `${status}: ${detail}` : status;
 }
 
-function showInfo() {
-  const parts = [];
-  for (const s of series.values()) {
-    parts.push(`${s.seriesId}: ${s.data.length.toLocaleString()} of ${s.totalCount.toLocaleString()} loaded`);
+function showInfo(message) {
+  if (message !== undefined) {
+    infoEl.textContent = message;
+    return;
   }
-  infoEl.textContent = `${parts.join(" · ")} · version ${state.version ?? "-"}`;
+  const parts = [...series.values()].map(
+    ({ seriesId, binding }) =>
+      `${seriesId}: ${binding.data.length.toLocaleString()} of ${binding.totalCount.toLocaleString()} loaded`,
+  );
+  infoEl.textContent = `${parts.join(" · ")} · version ${socket.version ?? "-"}`;
 }
 
-function getJson(path) {
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
-  return fetch(path, { headers }).then((response) => {
-    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
-    return response.json();
-  });
+const number = (value) =>
+  typeof value === "number" ? value.toLocaleString(undefined, { maximumFractionDigits: 8 }) : "-";
+
+// The legend: the bar under the crosshair, else the last one, of every series.
+function showLegend(param) {
+  const parts = [];
+  for (const { api, seriesId } of series.values()) {
+    const bar = param?.seriesData?.get(api) ?? api.data().at(-1);
+    if (!bar) continue;
+    if ("open" in bar) {
+      const up = bar.close >= bar.open;
+      parts.push(
+        `<b>${seriesId}</b> O <span>${number(bar.open)}</span> H <span>${number(bar.high)}</span>` +
+          ` L <span>${number(bar.low)}</span> C <span class="${up ? "up" : "down"}">${number(bar.close)}</span>`,
+      );
+    } else if ("value" in bar) {
+      parts.push(`<b>${seriesId}</b> <span>${number(bar.value)}</span>`);
+    }
+  }
+  legendEl.innerHTML = parts.join(" &nbsp; ");
 }
+chart.subscribeCrosshairMove(showLegend);
 
 // Markers and trend lines as the server has them now; redrawn whole after any change.
 async function loadDrawings() {
-  const base = `/api/charts/${encodeURIComponent(chartId)}`;
   let markerCount = 0;
   for (const [key, entry] of series) {
-    const path = `${base}/markers/${entry.paneId}/${encodeURIComponent(entry.seriesId)}`;
-    const { markers } = await getJson(path);
+    const { markers } = await client.getMarkers(
+      chartId,
+      entry.paneId,
+      entry.seriesId,
+      resolution === null ? {} : { resolution },
+    );
     let drawn = markerPlugins.get(key);
     if (!drawn || drawn.api !== entry.api) {
       drawn = { api: entry.api, plugin: createSeriesMarkers(entry.api, []) };
@@ -104,18 +151,19 @@ async function loadDrawings() {
     drawn.plugin.setMarkers(markers);
     markerCount += markers.length;
   }
-  const { annotations } = await getJson(`${base}/annotations`);
+  const { annotations } = await client.listAnnotations(chartId);
   const seen = new Set();
   for (const annotation of annotations) {
     if (annotation.kind !== "trend_line") continue;
     seen.add(annotation.annotationId);
     let line = trendLines.get(annotation.annotationId);
     if (!line) {
+      const style = annotation.style;
       line = chart.addSeries(
         LineSeries,
         {
-          color: annotation.style.color || "#f7c948",
-          lineWidth: annotation.style.lineWidth || 2,
+          color: style.color || "#f7c948",
+          lineWidth: style.lineWidth || 2,
           priceLineVisible: false,
           lastValueVisible: false,
           crosshairMarkerVisible: false,
@@ -138,249 +186,136 @@ async function loadDrawings() {
   drawings.loads += 1;
 }
 
+let drawingsTimer = null;
 function scheduleDrawings() {
   clearTimeout(drawingsTimer);
-  drawingsTimer = setTimeout(() => {
-    loadDrawings().catch((error) => {
-      infoEl.textContent = `drawings: ${error.message}`;
-    });
-  }, 50);
+  drawingsTimer = setTimeout(() => loadDrawings().catch((error) => showInfo(`drawings: ${error.message}`)), 50);
 }
 
-function send(message) {
-  if (state.socket?.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
-}
-
-function requestSnapshot() {
-  state.awaitingSnapshot = true;
-  send({ type: "get_initial_data" });
-}
-
-function applySnapshot(message) {
-  const seen = new Set();
-  for (const [paneKey, paneSeries] of Object.entries(message.panes || {})) {
-    const paneId = Number(paneKey);
-    for (const [seriesId, s] of Object.entries(paneSeries)) {
-      const key = `${paneId}/${seriesId}`;
-      seen.add(key);
-      const definition = SERIES_TYPES[s.seriesType];
-      if (!definition) continue; // custom series need a plugin to draw
-      let entry = series.get(key);
-      if (entry && entry.type !== s.seriesType) {
-        chart.removeSeries(entry.api);
-        entry = undefined;
-      }
-      if (!entry) {
-        const options = { ...(s.options || {}) };
-        if (s.seriesType === "histogram" && paneId > 0) options.priceFormat ??= { type: "volume" };
-        entry = { api: chart.addSeries(definition, options, paneId), type: s.seriesType, paneId, seriesId };
-        series.set(key, entry);
-      }
-      entry.data = s.data;
-      entry.hasMoreBefore = Boolean(s.hasMoreBefore);
-      entry.totalCount = s.totalCount ?? s.data.length;
-      entry.loading = false;
-      entry.api.setData(entry.data);
-    }
-  }
-  for (const [key, entry] of series) {
-    if (!seen.has(key)) {
-      chart.removeSeries(entry.api);
-      series.delete(key);
-    }
-  }
-  const panes = chart.panes();
-  if (panes.length > 1) panes[0].setStretchFactor(3);
-  state.version = message.version;
-  state.awaitingSnapshot = false;
-  stats.snapshots += 1;
-  showInfo();
-  scheduleDrawings();
-}
-
-// Index of the first point whose time is >= time (binary search; data is ascending).
-function lowerBound(data, time) {
-  let lo = 0;
-  let hi = data.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (data[mid].time < time) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-// Merges ascending points into ascending data; a point replaces the one at its time.
-function merged(data, points) {
-  const out = [];
-  let i = 0;
-  for (const point of points) {
-    while (i < data.length && data[i].time < point.time) out.push(data[i++]);
-    if (i < data.length && data[i].time === point.time) i++;
-    out.push(point);
-  }
-  while (i < data.length) out.push(data[i++]);
-  return out;
-}
-
-function applyUpsert(entry, points) {
-  if (points.length > BULK_UPSERT) {
-    // A bulk write (a file loaded, a series seeded): one redraw instead of one per point.
-    const first = entry.data[0]?.time ?? -Infinity;
-    const before = entry.data.length;
-    entry.data = merged(entry.data, points.filter((p) => p.time >= first));
-    entry.totalCount += entry.data.length - before;
-    entry.api.setData(entry.data);
-    return;
-  }
-  let rewrite = false;
-  for (const point of points) {
-    const last = entry.data.at(-1);
-    if (!last || point.time >= last.time) {
-      if (last && point.time === last.time) entry.data[entry.data.length - 1] = point;
-      else {
-        entry.data.push(point);
-        entry.totalCount += 1;
-      }
-      entry.api.update(point);
-      continue;
-    }
-    // A correction of an older bar: the library only updates the last one, so redraw.
-    if (point.time < entry.data[0].time) continue; // not loaded yet; history will bring it
-    const at = lowerBound(entry.data, point.time);
-    if (entry.data[at]?.time === point.time) entry.data[at] = point;
-    else {
-      entry.data.splice(at, 0, point);
-      entry.totalCount += 1;
-    }
-    rewrite = true;
-  }
-  if (rewrite) entry.api.setData(entry.data);
-}
-
-function onUpdate(message) {
-  if (state.awaitingSnapshot || state.version === null) return; // the snapshot will contain it
-  if (message.version <= state.version) return;
-  if (message.version > state.version + 1) {
-    send({ type: "resume", sinceVersion: state.version });
-    return;
-  }
-  state.version = message.version;
-  stats.updates += 1;
-  const entry = series.get(`${message.paneId}/${message.seriesId}`);
-  if (message.op === "upsert" && entry && message.data) applyUpsert(entry, message.data);
-  else if (message.op === "upsert" && !entry) requestSnapshot();
-  else if (message.op !== "upsert") requestSnapshot();
-  showInfo();
-}
-
-function onHistory(message) {
-  stats.historyResponses += 1;
-  const entry = series.get(`${message.paneId}/${message.seriesId}`);
-  if (entry) entry.loading = false;
-  if (message.error) {
-    infoEl.textContent = `${message.errorCode}: ${message.error}`;
-    return;
-  }
-  if (!entry) return;
-  const first = entry.data[0];
-  const older = first ? message.data.filter((p) => p.time < first.time) : message.data;
-  entry.hasMoreBefore = Boolean(message.hasMoreBefore);
-  entry.totalCount = message.totalCount;
-  if (older.length > 0) {
-    entry.data = older.concat(entry.data);
-    entry.api.setData(entry.data);
-  }
-  showInfo();
-  maybeLoadOlder(chart.timeScale().getVisibleLogicalRange());
-}
-
-function maybeLoadOlder(range) {
-  if (!range || range.from > HISTORY_MARGIN) return;
-  for (const entry of series.values()) {
-    if (!entry.hasMoreBefore || entry.loading || entry.data.length === 0) continue;
-    entry.loading = true;
-    stats.historyRequests += 1;
-    send({
-      type: "request_history",
-      paneId: entry.paneId,
-      seriesId: entry.seriesId,
-      beforeTime: entry.data[0].time,
-      count: HISTORY_COUNT,
-      requestId: nextRequestId++,
-    });
-  }
-}
-
-chart.timeScale().subscribeVisibleLogicalRangeChange(maybeLoadOlder);
-
-function onMessage(event) {
-  const message = JSON.parse(event.data);
-  switch (message.type) {
-    case "connected":
-      state.attempts = 0;
-      stats.connects += 1;
-      setStatus("live");
-      if (state.version === null) requestSnapshot();
-      else send({ type: "resume", sinceVersion: state.version });
-      break;
-    case "ping":
-      send({ type: "pong" });
-      break;
-    case "initial_data_response":
-      applySnapshot(message);
-      break;
-    case "data_update":
-      onUpdate(message);
-      break;
-    case "history_response":
-      onHistory(message);
-      break;
-    case "annotation_update":
-      drawings.updates += 1;
-      scheduleDrawings();
-      break;
-    case "resumed":
-      state.version = message.version;
-      showInfo();
-      break;
-    case "resync_required":
-      stats.resyncs += 1;
-      requestSnapshot();
-      break;
-    case "error":
-      if (message.errorCode === "CHART_NOT_FOUND" && state.awaitingSnapshot) {
-        // Nothing to draw (yet, or any more); the chart's first data arrives as updates.
-        for (const entry of series.values()) chart.removeSeries(entry.api);
-        series.clear();
-        state.awaitingSnapshot = false;
-        state.version = 0;
-        setStatus("live", "chart not found yet");
-      } else {
-        for (const entry of series.values()) entry.loading = false;
-        infoEl.textContent = `${message.errorCode}: ${message.error}`;
-      }
-      break;
-    default:
-      break;
-  }
-}
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/charts/${encodeURIComponent(chartId)}${query}`);
-  state.socket = socket;
-  socket.addEventListener("message", onMessage);
-  socket.addEventListener("close", (event) => {
-    if (state.socket !== socket) return;
-    for (const entry of series.values()) entry.loading = false;
-    state.attempts += 1;
-    const delay = Math.min(250 * 2 ** (state.attempts - 1), MAX_RECONNECT_DELAY_MS);
-    setStatus("reconnecting", event.reason || `retry in ${(delay / 1000).toFixed(1)} s`);
-    setTimeout(connect, delay);
+function addSeries(paneId, seriesId, description) {
+  const key = `${paneId}/${seriesId}`;
+  const options = { ...(description.options || {}) };
+  if (description.seriesType === "histogram" && paneId > 0) options.priceFormat ??= { type: "volume" };
+  const api = chart.addSeries(SERIES_TYPES[description.seriesType], options, paneId);
+  const binding = bindSeries(chart, api, { client, chartId, paneId, seriesId, resolution, chunkSize: CHUNK_SIZE });
+  binding.on("loaded", () => {
+    stats.snapshots += 1;
+    showInfo();
+    showLegend();
+    scheduleDrawings();
   });
+  binding.on("historyRequested", () => (stats.historyRequests += 1));
+  binding.on("prepended", () => {
+    stats.historyResponses += 1;
+    showInfo();
+  });
+  binding.on("updated", () => {
+    showInfo();
+    showLegend();
+  });
+  binding.on("error", (error) => showInfo(`${error.errorCode ?? error.name}: ${error.detail ?? error.message}`));
+  series.set(key, { api, binding, type: description.seriesType, paneId, seriesId });
 }
+
+// Every series at `next` (bars aggregated by the server; null: the stored points).
+async function setResolution(next) {
+  resolution = next;
+  showTimeframes();
+  const switches = [...series.values()].map(({ binding }) => binding.setResolution(next));
+  for (const outcome of await Promise.allSettled(switches)) {
+    if (outcome.status === "rejected") showInfo(`${outcome.reason.errorCode}: ${outcome.reason.detail}`);
+  }
+  scheduleDrawings(); // markers sit on their bars' times
+}
+
+function showTimeframes() {
+  const buttons = TIMEFRAMES.map(([label, value]) => {
+    const button = document.createElement("button");
+    button.textContent = label;
+    button.setAttribute("aria-pressed", String(value === resolution));
+    button.addEventListener("click", () => setResolution(value));
+    return button;
+  });
+  document.getElementById("timeframes").replaceChildren(...buttons);
+}
+
+function removeSeries(key) {
+  const entry = series.get(key);
+  entry.binding.dispose();
+  chart.removeSeries(entry.api);
+  series.delete(key);
+}
+
+// Which series the chart has, and of which type: each is then kept current by its binding.
+let discovering = null;
+let discoverAgain = false;
+function discover() {
+  if (discovering) {
+    discoverAgain = true;
+    return discovering;
+  }
+  discovering = (async () => {
+    do {
+      discoverAgain = false;
+      let panes = {};
+      try {
+        panes = (await client.getChart(chartId)).panes;
+      } catch (error) {
+        if (error.errorCode !== "CHART_NOT_FOUND") {
+          showInfo(`${error.errorCode ?? error.name}: ${error.detail ?? error.message}`);
+          continue;
+        }
+        showInfo("chart not found yet");
+      }
+      const seen = new Set();
+      for (const [paneKey, paneSeries] of Object.entries(panes)) {
+        const paneId = Number(paneKey);
+        for (const [seriesId, description] of Object.entries(paneSeries)) {
+          if (!SERIES_TYPES[description.seriesType]) continue; // custom series need a plugin to draw
+          const key = `${paneId}/${seriesId}`;
+          seen.add(key);
+          if (series.get(key)?.type === description.seriesType) continue;
+          if (series.has(key)) removeSeries(key);
+          addSeries(paneId, seriesId, description);
+        }
+      }
+      for (const key of [...series.keys()]) if (!seen.has(key)) removeSeries(key);
+      for (const [key, drawn] of markerPlugins) if (series.get(key)?.api !== drawn.api) markerPlugins.delete(key);
+      const panesNow = chart.panes();
+      if (panesNow.length > 1) panesNow[0].setStretchFactor(3);
+    } while (discoverAgain);
+    discovering = null;
+  })();
+  return discovering;
+}
+
+socket.on("state", ({ state: next, delayMs, reason }) => {
+  if (next === "reconnecting") {
+    setStatus("reconnecting", delayMs === undefined ? reason : `retry in ${(delayMs / 1000).toFixed(1)} s`);
+  } else {
+    setStatus(STATUS[next] ?? next);
+  }
+});
+socket.on("connected", () => {
+  stats.connects += 1;
+  // On each connection: the series may have changed while the page could not hear of it, and
+  // annotation updates are not replayed.
+  discover().then(() => stats.connects > 1 && scheduleDrawings());
+});
+socket.on("resync", () => (stats.resyncs += 1));
+socket.on("annotation", () => {
+  drawings.updates += 1;
+  scheduleDrawings();
+});
+socket.on("annotationResync", scheduleDrawings);
+socket.on("update", (update) => {
+  stats.updates += 1;
+  const key = `${update.paneId}/${update.seriesId}`;
+  // A series created, replaced (perhaps by another type) or deleted, or the chart deleted: the
+  // bindings reload their data; which series there are is looked at again here.
+  if (update.op === "upsert" ? !series.has(key) : update.op !== "options") discover();
+  showInfo();
+});
 
 setStatus("connecting");
-connect();
+showTimeframes();

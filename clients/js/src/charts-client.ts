@@ -1,0 +1,29 @@
+/**
+ * The browser client of Lightweight Charts Pro Backend.
+ *
+ * ```ts
+ * import { ChartsClient, bindSeries } from "/client/charts-client.js";
+ * ```
+ */
+export { bindSeries, SeriesBinding, type BindSeriesOptions, type SeriesBindingEvents } from "./bind.js";
+export { DEFAULT_RECONNECT, reconnectDelay, type ReconnectOptions } from "./backoff.js";
+export {
+  ChartsClient,
+  type ChartsClientOptions,
+  type HistoryOptions,
+  type ReadOptions,
+  type SeriesWrite,
+  type SocketLease,
+} from "./client.js";
+export { Emitter, type Listener } from "./emitter.js";
+export { ChartsConnectionError, ChartsError } from "./errors.js";
+export type { TokenSource } from "./http.js";
+export { lowerBound, mergePoints } from "./points.js";
+export type * from "./protocol.js";
+export {
+  ChartSocket,
+  type ChartSocketEvents,
+  type ConnectionState,
+  type StateChange,
+  type WebSocketConstructor,
+} from "./socket.js";

@@ -1,0 +1,220 @@
+import { DEFAULT_RECONNECT } from "./backoff.js";
+import { Http } from "./http.js";
+import { ChartSocket } from "./socket.js";
+import { VersionTokens } from "./versions.js";
+/** The service's REST API and chart sockets.
+ *
+ * ```ts
+ * const client = new ChartsClient({ baseUrl: "https://charts.example.com", token: jwt });
+ * await client.createChart("btc");
+ * await client.setSeries("btc", "price", { seriesType: "candlestick", data: candles });
+ * await client.upsert("btc", "price", [{ time: 1700000060, open: 1, high: 2, low: 1, close: 2 }]);
+ * const chunk = await client.history("btc", 0, "price", { beforeTime: 1700000000, count: 500 });
+ * ```
+ *
+ * Reads of a chart carry the version of this client's last write to it as `min_version`, so
+ * they see that write whichever worker or replica serves them. Refusals reject with
+ * `ChartsError` (`status`, `errorCode`, `requestId`), an unreachable service with
+ * `ChartsConnectionError`.
+ */
+export class ChartsClient {
+    baseUrl;
+    #http;
+    #versions = new VersionTokens();
+    #token;
+    #apiKey;
+    #WebSocket;
+    #reconnect;
+    #heartbeatMs;
+    #sockets = new Map();
+    constructor(options = {}) {
+        const origin = globalThis.location?.origin;
+        const baseUrl = options.baseUrl ?? origin;
+        if (baseUrl === undefined)
+            throw new TypeError("ChartsClient needs a baseUrl outside a page.");
+        this.baseUrl = baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`;
+        const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+        this.#token = options.token;
+        this.#apiKey = options.apiKey;
+        this.#http = new Http(this.baseUrl, fetchImpl, options.token, options.apiKey, options.apiKeyHeader ?? "X-API-Key", options.headers ?? {});
+        this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+        this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
+        this.#heartbeatMs = options.heartbeatMs ?? 20_000;
+    }
+    /** The version of this client's newest write to the chart (sent as `min_version`). */
+    versionOf(chartId) {
+        return this.#versions.get(chartId);
+    }
+    // ------------------------------------------------------------------ REST
+    /** The charts the caller may see. */
+    async listCharts(options = {}) {
+        return this.#read({ method: "GET", path: "api/charts", signal: options.signal });
+    }
+    /** Create the chart (idempotent: an existing chart is returned as it is). */
+    async createChart(chartId, options) {
+        const { body, response } = await this.#http.request({
+            method: "POST",
+            path: chartPath(chartId),
+            body: options ?? {},
+        });
+        // A new chart's versions start again; an existing one's only grow.
+        if (response.status === 201)
+            this.#versions.reset(chartId, body.version);
+        else
+            this.#versions.note(chartId, body.version);
+        return body;
+    }
+    /** The chart with every series; large series come as their newest chunk. */
+    async getChart(chartId, options = {}) {
+        return this.#read({ method: "GET", path: chartPath(chartId), signal: options.signal }, chartId);
+    }
+    async deleteChart(chartId) {
+        const written = await this.#write(chartId, { method: "DELETE", path: chartPath(chartId) });
+        this.#versions.reset(chartId);
+        return written;
+    }
+    /** Replace the series (create it, or change its type, data and options). */
+    async setSeries(chartId, seriesId, series) {
+        const body = { paneId: 0, ...series };
+        return this.#write(chartId, { method: "POST", path: `${chartPath(chartId)}/data/${segment(seriesId)}`, body });
+    }
+    /** Add or replace points by time: new bars, the live bar, corrections of older bars. */
+    async upsert(chartId, seriesId, points, options = {}) {
+        const data = Array.isArray(points) ? points : [points];
+        return this.#write(chartId, {
+            method: "PATCH",
+            path: `${chartPath(chartId)}/data/${segment(seriesId)}`,
+            body: { paneId: options.paneId ?? 0, data },
+        });
+    }
+    /** One series; a large one comes as its newest chunk (`chunked`, `hasMoreBefore`). */
+    async getSeries(chartId, paneId, seriesId, options = {}) {
+        return this.#read({
+            method: "GET",
+            path: `${chartPath(chartId)}/data/${paneId}/${segment(seriesId)}`,
+            query: { resolution: options.resolution },
+            signal: options.signal,
+        }, chartId);
+    }
+    async deleteSeries(chartId, paneId, seriesId) {
+        return this.#write(chartId, { method: "DELETE", path: `${chartPath(chartId)}/data/${paneId}/${segment(seriesId)}` });
+    }
+    /** A chunk of `count` points before `beforeTime` or after `afterTime` (the newest without
+     * either), ascending. */
+    async history(chartId, paneId, seriesId, options = {}) {
+        const query = {
+            before_time: options.beforeTime,
+            after_time: options.afterTime,
+            count: options.count,
+            resolution: options.resolution,
+        };
+        return this.#read({
+            method: "GET",
+            path: `${chartPath(chartId)}/history/${paneId}/${segment(seriesId)}`,
+            query,
+            signal: options.signal,
+        }, chartId);
+    }
+    /** The annotations the caller may see whose anchors' time span overlaps `[from, to)`. */
+    async listAnnotations(chartId, options = {}) {
+        const query = { from: options.from, to: options.to, pane_id: options.paneId, series_id: options.seriesId };
+        return this.#read({ method: "GET", path: `${chartPath(chartId)}/annotations`, query, signal: options.signal });
+    }
+    async createAnnotation(chartId, draft) {
+        const request = { method: "POST", path: `${chartPath(chartId)}/annotations`, body: draft };
+        return (await this.#http.request(request)).body;
+    }
+    /** Change the fields given; `version` is the one read (a stale one is refused with 409
+     * `ANNOTATION_CONFLICT`). */
+    async updateAnnotation(chartId, annotationId, changes) {
+        const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+        return (await this.#http.request({ method: "PATCH", path, body: changes })).body;
+    }
+    async deleteAnnotation(chartId, annotationId, options = {}) {
+        const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+        await this.#http.request({ method: "DELETE", path, query: { version: options.version } });
+    }
+    /** The series' markers, ready for `createSeriesMarkers`; with `resolution`, at bar starts. */
+    async getMarkers(chartId, paneId, seriesId, options = {}) {
+        const query = { from: options.from, to: options.to, resolution: options.resolution };
+        const path = `${chartPath(chartId)}/markers/${paneId}/${segment(seriesId)}`;
+        return this.#read({ method: "GET", path, query, signal: options.signal });
+    }
+    async #read(request, chartId) {
+        const minVersion = chartId === undefined ? undefined : this.#versions.get(chartId);
+        if (minVersion !== undefined)
+            request = { ...request, query: { ...request.query, min_version: minVersion } };
+        return (await this.#http.request(request)).body;
+    }
+    async #write(chartId, request) {
+        const { body, response } = await this.#http.request(request);
+        const header = response.headers.get("X-Chart-Version");
+        const version = body?.version ?? (header === null ? undefined : Number(header));
+        this.#versions.note(chartId, version);
+        return (body ?? { version });
+    }
+    // ------------------------------------------------------------------ WebSocket
+    /** The chart's socket, shared by everything of this client that follows the chart; opened
+     * now and kept until `close()` (use `lease` to let it close when no longer used). */
+    socket(chartId) {
+        return this.#acquire(chartId).socket;
+    }
+    /** The chart's shared socket for as long as the lease is held. */
+    lease(chartId) {
+        const entry = this.#acquire(chartId);
+        let held = true;
+        return {
+            socket: entry.socket,
+            release: () => {
+                if (!held)
+                    return;
+                held = false;
+                entry.leases -= 1;
+                if (entry.leases === 0 && this.#sockets.get(chartId) === entry) {
+                    this.#sockets.delete(chartId);
+                    entry.socket.close("no longer used");
+                }
+            },
+        };
+    }
+    /** Close every socket. */
+    close() {
+        for (const { socket } of this.#sockets.values())
+            socket.close();
+        this.#sockets.clear();
+    }
+    #acquire(chartId) {
+        let entry = this.#sockets.get(chartId);
+        if (entry === undefined || entry.socket.state === "closed") {
+            entry = { socket: this.#newSocket(chartId), leases: 0 };
+            this.#sockets.set(chartId, entry);
+            entry.socket.connect();
+        }
+        entry.leases += 1;
+        return entry;
+    }
+    #newSocket(chartId) {
+        const WebSocketImpl = this.#WebSocket;
+        if (WebSocketImpl === undefined) {
+            throw new TypeError("No WebSocket here: pass ChartsClient({ WebSocket }) (Node 20: --experimental-websocket).");
+        }
+        return new ChartSocket(chartId, {
+            endpoint: async (id) => {
+                const url = new URL(`ws/charts/${segment(id)}`, this.baseUrl);
+                url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+                const token = (await this.#http.bearer()) ?? (this.#token === undefined ? this.#apiKey : undefined);
+                return { url: url.toString(), protocols: token === undefined ? [] : ["bearer", token] };
+            },
+            WebSocket: WebSocketImpl,
+            reconnect: this.#reconnect,
+            heartbeatMs: this.#heartbeatMs,
+            minVersion: (id) => this.#versions.get(id),
+        });
+    }
+}
+function segment(id) {
+    return encodeURIComponent(id);
+}
+function chartPath(chartId) {
+    return `api/charts/${segment(chartId)}`;
+}
