@@ -1070,17 +1070,17 @@ class ChartsService:
             async with chart.lock:
                 series = chart.get_series_or_raise(pane_id, series_id)
                 points = await self._points_for_bars(series)
-        times = points.times_array()
-        lo = 0 if low is None else int(np.searchsorted(times, low))
-        hi = len(times) if high is None else int(np.searchsorted(times, high))
+        lo = 0 if low is None else points.bisect(low)
+        hi = len(points) if high is None else points.bisect(high)
         hi = max(lo, hi)
         view = RangeView(b"[]", None, False, hi - lo, low, high)
         if hi - lo <= max_points:
             view.data = points.slice_json(lo, hi)
             return view
+        first, last = points.time_at(lo), points.time_at(hi - 1)
         frames, _ = await self._frames_of(chart, series)
         columns = frames.columns
-        lo, hi = (int(i) for i in np.searchsorted(columns.times, [times[lo], times[hi - 1] + 1]))
+        lo, hi = (int(i) for i in np.searchsorted(columns.times, [first, last + 1]))
         view.downsampled = True
         if frames.kind == "ohlc":
             resolution, keys, inside = await _run(

@@ -149,6 +149,13 @@ class SeriesStore:
     def times(self) -> list[int]:
         return self._times.tolist()
 
+    def bisect(self, time: int) -> int:
+        """How many points lie before ``time``."""
+        return self._times.bisect_left(time)
+
+    def time_at(self, index: int) -> int:
+        return self._times[index]
+
     def times_array(self) -> npt.NDArray[np.int64]:
         return self._times.absolute()
 

@@ -503,6 +503,7 @@ class Blocks:
     point."""
 
     size: int
+    filled: Int64s
     first: Int64s
     last: Int64s
     low: Floats
@@ -534,6 +535,7 @@ def blocks_of(columns: Columns, size: int = BLOCK) -> Blocks:
     high = safe[np.arange(count), high_at]
     return Blocks(
         size,
+        np.add.reduceat((~np.isnan(padded)).astype(np.int64), starts) if count else starts,
         first,
         last,
         np.where(empty, np.nan, low),
@@ -552,23 +554,27 @@ def extremes(
     the highest). With ``blocks``, stretches of whole blocks are read from their summaries
     (the partial blocks at both ends of the range are stretches of their own)."""
     values = columns.values[0, lo:hi]
-    filled = np.flatnonzero(~np.isnan(values))
-    if len(filled) <= max_points:
-        return filled + lo
-    if max_points < 4:  # room for the extremes only
-        v = values[filled]
-        return np.unique(filled[[int(np.argmin(v)), int(np.argmax(v))]]) + lo
     if blocks is not None and max_points >= 12:
         size = blocks.size
         inner_lo, inner_hi = -(-lo // size), hi // size
         stretches = (max_points - 8) // 4
-        if inner_hi - inner_lo >= 2 * stretches:
+        edges = np.count_nonzero(~np.isnan(columns.values[0, lo : min(hi, inner_lo * size)]))
+        if inner_hi >= inner_lo:  # else the range lies within one block, counted above
+            edges += np.count_nonzero(~np.isnan(columns.values[0, inner_hi * size : hi]))
+        count = int(blocks.filled[inner_lo:inner_hi].sum()) + int(edges)
+        if inner_hi - inner_lo >= 2 * stretches and count > max_points:
             picked = [
                 _direct(columns, lo, inner_lo * size, 1),
                 _from_blocks(blocks, inner_lo, inner_hi, stretches),
                 _direct(columns, inner_hi * size, hi, 1),
             ]
             return np.unique(np.concatenate(picked))
+    filled = np.flatnonzero(~np.isnan(values))
+    if len(filled) <= max_points:
+        return filled + lo
+    if max_points < 4:  # room for the extremes only
+        v = values[filled]
+        return np.unique(filled[[int(np.argmin(v)), int(np.argmax(v))]]) + lo
     return _direct(columns, lo, hi, max_points // 4)
 
 
