@@ -41,7 +41,9 @@ workers = int(
     os.environ.get("WEB_CONCURRENCY") or (2 * multiprocessing.cpu_count() + 1 if _shared else 1)
 )
 worker_class = "uvicorn_worker.UvicornWorker"
-timeout = 30
+# A worker warms its cache before it serves (CACHE_WARMUP_SECONDS) and cannot report to the
+# master meanwhile: the timeout leaves it room.
+timeout = max(30, int(_settings.cache_warmup_seconds) + 20)
 graceful_timeout = 30
 keepalive = 5
 # Workers are not recycled unless asked: a recycled worker starts with an empty cache and warms

@@ -121,6 +121,15 @@ class Gunicorn:
             time.sleep(0.2)
         raise BenchError(f"{self.name} did not become ready: {self.log_tail()}")
 
+    def wait_warm(self, timeout: float = 180.0) -> None:
+        """Until every worker has logged the series it loaded before serving."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_tail(10**9).count("recently used series before serving") >= self.workers:
+                return
+            time.sleep(0.5)
+        raise BenchError(f"{self.name}: the workers did not warm up: {self.log_tail()}")
+
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         return [child.pid for child in self.proc.children()]
@@ -162,6 +171,8 @@ def topology_env(database_url: str, redis_url: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "CORS_ORIGINS": "https://charts.example.com",
         "SERIES_CACHE_MB": "1024",
+        # Workers load the series before they serve (gunicorn.conf.py gives them the time).
+        "CACHE_WARMUP_SECONDS": "120",
     }
 
 
@@ -295,6 +306,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
         figures["ingest_candles_per_s"] = args.candles / ingest.seconds
         log(f"ingest through topology-2: {args.candles:,} candles in {ingest.seconds:.2f} s")
+        # Started again, as after a deployment: each worker loads the series before it serves.
+        for old in (one, two):
+            old.stop()
+        two = Gunicorn("topology-2", 2, env).start()
+        stack.callback(two.stop)
+        one = Gunicorn("topology-1", 1, env).start()
+        stack.callback(one.stop)
+        for server in (one, two):
+            server.wait_warm()
         for path in paths:
             reference = expect(http_request(development.port, "GET", path), 200, path).body
             for server in (one, two):

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     event_bus_heartbeat_seconds: float = Field(default=1.0, gt=0, le=60)
     # With several workers sharing a database: how long a new worker may spend loading the most
     # recently used series before it takes requests (the others serve meanwhile); 0: none.
-    cache_warmup_seconds: float = Field(default=30, ge=0, le=600)
+    cache_warmup_seconds: float = Field(default=10, ge=0, le=600)
 
     # Database
     database_url: str = "sqlite+aiosqlite:///./charts.db"
