@@ -54,6 +54,8 @@ from .realtime.signals import close_sockets_on_signal
 from .saveload import endpoints as saveload_api
 from .saveload.service import SaveLoadService
 from .saveload.store import LayoutsRepository, LayoutStore, MemoryLayouts
+from .udf import routes as udf_api
+from .udf.service import UdfService
 
 logger = logging.getLogger(__name__)
 #: Pauses between attempts to reach the database at startup.
@@ -246,6 +248,7 @@ def build_app(
             app.state.saveload = SaveLoadService(
                 layouts, max_layout_bytes=settings.max_layout_bytes
             )
+            app.state.udf = UdfService(charts)
             app.state.hub = hub
             keystore: KeyStore
             if database is not None:
@@ -328,6 +331,7 @@ def build_app(
     app.include_router(annotations_api.router)
     app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
+    app.include_router(udf_api.router, prefix=settings.udf_path)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
     if metrics.enabled:
@@ -342,7 +346,12 @@ def build_app(
     gate = None
     if limiter is not None:
         exempt = frozenset({settings.metrics_path})
-        gate = RateLimitGate(limiter, exempt, refusal=with_cors(refuse, settings))
+        gate = RateLimitGate(
+            limiter,
+            exempt,
+            refusal=with_cors(refuse, settings),
+            udf_path=settings.udf_path,
+        )
     app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics, rate_limits=gate)
     return app
 

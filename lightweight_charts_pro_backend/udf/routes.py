@@ -1,0 +1,161 @@
+"""UDF routes, mounted at ``UDF_PATH``: ``/config``, ``/symbols``, ``/search``, ``/history``,
+``/time``.
+
+The stock adapter parses every answer as JSON whatever its status, and reads only ``s`` and
+``errmsg`` when something is wrong; so every refusal is ``{"s": "error", "errmsg"}``: with status
+200 for what the protocol itself answers (an unknown symbol, a bad resolution or time), with its
+own status (401, 403, 503) for a credential or an outage, with ``errorCode`` and ``requestId``
+beside it. Parameters are read by hand, so that no input becomes FastAPI's 422 envelope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import QueryParams
+
+from ..api.deps import authorize
+from ..auth import READ, Principal
+from ..errors import ChartsError
+from ..request_context import EXCHANGE_KEY, Exchange, current_request_id
+from .service import UdfError, UdfService
+
+router = APIRouter(tags=["udf"])
+
+JSON: Final = "application/json"
+#: Refusals that keep their own status: the request was not the protocol's to answer.
+_HTTP_REFUSALS: Final = frozenset({401, 403, 429, 503})
+
+Answer = Callable[[UdfService, Principal, QueryParams], Awaitable[bytes]]
+
+
+def _query(name: str, description: str, type_: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": type_}} | {
+        "description": description
+    }
+
+
+_SYMBOL = _query("symbol", "A ticker (chart~pane~series), a symbol name, or EXCHANGE:NAME.")
+
+
+def get_udf(request: Request) -> UdfService:
+    udf: UdfService = request.app.state.udf
+    return udf
+
+
+async def _serve(request: Request, answer: Answer, media_type: str = JSON) -> Response:
+    try:
+        caller = await authorize(request, READ)
+        body = await answer(get_udf(request), caller, request.query_params)
+    except UdfError as exc:
+        return Response(orjson.dumps({"s": "error", "errmsg": exc.message}), media_type=JSON)
+    except ChartsError as exc:
+        if exc.status_code not in _HTTP_REFUSALS:
+            return Response(orjson.dumps({"s": "error", "errmsg": exc.detail}), media_type=JSON)
+        refusal = {
+            "s": "error",
+            "errmsg": exc.detail,
+            "errorCode": exc.error_code,
+            "requestId": current_request_id(),
+        }
+        return Response(
+            orjson.dumps(refusal), status_code=exc.status_code, media_type=JSON, headers=exc.headers
+        )
+    return Response(body, media_type=media_type)
+
+
+@router.get("/config")
+async def udf_config(request: Request) -> Response:
+    """The datafeed's configuration: resolutions, exchanges and symbol types of the caller's
+    symbols; search on, group requests and marks off."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return await udf.config(caller)
+
+    return await _serve(request, answer)
+
+
+@router.get("/symbols", openapi_extra={"parameters": [_SYMBOL]})
+async def udf_symbols(request: Request) -> Response:
+    """One symbol's info (the library's ``resolveSymbol``)."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return await udf.symbol_info(caller, query.get("symbol"))
+
+    return await _serve(request, answer)
+
+
+@router.get(
+    "/search",
+    openapi_extra={
+        "parameters": [
+            _query("query", "Text to find in names (prefix first), descriptions and tickers."),
+            _query("type", "Only symbols of this type."),
+            _query("exchange", "Only symbols of this exchange."),
+            _query("limit", "At most this many results (default 30).", "integer"),
+        ]
+    },
+)
+async def udf_search(request: Request) -> Response:
+    """Symbols matching a query, case-insensitively."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return await udf.search(
+            caller, query.get("query"), query.get("type"), query.get("exchange"), query.get("limit")
+        )
+
+    return await _serve(request, answer)
+
+
+@router.get(
+    "/history",
+    openapi_extra={
+        "parameters": [
+            _SYMBOL,
+            _query("resolution", "TradingView resolution: 30S, 1, 60, 240, 1D, 1W, 1M..."),
+            _query("from", "Unix seconds, inclusive (ignored with countback).", "integer"),
+            _query("to", "Unix seconds, exclusive.", "integer"),
+            _query("countback", "This many bars ending before to.", "integer"),
+        ]
+    },
+)
+async def udf_history(request: Request) -> Response:
+    """Bars as UDF arrays (``t``, ``o``, ``h``, ``l``, ``c``, ``v``), ``no_data`` with
+    ``nextTime`` when the window holds none."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        body, bars = await udf.history(
+            caller,
+            query.get("symbol"),
+            query.get("resolution"),
+            start=query.get("from"),
+            end=query.get("to"),
+            countback=query.get("countback"),
+        )
+        _served_history(request, bars)
+        return body
+
+    return await _serve(request, answer)
+
+
+@router.get("/time", response_class=Response)
+async def udf_time(request: Request) -> Response:
+    """The server's time, unix seconds as plain text."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return b"%d" % int(time.time())
+
+    return await _serve(request, answer, "text/plain")
+
+
+def _served_history(request: Request, bars: int) -> None:
+    """Count the bars with the REST history metrics, as the REST history routes do."""
+    exchange: Exchange | None = request.scope.get(EXCHANGE_KEY)
+    if exchange is not None:
+        exchange.points = bars
+    else:
+        request.app.state.metrics.history_served("rest", bars)

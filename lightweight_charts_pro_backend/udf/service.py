@@ -1,0 +1,264 @@
+"""The UDF datafeed over the charts service: symbols, search and history bars as UDF answers.
+
+No SQL and no HTTP here: symbols come from ``ChartsService.series_markets`` (one read of the
+series table when persistence is on, kept ``listing_seconds``), bars from
+``ChartsService.bars_window`` as numeric columns, written out as UDF's arrays by orjson.
+Answers are JSON bytes; a request the protocol refuses raises :class:`UdfError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from ..auth import Principal
+from ..charts.repository import SeriesMarket
+from ..charts.service import MAX_CHUNK, BarWindow, ChartsService
+from ..charts.timeframes import Floats
+from ..errors import ChartNotFound
+from . import symbols as symbols_
+from .symbols import Symbol, parse_ticker, symbol_of
+
+#: Bars one history answer carries at most (the newest of those asked for).
+MAX_BARS: Final = MAX_CHUNK
+#: Stored points read to guess a symbol's price scale and volume precision.
+SAMPLE_POINTS: Final = 200
+DEFAULT_SEARCH_LIMIT: Final = 30
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_INTEGRAL_BELOW: Final = 2.0**53
+
+
+class UdfError(Exception):
+    """A request the protocol answers with ``{"s": "error", "errmsg": ...}``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownSymbol(UdfError):
+    def __init__(self, symbol: str) -> None:
+        super().__init__(f"unknown_symbol: no symbol {symbol[:140]!r} is visible to this caller")
+
+
+class UdfService:
+    """Answers UDF requests from the charts service.
+
+    Example::
+
+        udf = UdfService(charts)
+        body = await udf.history(ANONYMOUS, "demo~0~candles", "60", start=None,
+                                 end=1_700_000_000, countback=300)
+
+    With persistence on, the symbol listing is read from the database at most once every
+    ``listing_seconds`` (a new symbol is found by name within that time; by ticker at once).
+    In memory mode it is read from memory on every request.
+    """
+
+    def __init__(
+        self,
+        charts: ChartsService,
+        *,
+        listing_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._charts = charts
+        self._listing_seconds = listing_seconds
+        self._clock = clock
+        self._listing: list[Symbol] = []
+        self._listed_at = -float("inf")
+        self._listing_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ symbols
+
+    async def symbols(self, caller: Principal) -> list[Symbol]:
+        """Every symbol ``caller`` may see, ordered by chart, pane and series id."""
+        return [s for s in await self._all_symbols() if caller.may_see(s.chart_id)]
+
+    async def _all_symbols(self) -> list[Symbol]:
+        if not self._charts.persistent:
+            return _symbols(await self._charts.series_markets())
+        if self._clock() - self._listed_at < self._listing_seconds:
+            return self._listing
+        async with self._listing_lock:
+            if self._clock() - self._listed_at >= self._listing_seconds:
+                self._listing = _symbols(await self._charts.series_markets())
+                self._listed_at = self._clock()
+        return self._listing
+
+    async def resolve(self, caller: Principal, text: str) -> Symbol:
+        """The symbol named by ``text``: a ticker, a name, or ``EXCHANGE:NAME``; names are
+        matched exactly first, then ignoring case, the first in listing order winning."""
+        text = text.strip()
+        if not text:
+            raise UdfError("symbol is required: a ticker such as 'demo~0~candles', or a name.")
+        found = await self._by_ticker(caller, text)
+        if found is not None:
+            return found
+        visible = await self.symbols(caller)
+        exchange, _, rest = text.rpartition(":")
+        for candidates in (
+            [s for s in visible if s.name == text],
+            [s for s in visible if s.full_name == text],
+            [s for s in visible if s.name.casefold() == text.casefold()],
+            [s for s in visible if s.full_name.casefold() == text.casefold()],
+        ):
+            if candidates:
+                return candidates[0]
+        if exchange and rest:
+            # EXCHANGE:<ticker>, as the library may write a resolved symbol back
+            found = await self._by_ticker(caller, rest)
+            if found is not None:
+                return found
+        raise UnknownSymbol(text)
+
+    async def _by_ticker(self, caller: Principal, text: str) -> Symbol | None:
+        parsed = parse_ticker(text)
+        if parsed is None:
+            return None
+        chart_id, pane_id, series_id = parsed
+        if not caller.may_see(chart_id):
+            raise UnknownSymbol(text)
+        try:
+            chart = await self._charts.get_chart_or_raise(chart_id)
+        except ChartNotFound:
+            raise UnknownSymbol(text) from None
+        series = chart.series.get((pane_id, series_id))
+        symbol = None
+        if series is not None and series.market is not None:
+            symbol = symbol_of(
+                SeriesMarket(
+                    chart_id,
+                    pane_id,
+                    series_id,
+                    series.series_type,
+                    series.aggregation,
+                    series.market.to_json(),
+                )
+            )
+        if symbol is None:
+            raise UnknownSymbol(text)
+        return symbol
+
+    # ------------------------------------------------------------------ answers
+
+    async def config(self, caller: Principal) -> bytes:
+        return orjson.dumps(symbols_.config(await self.symbols(caller)))
+
+    async def symbol_info(self, caller: Principal, text: str | None) -> bytes:
+        symbol = await self.resolve(caller, text or "")
+        chunk = await self._charts.history(
+            symbol.chart_id, symbol.pane_id, symbol.series_id, count=SAMPLE_POINTS
+        )
+        points: list[dict[str, Any]] = orjson.loads(chunk.data)
+        fields = ("open", "high", "low", "close") if symbol.ohlc else ("value",)
+        prices = [p.get(f) for p in points for f in fields]
+        volumes = [p["volume"] for p in points if "volume" in p]
+        info = symbols_.symbol_info(
+            symbol,
+            pricescale=10 ** symbols_.decimals(prices),
+            volume_precision=symbols_.decimals(volumes),
+            volume=bool(volumes),
+        )
+        return orjson.dumps(info)
+
+    async def search(
+        self,
+        caller: Principal,
+        query: str | None,
+        type_: str | None,
+        exchange: str | None,
+        limit: str | None,
+    ) -> bytes:
+        count = DEFAULT_SEARCH_LIMIT if not limit else _integer(limit, "limit")
+        if count < 1:
+            raise UdfError(f"limit must be a positive integer; got {limit!r:.40}.")
+        found = symbols_.search(
+            await self.symbols(caller), query or "", type_ or "", exchange or "", count
+        )
+        return orjson.dumps([symbol.search_item() for symbol in found])
+
+    async def history(
+        self,
+        caller: Principal,
+        symbol: str | None,
+        resolution: str | None,
+        *,
+        start: str | None,
+        end: str | None,
+        countback: str | None,
+    ) -> tuple[bytes, int]:
+        """The UDF history answer and its bar count: ``countback`` bars before ``end`` (then
+        ``start`` is ignored), else the bars of ``[start, end)``; the newest ``MAX_BARS`` of
+        them. No bars: ``no_data`` with ``nextTime``, the newest bar before the window."""
+        if not resolution:
+            raise UdfError("resolution is required, such as 1, 60, 1D or 1W.")
+        to = _integer(end, "to", " (unix seconds)")
+        count = None
+        since = None
+        if countback:
+            count = _integer(countback, "countback")
+            if count < 1:
+                raise UdfError(f"countback must be a positive integer; got {countback!r:.40}.")
+        else:
+            since = _integer(start, "from", " (unix seconds)")
+            if since > to:
+                raise UdfError(f"from ({since}) must not be after to ({to}).")
+        found = await self.resolve(caller, symbol or "")
+        window = await self._charts.bars_window(
+            found.chart_id,
+            found.pane_id,
+            found.series_id,
+            resolution,
+            end=to,
+            start=since,
+            count=count,
+            limit=MAX_BARS,
+        )
+        return history_json(window), len(window)
+
+
+def history_json(window: BarWindow) -> bytes:
+    """``{"s": "ok", "t", "o", "h", "l", "c", "v"}`` of the window (value series: ``t`` and
+    ``c``; ``v`` only when some bar has a volume), or ``no_data``."""
+    if not len(window):
+        if window.before is None:
+            return b'{"s":"no_data"}'
+        return orjson.dumps({"s": "no_data", "nextTime": window.before})
+    values = window.values
+    body: dict[str, Any] = {"s": "ok", "t": window.times}
+    if window.kind == "ohlc":
+        for j, key in enumerate("ohlc"):
+            body[key] = _numbers(values[j], bool(window.integral[j]))
+        volume = values[4]
+        missing = np.isnan(volume)
+        if not missing.all():
+            if missing.any():
+                volume = np.where(missing, 0.0, volume)
+            body["v"] = _numbers(volume, bool(window.integral[4]))
+    else:
+        body["c"] = _numbers(values[0], bool(window.integral[0]))
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _numbers(row: Floats, integral: bool) -> Any:
+    """A row as orjson writes it: integers when the series wrote integers."""
+    if integral and bool(np.all(np.abs(row) < _INTEGRAL_BELOW)):
+        return row.astype(np.int64)
+    return np.ascontiguousarray(row)
+
+
+def _integer(value: str | None, name: str, unit: str = "") -> int:
+    if value is None or not _INTEGER.fullmatch(value.strip()):
+        raise UdfError(f"{name} must be an integer{unit}; got {value!r:.40}.")
+    return int(value)
+
+
+def _symbols(entries: Iterable[SeriesMarket]) -> list[Symbol]:
+    return [symbol for entry in entries if (symbol := symbol_of(entry)) is not None]
