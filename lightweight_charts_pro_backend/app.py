@@ -331,7 +331,8 @@ def build_app(
     app.include_router(annotations_api.router)
     app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
-    app.include_router(udf_api.router, prefix=settings.udf_path)
+    udf_router = udf_api.router_at(settings.udf_path)
+    app.include_router(udf_router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
     if metrics.enabled:
@@ -339,6 +340,7 @@ def build_app(
             settings.metrics_path, metrics_api.scrape, methods=["GET"], include_in_schema=False
         )
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
+    app.add_middleware(udf_api.HistoryLane, route=udf_api.history_route(udf_router))
     install_openapi(app, settings)
     # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
     app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)

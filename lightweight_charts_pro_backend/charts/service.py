@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
 from ..errors import (
@@ -39,10 +38,11 @@ from ..errors import (
 )
 from ..locks import KeyedLocks
 from ..realtime.bus import EventBus
-from .bars import BarCache, Frames, build_bars
+from .arrays import ArrayBars, ArrayWindow
+from .bars import BarCache, Frames, array_bars, build_bars
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
-from .market import DAY, Market, parse_market
+from .market import Market, parse_market
 from .points import (
     OHLC_TYPES,
     EncodedPoints,
@@ -61,16 +61,12 @@ from .repository import (
 )
 from .store import Chunk, SeriesStore
 from .timeframes import (
-    Bars,
     Columns,
-    Floats,
-    Int64s,
     Kind,
     Resolution,
     aggregate,
     blocks_of,
     bucket_keys,
-    bucket_span,
     check_aggregatable,
     check_aggregation,
     coarsest_fit,
@@ -223,23 +219,6 @@ class RangeView:
 class ReplaceResult:
     series: Series
     version: int
-
-
-@dataclass(frozen=True, slots=True)
-class BarWindow:
-    """Bars of a series as numeric columns: ``times`` ascending, ``values`` rows as in
-    ``timeframes.Columns`` (open, high, low, close, volume; or value), NaN where a bar has no
-    such field; whitespace bars are left out. ``integral[j]``: row ``j`` holds only integers.
-    ``before`` is the time of the newest bar before the window (None: there is none)."""
-
-    kind: Kind
-    times: Int64s
-    values: Floats
-    integral: npt.NDArray[np.bool_]
-    before: int | None
-
-    def __len__(self) -> int:
-        return len(self.times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1078,7 +1057,7 @@ class ChartsService:
         keys, inside = bucket_keys(np.asarray(times, dtype=np.int64), parsed, frames.market)
         return bars.points_at(np.unique(keys[inside]).tolist())
 
-    async def bars_window(
+    async def bar_arrays(
         self,
         chart_id: str,
         pane_id: int,
@@ -1089,39 +1068,38 @@ class ChartsService:
         start: int | None = None,
         count: int | None = None,
         limit: int = MAX_CHUNK,
-    ) -> BarWindow:
+    ) -> ArrayWindow:
         """The bars at ``resolution`` before ``end`` (exclusive): the last ``count`` of them,
-        else those from ``start`` (inclusive) on, at most the newest ``limit``; as numeric
-        columns, for front ends that take arrays rather than points (the UDF datafeed).
+        else those from ``start`` (inclusive) on, at most the newest ``limit``; as a JSON array
+        per field, for front ends that take arrays rather than points (the UDF datafeed).
+        Whitespace bars are left out.
 
-        The window's bars are aggregated from the series' columns for its buckets alone, so
-        the cost follows the window, not the series, and no bar becomes an object.
+        The arrays are kept encoded beside the series' bars (``arrays.ArrayBars``), so a window
+        is a slice of each; no bar becomes an object and no number is formatted.
         """
         parsed = parse_resolution(resolution)
         chart = await self.get_chart_or_raise(chart_id)
         series = chart.get_series_or_raise(pane_id, series_id)
-        bars = await self._bars_of(chart, series, parsed)
+        arrays = await self._arrays_of(chart, series, parsed)
         self._touch(chart)
-        # No await from here to the aggregation when the columns are cached: no write can land
-        # between the bar times read and the columns aggregated.
-        hi = bars.position(end)
-        lo = hi - count if count is not None else bars.position(start if start is not None else end)
-        lo = max(lo, hi - limit, 0)
-        before = bars.time_at(lo - 1) if lo > 0 else None
-        kind: Kind = "ohlc" if series.series_type in OHLC_TYPES else "value"
-        if lo >= hi:
-            width = 5 if kind == "ohlc" else 1
-            return BarWindow(
-                kind, np.zeros(0, np.int64), np.zeros((width, 0)), np.ones(width, bool), before
-            )
-        first, last = bars.time_at(lo), bars.time_at(hi - 1)
-        frames, _ = await self._frames_of(chart, series)
-        if (hi - lo) * _points_per_bar(parsed, series) > _AGGREGATE_IN_THREAD_ABOVE:
-            async with chart.lock:  # no write may move the columns while a thread reads them
-                window = await _run(_window_of, frames, parsed, first, last)
-        else:
-            window = _window_of(frames, parsed, first, last)
-        return BarWindow(kind, window.times, window.values, _integral(frames), before)
+        return arrays.window(end, start, count, limit)
+
+    async def _arrays_of(self, chart: Chart, series: Series, resolution: Resolution) -> ArrayBars:
+        """The series' bars at ``resolution`` as arrays, from the cache, else computed under the
+        chart's lock (as ``_bars_of``)."""
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        frames = self._bars.get(series)
+        if frames is not None and resolution.text in frames.arrays:
+            return frames.arrays[resolution.text]
+        async with chart.lock:
+            series = chart.get_series_or_raise(series.pane_id, series.series_id)
+            check_aggregatable(series.series_type, series.aggregation, series.series_id)
+            frames, _ = await self._frames_locked(series)
+            arrays = frames.arrays.get(resolution.text)
+            if arrays is None:
+                arrays = await _run(array_bars, frames, resolution)
+                self._bars.resized(series)
+            return arrays
 
     def check_resolution(self, series: Series, resolution: object) -> Resolution:
         """The parsed resolution, when the series can be shown at it (else 422)."""
@@ -1509,44 +1487,6 @@ def _points_by_time(
         return found
 
     return points
-
-
-#: Points aggregated for one window above which the work leaves the event loop.
-_AGGREGATE_IN_THREAD_ABOVE: Final = 200_000
-
-
-def _points_per_bar(resolution: Resolution, series: Series) -> float:
-    """About how many stored points one bar at ``resolution`` takes (from the mean spacing)."""
-    if series.count < 2 or series.first_time is None or series.last_time is None:
-        return 1.0
-    spacing = max(1.0, (series.last_time - series.first_time) / (series.count - 1))
-    seconds = resolution.count if resolution.intraday else DAY * resolution.count
-    seconds *= {"S": 1, "D": 1, "W": 7, "M": 31}[resolution.unit]
-    return max(1.0, seconds / spacing)
-
-
-def _window_of(frames: Frames, resolution: Resolution, first: int, last: int) -> Bars:
-    """The bars labelled ``first`` to ``last``, from the points of their buckets alone;
-    whitespace bars left out."""
-    columns = frames.columns
-    market = frames.market
-    low = bucket_span(first, resolution, market)[0]
-    high = bucket_span(last, resolution, market)[1]
-    a, b = (int(i) for i in np.searchsorted(columns.times, [low, high]))
-    keys, inside = bucket_keys(columns.times[a:b], resolution, market)
-    inside &= (keys >= first) & (keys <= last)
-    bars = aggregate(columns, keys, inside, frames.rule, lo=a)
-    filled = ~np.isnan(bars.values[3 if frames.kind == "ohlc" else 0])
-    if filled.all():
-        return bars
-    return Bars(bars.times[filled], bars.values[:, filled], bars.last[filled])
-
-
-def _integral(frames: Frames) -> npt.NDArray[np.bool_]:
-    integral = frames.columns.integral.copy()
-    if frames.rule == "mean":
-        integral[:] = False
-    return integral
 
 
 async def _run(function: Callable[..., T], *args: Any) -> T:

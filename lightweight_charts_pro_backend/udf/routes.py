@@ -16,15 +16,15 @@ from typing import Any, Final
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api.deps import authorize
 from ..auth import READ, Principal
 from ..errors import ChartsError
 from ..request_context import EXCHANGE_KEY, Exchange, current_request_id
 from .service import UdfError, UdfService
-
-router = APIRouter(tags=["udf"])
 
 JSON: Final = "application/json"
 #: Refusals that keep their own status: the request was not the protocol's to answer.
@@ -68,7 +68,6 @@ async def _serve(request: Request, answer: Answer, media_type: str = JSON) -> Re
     return Response(body, media_type=media_type)
 
 
-@router.get("/config")
 async def udf_config(request: Request) -> Response:
     """The datafeed's configuration: resolutions, exchanges and symbol types of the caller's
     symbols; search on, group requests and marks off."""
@@ -79,7 +78,6 @@ async def udf_config(request: Request) -> Response:
     return await _serve(request, answer)
 
 
-@router.get("/symbols", openapi_extra={"parameters": [_SYMBOL]})
 async def udf_symbols(request: Request) -> Response:
     """One symbol's info (the library's ``resolveSymbol``)."""
 
@@ -89,17 +87,6 @@ async def udf_symbols(request: Request) -> Response:
     return await _serve(request, answer)
 
 
-@router.get(
-    "/search",
-    openapi_extra={
-        "parameters": [
-            _query("query", "Text to find in names (prefix first), descriptions and tickers."),
-            _query("type", "Only symbols of this type."),
-            _query("exchange", "Only symbols of this exchange."),
-            _query("limit", "At most this many results (default 30).", "integer"),
-        ]
-    },
-)
 async def udf_search(request: Request) -> Response:
     """Symbols matching a query, case-insensitively."""
 
@@ -111,18 +98,6 @@ async def udf_search(request: Request) -> Response:
     return await _serve(request, answer)
 
 
-@router.get(
-    "/history",
-    openapi_extra={
-        "parameters": [
-            _SYMBOL,
-            _query("resolution", "TradingView resolution: 30S, 1, 60, 240, 1D, 1W, 1M..."),
-            _query("from", "Unix seconds, inclusive (ignored with countback).", "integer"),
-            _query("to", "Unix seconds, exclusive.", "integer"),
-            _query("countback", "This many bars ending before to.", "integer"),
-        ]
-    },
-)
 async def udf_history(request: Request) -> Response:
     """Bars as UDF arrays (``t``, ``o``, ``h``, ``l``, ``c``, ``v``), ``no_data`` with
     ``nextTime`` when the window holds none."""
@@ -142,7 +117,6 @@ async def udf_history(request: Request) -> Response:
     return await _serve(request, answer)
 
 
-@router.get("/time", response_class=Response)
 async def udf_time(request: Request) -> Response:
     """The server's time, unix seconds as plain text."""
 
@@ -159,3 +133,71 @@ def _served_history(request: Request, bars: int) -> None:
         exchange.points = bars
     else:
         request.app.state.metrics.history_served("rest", bars)
+
+
+_SEARCH_PARAMETERS = [
+    _query("query", "Text to find in names (prefix first), descriptions and tickers."),
+    _query("type", "Only symbols of this type."),
+    _query("exchange", "Only symbols of this exchange."),
+    _query("limit", "At most this many results (default 30).", "integer"),
+]
+_HISTORY_PARAMETERS = [
+    _SYMBOL,
+    _query("resolution", "TradingView resolution: 30S, 1, 60, 240, 1D, 1W, 1M..."),
+    _query("from", "Unix seconds, inclusive (ignored with countback).", "integer"),
+    _query("to", "Unix seconds, exclusive.", "integer"),
+    _query("countback", "This many bars ending before to.", "integer"),
+]
+
+
+def router_at(path: str) -> APIRouter:
+    """The datafeed's routes under ``path`` (``UDF_PATH``)."""
+    router = APIRouter(prefix=path, tags=["udf"])
+    router.add_api_route("/config", udf_config, methods=["GET"])
+    router.add_api_route(
+        "/symbols", udf_symbols, methods=["GET"], openapi_extra={"parameters": [_SYMBOL]}
+    )
+    router.add_api_route(
+        "/search", udf_search, methods=["GET"], openapi_extra={"parameters": _SEARCH_PARAMETERS}
+    )
+    router.add_api_route(
+        "/history",
+        udf_history,
+        methods=["GET"],
+        openapi_extra={"parameters": _HISTORY_PARAMETERS},
+    )
+    router.add_api_route("/time", udf_time, methods=["GET"], response_class=Response)
+    return router
+
+
+class HistoryLane:
+    """``GET <UDF_PATH>/history`` without FastAPI's routing, the request a scrolling Charting
+    Library sends over and over (as ``api.fastlane.HistoryLane`` does for REST history).
+
+    Pure ASGI; install innermost, so request ids, logging, metrics and limits still apply. The
+    route stays declared, documented, and serving when the lane is not installed.
+    """
+
+    def __init__(self, app: ASGIApp, *, route: APIRoute) -> None:
+        if route.endpoint is not udf_history:
+            raise ValueError(f"HistoryLane serves the UDF history route, not {route.path}")
+        self.app = app
+        self.route = route
+        self.path = route.path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+        response = await udf_history(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def history_route(router: APIRouter) -> APIRoute:
+    """The UDF history route of a router made by ``router_at``."""
+    return next(
+        route
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint is udf_history
+    )

@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-import numpy as np
 import orjson
 
 from ..auth import Principal
+from ..charts.arrays import ArrayWindow
 from ..charts.repository import SeriesMarket
-from ..charts.service import MAX_CHUNK, BarWindow, ChartsService
-from ..charts.timeframes import Floats
+from ..charts.service import MAX_CHUNK, ChartsService
 from ..errors import ChartNotFound
 from . import symbols as symbols_
 from .symbols import Symbol, parse_ticker, symbol_of
@@ -31,7 +30,6 @@ MAX_BARS: Final = MAX_CHUNK
 SAMPLE_POINTS: Final = 200
 DEFAULT_SEARCH_LIMIT: Final = 30
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-_INTEGRAL_BELOW: Final = 2.0**53
 
 
 class UdfError(Exception):
@@ -211,7 +209,7 @@ class UdfService:
             if since > to:
                 raise UdfError(f"from ({since}) must not be after to ({to}).")
         found = await self.resolve(caller, symbol or "")
-        window = await self._charts.bars_window(
+        window = await self._charts.bar_arrays(
             found.chart_id,
             found.pane_id,
             found.series_id,
@@ -221,37 +219,33 @@ class UdfService:
             count=count,
             limit=MAX_BARS,
         )
-        return history_json(window), len(window)
+        return history_json(window), window.count
 
 
-def history_json(window: BarWindow) -> bytes:
-    """``{"s": "ok", "t", "o", "h", "l", "c", "v"}`` of the window (value series: ``t`` and
-    ``c``; ``v`` only when some bar has a volume), or ``no_data``."""
-    if not len(window):
+#: UDF's name of each field of the bars' arrays.
+_KEYS: Final = {
+    "time": b',"t":',
+    "open": b',"o":',
+    "high": b',"h":',
+    "low": b',"l":',
+    "close": b',"c":',
+    "value": b',"c":',
+    "volume": b',"v":',
+}
+
+
+def history_json(window: ArrayWindow) -> bytes:
+    """``{"s": "ok", "t", "o", "h", "l", "c", "v"}`` (value series: ``t`` and ``c``; ``v`` when
+    the series has volumes), or ``no_data`` with ``nextTime`` when there is an older bar."""
+    if not window.count:
         if window.before is None:
             return b'{"s":"no_data"}'
-        return orjson.dumps({"s": "no_data", "nextTime": window.before})
-    values = window.values
-    body: dict[str, Any] = {"s": "ok", "t": window.times}
-    if window.kind == "ohlc":
-        for j, key in enumerate("ohlc"):
-            body[key] = _numbers(values[j], bool(window.integral[j]))
-        volume = values[4]
-        missing = np.isnan(volume)
-        if not missing.all():
-            if missing.any():
-                volume = np.where(missing, 0.0, volume)
-            body["v"] = _numbers(volume, bool(window.integral[4]))
-    else:
-        body["c"] = _numbers(values[0], bool(window.integral[0]))
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _numbers(row: Floats, integral: bool) -> Any:
-    """A row as orjson writes it: integers when the series wrote integers."""
-    if integral and bool(np.all(np.abs(row) < _INTEGRAL_BELOW)):
-        return row.astype(np.int64)
-    return np.ascontiguousarray(row)
+        return b'{"s":"no_data","nextTime":%d}' % window.before
+    parts = [b'{"s":"ok"']
+    for name, array in window.arrays.items():
+        parts += (_KEYS[name], array)
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def _integer(value: str | None, name: str, unit: str = "") -> int:

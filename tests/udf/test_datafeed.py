@@ -329,7 +329,7 @@ async def test_live_upserts_reach_the_next_history_request(client: httpx.AsyncCl
     patch = {"paneId": 0, "data": [{"time": T0 + 7200, "open": 1, "high": 9, "low": 1, "close": 5}]}
     assert (await client.patch("/api/charts/c/data/s", json=patch)).status_code == 200
     got = (await client.get(history)).json()
-    assert got["t"] == [T0 + 7200] and got["c"] == [5] and "v" not in got  # no volume given
+    assert got["t"] == [T0 + 7200] and got["c"] == [5] and got["v"] == [0]  # none given
     correction = {"paneId": 0, "data": [{**minutes(1)[0], "time": T0 + 3600, "high": 999}]}
     assert (await client.patch("/api/charts/c/data/s", json=correction)).status_code == 200
     got = await client.get(f"/udf/history?symbol=c~0~s&resolution=60&from={T0}&to={T0 + 7200}")
