@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.config import Settings
@@ -492,3 +494,49 @@ async def test_every_bad_input_is_an_s_error(client: httpx.AsyncClient) -> None:
         assert response.status_code == 200, (query, response.text)
         body = response.json()
         assert body["s"] == "error" and mention in body["errmsg"], (query, body)
+
+
+PARAMETERS = (
+    "symbol",
+    "resolution",
+    "from",
+    "to",
+    "countback",
+    "query",
+    "type",
+    "exchange",
+    "limit",
+)
+values = st.one_of(
+    st.text(max_size=24),
+    st.integers(-(10**20), 10**20).map(str),
+    st.sampled_from(["c~0~s", "S", "60", "1D", "0", "-1", "", " 5", "1e3", "NaN", "c~0~s~"]),
+)
+requests = st.tuples(
+    st.sampled_from(["/config", "/symbols", "/search", "/history", "/time"]),
+    st.dictionaries(st.sampled_from(PARAMETERS), values, max_size=6),
+)
+
+
+@settings(max_examples=4, deadline=None)
+@given(cases=st.lists(requests, min_size=60, max_size=60))
+async def test_any_query_is_answered_by_the_protocol(
+    cases: list[tuple[str, dict[str, str]]],
+) -> None:
+    async with serve() as client:
+        await put(client, "c", "s", minutes(300), market={"symbol": "S"})
+        for path, params in cases:
+            response = await client.get("/udf" + path, params=params)
+            assert response.status_code == 200, (path, params, response.text)
+            if path == "/time":
+                assert response.text.isdigit()
+                continue
+            body = response.json()
+            if isinstance(body, dict) and body.get("s") == "error":
+                assert body["errmsg"]
+            elif path == "/history":
+                assert body["s"] in ("ok", "no_data"), body
+                if body["s"] == "ok":
+                    assert body["t"] == sorted(set(body["t"])) and len(body["t"]) == len(body["c"])
+            elif path == "/symbols":
+                assert body["ticker"] == "c~0~s"
