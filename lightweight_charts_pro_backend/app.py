@@ -242,13 +242,13 @@ def build_app(
             app.state.bus = bus
             app.state.charts = charts
             app.state.annotations = annotations
+            app.state.udf = UdfService(charts, annotations)
             layouts: LayoutStore = (
                 MemoryLayouts() if database is None else LayoutsRepository(database)
             )
             app.state.saveload = SaveLoadService(
                 layouts, max_layout_bytes=settings.max_layout_bytes
             )
-            app.state.udf = UdfService(charts)
             app.state.hub = hub
             keystore: KeyStore
             if database is not None:

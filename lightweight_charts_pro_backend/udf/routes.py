@@ -1,5 +1,5 @@
 """UDF routes, mounted at ``UDF_PATH``: ``/config``, ``/symbols``, ``/search``, ``/history``,
-``/time``.
+``/marks``, ``/timescale_marks``, ``/time``.
 
 The stock adapter parses every answer as JSON whatever its status, and reads only ``s`` and
 ``errmsg`` when something is wrong; so every refusal is ``{"s": "error", "errmsg"}``: with status
@@ -117,6 +117,36 @@ async def udf_history(request: Request) -> Response:
     return await _serve(request, answer)
 
 
+async def udf_marks(request: Request) -> Response:
+    """The caller's markers of the symbol's series as bar marks."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return await udf.marks(
+            caller,
+            query.get("symbol"),
+            start=query.get("from"),
+            end=query.get("to"),
+            resolution=query.get("resolution"),
+        )
+
+    return await _serve(request, answer)
+
+
+async def udf_timescale_marks(request: Request) -> Response:
+    """The caller's vertical lines on the symbol's pane as time-scale marks."""
+
+    async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
+        return await udf.timescale_marks(
+            caller,
+            query.get("symbol"),
+            start=query.get("from"),
+            end=query.get("to"),
+            resolution=query.get("resolution"),
+        )
+
+    return await _serve(request, answer)
+
+
 async def udf_time(request: Request) -> Response:
     """The server's time, unix seconds as plain text."""
 
@@ -149,6 +179,13 @@ _HISTORY_PARAMETERS = [
     _query("countback", "This many bars ending before to.", "integer"),
 ]
 
+_MARKS_PARAMETERS = [
+    _SYMBOL,
+    _query("from", "Unix seconds, inclusive.", "integer"),
+    _query("to", "Unix seconds, inclusive.", "integer"),
+    _query("resolution", "Marks at the times of the bars of this resolution."),
+]
+
 
 def router_at(path: str) -> APIRouter:
     """The datafeed's routes under ``path`` (``UDF_PATH``)."""
@@ -165,6 +202,15 @@ def router_at(path: str) -> APIRouter:
         udf_history,
         methods=["GET"],
         openapi_extra={"parameters": _HISTORY_PARAMETERS},
+    )
+    router.add_api_route(
+        "/marks", udf_marks, methods=["GET"], openapi_extra={"parameters": _MARKS_PARAMETERS}
+    )
+    router.add_api_route(
+        "/timescale_marks",
+        udf_timescale_marks,
+        methods=["GET"],
+        openapi_extra={"parameters": _MARKS_PARAMETERS},
     )
     router.add_api_route("/time", udf_time, methods=["GET"], response_class=Response)
     return router

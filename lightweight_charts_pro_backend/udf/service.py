@@ -1,9 +1,11 @@
-"""The UDF datafeed over the charts service: symbols, search and history bars as UDF answers.
+"""The UDF datafeed over the charts and annotations services: symbols, search, history bars and
+marks as UDF answers.
 
 No SQL and no HTTP here: symbols come from ``ChartsService.series_markets`` (one read of the
-series table when persistence is on, kept ``listing_seconds``), bars from
-``ChartsService.bars_window`` as numeric columns, written out as UDF's arrays by orjson.
-Answers are JSON bytes; a request the protocol refuses raises :class:`UdfError`.
+series table when persistence is on, kept ``listing_seconds``), history from
+``ChartsService.bar_arrays`` (bars kept as JSON arrays by field: an answer is slices of them),
+marks from ``AnnotationsService``. Answers are JSON bytes; a request the protocol refuses raises
+:class:`UdfError`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any, Final
 
 import orjson
 
+from ..annotations.service import AnnotationsService
 from ..auth import Principal
 from ..charts.arrays import ArrayWindow
 from ..charts.repository import SeriesMarket
 from ..charts.service import MAX_CHUNK, ChartsService
+from ..charts.timeframes import parse_resolution
 from ..errors import ChartNotFound
 from . import symbols as symbols_
 from .symbols import Symbol, parse_ticker, symbol_of
@@ -62,11 +66,13 @@ class UdfService:
     def __init__(
         self,
         charts: ChartsService,
+        annotations: AnnotationsService | None = None,
         *,
         listing_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._charts = charts
+        self._annotations = annotations
         self._listing_seconds = listing_seconds
         self._clock = clock
         self._listing: list[Symbol] = []
@@ -147,7 +153,8 @@ class UdfService:
     # ------------------------------------------------------------------ answers
 
     async def config(self, caller: Principal) -> bytes:
-        return orjson.dumps(symbols_.config(await self.symbols(caller)))
+        marks = self._annotations is not None
+        return orjson.dumps(symbols_.config(await self.symbols(caller), marks=marks))
 
     async def symbol_info(self, caller: Principal, text: str | None) -> bytes:
         symbol = await self.resolve(caller, text or "")
@@ -220,6 +227,80 @@ class UdfService:
             limit=MAX_BARS,
         )
         return history_json(window), window.count
+
+    async def marks(
+        self,
+        caller: Principal,
+        symbol: str | None,
+        *,
+        start: str | None,
+        end: str | None,
+        resolution: str | None,
+    ) -> bytes:
+        """The caller's markers of the symbol's series from ``start`` to ``end`` (inclusive) as
+        bar marks; with ``resolution``, each at the time of its bar."""
+        annotations = self._require_annotations()
+        found, since, until = await self._marked_range(caller, symbol, start, end)
+        markers = await annotations.markers(
+            found.chart_id, found.pane_id, found.series_id, caller, start=since, end=until + 1
+        )
+        times = await self._bar_times(found, resolution, [m["time"] for m in markers])
+        return orjson.dumps(
+            [symbols_.bar_mark(marker, at) for marker, at in zip(markers, times, strict=True)]
+        )
+
+    async def timescale_marks(
+        self,
+        caller: Principal,
+        symbol: str | None,
+        *,
+        start: str | None,
+        end: str | None,
+        resolution: str | None,
+    ) -> bytes:
+        """The caller's vertical lines on the symbol's pane (of the chart, or of that series)
+        from ``start`` to ``end`` (inclusive) as marks on the time scale."""
+        annotations = self._require_annotations()
+        found, since, until = await self._marked_range(caller, symbol, start, end)
+        bodies = await annotations.listing(
+            found.chart_id, caller, start=since, end=until + 1, pane_id=found.pane_id
+        )
+        lines = [
+            line
+            for line in map(orjson.loads, bodies)
+            if line["kind"] == "vertical_line" and line.get("seriesId") in (None, found.series_id)
+        ]
+        times = await self._bar_times(found, resolution, [ln["points"][0]["time"] for ln in lines])
+        return orjson.dumps(
+            [symbols_.timescale_mark(line, at) for line, at in zip(lines, times, strict=True)]
+        )
+
+    def _require_annotations(self) -> AnnotationsService:
+        if self._annotations is None:
+            raise UdfError("marks are not served: this datafeed has no annotations.")
+        return self._annotations
+
+    async def _marked_range(
+        self, caller: Principal, symbol: str | None, start: str | None, end: str | None
+    ) -> tuple[Symbol, int, int]:
+        since = _integer(start, "from", " (unix seconds)")
+        until = _integer(end, "to", " (unix seconds)")
+        if since > until:
+            raise UdfError(f"from ({since}) must not be after to ({until}).")
+        return await self.resolve(caller, symbol or ""), since, until
+
+    async def _bar_times(
+        self, found: Symbol, resolution: str | None, times: list[int]
+    ) -> list[int]:
+        if not resolution:
+            return times
+        parse_resolution(resolution)  # refused even when there is no mark to place
+        if not times:
+            return times
+        bars = await self._charts.bar_times(
+            found.chart_id, found.pane_id, found.series_id, resolution, times
+        )
+        return [time if bar is None else bar for time, bar in zip(times, bars, strict=True)]
 
 
 #: UDF's name of each field of the bars' arrays.

@@ -46,6 +46,9 @@ _RESERVED: Final = frozenset({"s", "errmsg", "name", "ticker", "symbol", "timezo
 _ID = r"[A-Za-z0-9_.-]{1,128}"
 _TICKER: Final = re.compile(rf"({_ID}){SEPARATOR}([0-9]{{1,3}}){SEPARATOR}({_ID})")
 MAX_DECIMALS: Final = 8
+#: The smallest size of a bar mark of size 1 (Lightweight Charts' marker ``size``), in pixels.
+MARK_SIZE: Final = 14
+DEFAULT_MARK_COLOR: Final = "#2962FF"
 
 
 def ticker(chart_id: str, pane_id: int, series_id: str) -> str:
@@ -158,22 +161,52 @@ def symbol_info(
     return info
 
 
-def config(symbols: Iterable[Symbol]) -> dict[str, Any]:
-    """The answer to ``/udf/config``, with the exchanges and types of ``symbols``."""
+def config(symbols: Iterable[Symbol], *, marks: bool) -> dict[str, Any]:
+    """The answer to ``/udf/config``, with the exchanges and types of ``symbols``; ``marks``:
+    whether bar and time-scale marks are served."""
     listed = list(symbols)
     exchanges = sorted({s.exchange for s in listed if s.exchange})
     types = sorted({s.type for s in listed})
     return {
         "supports_search": True,
         "supports_group_request": False,
-        "supports_marks": False,
-        "supports_timescale_marks": False,
+        "supports_marks": marks,
+        "supports_timescale_marks": marks,
         "supports_time": True,
         "supported_resolutions": list(SUPPORTED_RESOLUTIONS),
         "exchanges": [{"value": "", "name": "All Exchanges", "desc": ""}]
         + [{"value": e, "name": e, "desc": e} for e in exchanges],
         "symbols_types": [{"name": "All types", "value": ""}]
         + [{"name": t, "value": t} for t in types],
+    }
+
+
+def bar_mark(marker: dict[str, Any], time: int) -> dict[str, Any]:
+    """A marker (as ``GET .../markers`` lists it) as a UDF bar mark at ``time``: its color for
+    border and background, its text, the text's first letter as the label."""
+    text = str(marker.get("text") or "")
+    size = marker.get("size")
+    return {
+        "id": marker["id"],
+        "time": time,
+        "color": {"border": marker["color"], "background": marker["color"]},
+        "text": text,
+        "label": text[:1].upper(),
+        "labelFontColor": "#FFFFFF",
+        "minSize": round(MARK_SIZE * (size if isinstance(size, int | float) else 1)),
+    }
+
+
+def timescale_mark(line: dict[str, Any], time: int) -> dict[str, Any]:
+    """A vertical line annotation as a UDF time-scale mark at ``time``."""
+    text = str(line.get("text") or "")
+    color = line.get("style", {}).get("color")
+    return {
+        "id": line["annotationId"],
+        "time": time,
+        "color": color if isinstance(color, str) else DEFAULT_MARK_COLOR,
+        "label": text[:1].upper(),
+        "tooltip": [text] if text else [],
     }
 
 

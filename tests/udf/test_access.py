@@ -124,3 +124,28 @@ async def test_a_charting_library_page_on_another_origin_may_send_its_token(
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
         assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+
+async def test_marks_show_the_callers_own_private_markers_only(app_client: ClientFactory) -> None:
+    settings = make_settings()
+    async with app_client(settings) as client:
+        await seed(client, bearer(token(settings)))
+        style = {"position": "belowBar", "shape": "circle", "color": "#000"}
+        for user, visibility in (("ann", "private"), ("bob", "private"), ("ann", "chart")):
+            body = {
+                "kind": "marker",
+                "paneId": 0,
+                "seriesId": "px",
+                "points": [{"time": T0 + 60}],
+                "style": style,
+                "text": f"{user} {visibility}",
+                "visibility": visibility,
+            }
+            headers = bearer(token(settings, sub=user))
+            response = await client.post("/api/charts/a/annotations", json=body, headers=headers)
+            assert response.status_code == 201, response.text
+        marks = f"/udf/marks?symbol=a~0~px&from={T0}&to={T0 + 3600}"
+        seen = (await client.get(marks, headers=bearer(token(settings, sub="ann")))).json()
+        assert sorted(m["text"] for m in seen) == ["ann chart", "ann private"]
+        seen = (await client.get(marks, headers=bearer(token(settings, sub="eve")))).json()
+        assert [m["text"] for m in seen] == ["ann chart"]

@@ -179,7 +179,7 @@ async def test_config_then_resolve_then_page_back_with_countback_until_no_data(
 
     config = await adapter.config()
     assert config["supports_search"] is True and config["supports_group_request"] is False
-    assert config["supports_time"] is True and config["supports_marks"] is False
+    assert config["supports_time"] is True and config["supports_marks"] is True
     for resolution in ("1S", "5S", "15S", "30S", "1", "5", "15", "30", "60", "240", "1D", "1W"):
         assert resolution in config["supported_resolutions"]
     assert {"value": "NYSE", "name": "NYSE", "desc": "NYSE"} in config["exchanges"]
@@ -451,6 +451,63 @@ def test_udf_path_may_not_take_the_services_own_paths() -> None:
             Settings(_env_file=None, udf_path=path)  # type: ignore[call-arg]
 
 
+# ---------------------------------------------------------------------------- marks
+
+
+async def annotate(client: httpx.AsyncClient, chart: str, body: dict[str, Any]) -> None:
+    response = await client.post(f"/api/charts/{chart}/annotations", json=body)
+    assert response.status_code == 201, response.text
+
+
+async def test_markers_are_bar_marks_and_vertical_lines_timescale_marks(
+    client: httpx.AsyncClient,
+) -> None:
+    await put(client, "c", "s", minutes(600), market={"symbol": "S"})
+    await put(client, "c", "t", minutes(600), market={"symbol": "T"})
+    style = {"position": "aboveBar", "shape": "arrowDown", "color": "#ef5350"}
+    for at, text, series in ((T0 + 3700, "buy", "s"), (T0 + 60, "sell", "s"), (T0, "x", "t")):
+        body = {"kind": "marker", "paneId": 0, "seriesId": series, "points": [{"time": at}]}
+        await annotate(client, "c", {**body, "style": {**style, "size": 2}, "text": text})
+    await annotate(
+        client,
+        "c",
+        {
+            "kind": "vertical_line",
+            "annotationId": "open",
+            "paneId": 0,
+            "points": [{"time": T0 + 7300}],
+            "style": {"color": "#26a69a"},
+            "text": "Open",
+        },
+    )
+    await annotate(
+        client, "c", {"kind": "vertical_line", "paneId": 1, "points": [{"time": T0 + 60}]}
+    )
+    adapter = Adapter(client)
+    info = await adapter.resolve("S")
+    marks = await adapter.send(
+        "marks", symbol=info["ticker"], **{"from": T0, "to": T0 + 36_000}, resolution="60"
+    )
+    assert [(m["time"], m["text"], m["label"]) for m in marks] == [
+        (T0, "sell", "S"),
+        (T0 + 3600, "buy", "B"),  # at the time of its hourly bar
+    ]
+    assert marks[0]["color"] == {"border": "#ef5350", "background": "#ef5350"}
+    assert marks[0]["minSize"] == 28 and marks[0]["labelFontColor"]
+    raw = await adapter.send("marks", symbol="c~0~s", **{"from": T0 + 61, "to": T0 + 36_000})
+    assert [m["time"] for m in raw] == [T0 + 3700]  # from and to inclusive, times as drawn
+    scale = await adapter.send(
+        "timescale_marks", symbol="c~0~s", **{"from": T0, "to": T0 + 36_000}, resolution="60"
+    )
+    assert scale == [
+        {"id": "open", "time": T0 + 7200, "color": "#26a69a", "label": "O", "tooltip": ["Open"]}
+    ]
+    bad = await adapter.send("marks", symbol="c~0~s", **{"from": "x", "to": T0})
+    assert bad["s"] == "error" and "from" in bad["errmsg"]
+    bad = await adapter.send("marks", symbol="nope", **{"from": T0, "to": T0})
+    assert bad["s"] == "error" and "unknown_symbol" in bad["errmsg"]
+
+
 # ---------------------------------------------------------------------------- bad input
 
 BAD_INPUT = [
@@ -481,6 +538,11 @@ BAD_INPUT = [
     ("/history?symbol=nope&resolution=60&from=0&to=10", "unknown_symbol"),
     ("/history?symbol=c~0~custom&resolution=60&from=0&to=10", "unknown_symbol"),
     ("/history?symbol=c~0~nobars&resolution=60&from=0&to=10", "unknown_symbol"),
+    ("/marks?symbol=S&from=0", "to"),
+    ("/marks?symbol=S&from=5&to=1", "from"),
+    ("/marks?symbol=S&from=0&to=10&resolution=7Q", "resolution"),
+    ("/timescale_marks?symbol=S&to=10", "from"),
+    ("/timescale_marks?from=0&to=10", "symbol"),
 ]
 
 
@@ -513,7 +575,9 @@ values = st.one_of(
     st.sampled_from(["c~0~s", "S", "60", "1D", "0", "-1", "", " 5", "1e3", "NaN", "c~0~s~"]),
 )
 requests = st.tuples(
-    st.sampled_from(["/config", "/symbols", "/search", "/history", "/time"]),
+    st.sampled_from(
+        ["/config", "/symbols", "/search", "/history", "/marks", "/timescale_marks", "/time"]
+    ),
     st.dictionaries(st.sampled_from(PARAMETERS), values, max_size=6),
 )
 
