@@ -2,21 +2,22 @@
 ``/marks``, ``/timescale_marks``, ``/time``.
 
 The stock adapter parses every answer as JSON whatever its status, and reads only ``s`` and
-``errmsg`` when something is wrong; so every refusal is ``{"s": "error", "errmsg"}``: with status
-200 for what the protocol itself answers (an unknown symbol, a bad resolution or time), with its
-own status (401, 403, 503) for a credential or an outage, with ``errorCode`` and ``requestId``
-beside it. Parameters are read by hand, so that no input becomes FastAPI's 422 envelope.
+``errmsg`` when something is wrong; so every refusal is ``{"s": "error", "errmsg"}``, with
+``errorCode`` and ``requestId`` beside it and its own status: 422 for a parameter, 404 for an
+unknown symbol, 401/403 for credentials, 503 for an outage. Parameters are read by hand, so that
+no input becomes FastAPI's 422 envelope (without ``s``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,11 +25,23 @@ from ..api.deps import authorize
 from ..auth import READ, Principal
 from ..errors import ChartsError
 from ..request_context import EXCHANGE_KEY, Exchange, current_request_id
-from .service import UdfError, UdfService
+from .service import UdfService
 
 JSON: Final = "application/json"
-#: Refusals that keep their own status: the request was not the protocol's to answer.
-_HTTP_REFUSALS: Final = frozenset({401, 403, 429, 503})
+
+
+class UdfErrorBody(BaseModel):
+    """A refusal as the UDF adapter reads it (``s`` and ``errmsg``), with the service's code."""
+
+    s: Literal["error"]
+    errmsg: str
+    errorCode: str | None = None
+    requestId: str | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": UdfErrorBody} for code in (401, 403, 404, 422, 429, 503)
+}
 
 Answer = Callable[[UdfService, Principal, QueryParams], Awaitable[bytes]]
 
@@ -51,11 +64,7 @@ async def _serve(request: Request, answer: Answer, media_type: str = JSON) -> Re
     try:
         caller = await authorize(request, READ)
         body = await answer(get_udf(request), caller, request.query_params)
-    except UdfError as exc:
-        return Response(orjson.dumps({"s": "error", "errmsg": exc.message}), media_type=JSON)
     except ChartsError as exc:
-        if exc.status_code not in _HTTP_REFUSALS:
-            return Response(orjson.dumps({"s": "error", "errmsg": exc.detail}), media_type=JSON)
         refusal = {
             "s": "error",
             "errmsg": exc.detail,
@@ -190,29 +199,45 @@ _MARKS_PARAMETERS = [
 def router_at(path: str) -> APIRouter:
     """The datafeed's routes under ``path`` (``UDF_PATH``)."""
     router = APIRouter(prefix=path, tags=["udf"])
-    router.add_api_route("/config", udf_config, methods=["GET"])
+    router.add_api_route("/config", udf_config, methods=["GET"], responses=_ERRORS)
     router.add_api_route(
-        "/symbols", udf_symbols, methods=["GET"], openapi_extra={"parameters": [_SYMBOL]}
+        "/symbols",
+        udf_symbols,
+        methods=["GET"],
+        responses=_ERRORS,
+        openapi_extra={"parameters": [_SYMBOL]},
     )
     router.add_api_route(
-        "/search", udf_search, methods=["GET"], openapi_extra={"parameters": _SEARCH_PARAMETERS}
+        "/search",
+        udf_search,
+        methods=["GET"],
+        responses=_ERRORS,
+        openapi_extra={"parameters": _SEARCH_PARAMETERS},
     )
     router.add_api_route(
         "/history",
         udf_history,
         methods=["GET"],
+        responses=_ERRORS,
         openapi_extra={"parameters": _HISTORY_PARAMETERS},
     )
     router.add_api_route(
-        "/marks", udf_marks, methods=["GET"], openapi_extra={"parameters": _MARKS_PARAMETERS}
+        "/marks",
+        udf_marks,
+        methods=["GET"],
+        responses=_ERRORS,
+        openapi_extra={"parameters": _MARKS_PARAMETERS},
     )
     router.add_api_route(
         "/timescale_marks",
         udf_timescale_marks,
         methods=["GET"],
+        responses=_ERRORS,
         openapi_extra={"parameters": _MARKS_PARAMETERS},
     )
-    router.add_api_route("/time", udf_time, methods=["GET"], response_class=Response)
+    router.add_api_route(
+        "/time", udf_time, methods=["GET"], response_class=Response, responses=_ERRORS
+    )
     return router
 
 

@@ -5,7 +5,7 @@ No SQL and no HTTP here: symbols come from ``ChartsService.series_markets`` (one
 series table when persistence is on, kept ``listing_seconds``), history from
 ``ChartsService.bar_arrays`` (bars kept as JSON arrays by field: an answer is slices of them),
 marks from ``AnnotationsService``. Answers are JSON bytes; a request the protocol refuses raises
-:class:`UdfError`.
+:class:`UdfError` or :class:`UnknownSymbol`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..charts.arrays import ArrayWindow
 from ..charts.repository import SeriesMarket
 from ..charts.service import MAX_CHUNK, ChartsService
 from ..charts.timeframes import parse_resolution
-from ..errors import ChartNotFound
+from ..errors import ChartNotFound, ChartsError, InvalidRequest
 from . import symbols as symbols_
 from .symbols import Symbol, parse_ticker, symbol_of
 
@@ -36,15 +36,14 @@ DEFAULT_SEARCH_LIMIT: Final = 30
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
-class UdfError(Exception):
-    """A request the protocol answers with ``{"s": "error", "errmsg": ...}``."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class UdfError(InvalidRequest):
+    """A parameter the protocol refuses (422, answered ``{"s": "error", "errmsg": ...}``)."""
 
 
-class UnknownSymbol(UdfError):
+class UnknownSymbol(ChartsError):
+    status_code = 404
+    error_code = "UNKNOWN_SYMBOL"
+
     def __init__(self, symbol: str) -> None:
         super().__init__(f"unknown_symbol: no symbol {symbol[:140]!r} is visible to this caller")
 
@@ -106,15 +105,18 @@ class UdfService:
         if found is not None:
             return found
         visible = await self.symbols(caller)
+        folded = text.casefold()
+        names: tuple[Callable[[Symbol], bool], ...] = (
+            lambda s: s.name == text,
+            lambda s: s.full_name == text,
+            lambda s: s.name.casefold() == folded,
+            lambda s: s.full_name.casefold() == folded,
+        )
+        for named in names:
+            found = next((s for s in visible if named(s)), None)
+            if found is not None:
+                return found
         exchange, _, rest = text.rpartition(":")
-        for candidates in (
-            [s for s in visible if s.name == text],
-            [s for s in visible if s.full_name == text],
-            [s for s in visible if s.name.casefold() == text.casefold()],
-            [s for s in visible if s.full_name.casefold() == text.casefold()],
-        ):
-            if candidates:
-                return candidates[0]
         if exchange and rest:
             # EXCHANGE:<ticker>, as the library may write a resolved symbol back
             found = await self._by_ticker(caller, rest)
@@ -181,7 +183,7 @@ class UdfService:
         exchange: str | None,
         limit: str | None,
     ) -> bytes:
-        count = DEFAULT_SEARCH_LIMIT if not limit else _integer(limit, "limit")
+        count = DEFAULT_SEARCH_LIMIT if limit is None else _integer(limit, "limit")
         if count < 1:
             raise UdfError(f"limit must be a positive integer; got {limit!r:.40}.")
         found = symbols_.search(
@@ -207,7 +209,7 @@ class UdfService:
         to = _integer(end, "to", " (unix seconds)")
         count = None
         since = None
-        if countback:
+        if countback is not None:
             count = _integer(countback, "countback")
             if count < 1:
                 raise UdfError(f"countback must be a positive integer; got {countback!r:.40}.")
