@@ -47,8 +47,12 @@ Answer = Callable[[UdfService, Principal, QueryParams], Awaitable[bytes]]
 
 
 def _query(name: str, description: str, type_: str = "string") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": type_}} | {
-        "description": description
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": type_},
+        "description": description,
     }
 
 
