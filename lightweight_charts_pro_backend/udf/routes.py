@@ -22,7 +22,7 @@ from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api.deps import authorize
-from ..auth import READ, Principal
+from ..auth import READ, Authenticator, Principal, http_credentials
 from ..errors import ChartsError
 from ..request_context import EXCHANGE_KEY, Exchange, current_request_id
 from .service import UdfService
@@ -44,6 +44,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 Answer = Callable[[UdfService, Principal, QueryParams], Awaitable[bytes]]
+#: Who asks without credentials where the datafeed answers anyway (``/config``): no chart.
+NOBODY: Final = Principal("", frozenset(), frozenset(), kind="anonymous")
 
 
 def _query(name: str, description: str, type_: str = "string") -> dict[str, Any]:
@@ -64,9 +66,16 @@ def get_udf(request: Request) -> UdfService:
     return udf
 
 
-async def _serve(request: Request, answer: Answer, media_type: str = JSON) -> Response:
+async def _serve(
+    request: Request, answer: Answer, media_type: str = JSON, *, open_without: bool = False
+) -> Response:
+    """``answer`` for the request's caller, or for ``NOBODY`` when ``open_without`` and the
+    request carries no credentials at all (auth on); refusals as the module says."""
     try:
-        caller = await authorize(request, READ)
+        if open_without and not _presents_credentials(request):
+            caller = NOBODY
+        else:
+            caller = await authorize(request, READ)
         body = await answer(get_udf(request), caller, request.query_params)
     except ChartsError as exc:
         refusal = {
@@ -82,13 +91,14 @@ async def _serve(request: Request, answer: Answer, media_type: str = JSON) -> Re
 
 
 async def udf_config(request: Request) -> Response:
-    """The datafeed's configuration: resolutions, exchanges and symbol types of the caller's
-    symbols; search on, group requests and marks off."""
+    """The datafeed's configuration: what it supports, and the exchanges and symbol types of the
+    caller's symbols. Answered without credentials too (then without exchanges and types): the
+    stock adapter asks for it from its constructor, before a page can give it a header."""
 
     async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
         return await udf.config(caller)
 
-    return await _serve(request, answer)
+    return await _serve(request, answer, open_without=True)
 
 
 async def udf_symbols(request: Request) -> Response:
@@ -167,6 +177,13 @@ async def udf_time(request: Request) -> Response:
         return b"%d" % int(time.time())
 
     return await _serve(request, answer, "text/plain")
+
+
+def _presents_credentials(request: Request) -> bool:
+    authenticator: Authenticator = request.app.state.authenticator
+    if not authenticator.enforce:
+        return True  # everyone is the anonymous caller
+    return http_credentials(request.headers, authenticator.api_key_header).present
 
 
 def _served_history(request: Request, bars: int) -> None:

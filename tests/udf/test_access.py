@@ -31,7 +31,6 @@ async def test_credentials_are_required_and_refusals_speak_udf(app_client: Clien
     async with app_client(settings) as client:
         await seed(client, bearer(token(settings)))
         for path in (
-            "/config",
             "/symbols?symbol=AAA",
             "/search?query=A",
             "/time",
@@ -43,10 +42,15 @@ async def test_credentials_are_required_and_refusals_speak_udf(app_client: Clien
             # The adapter reads "s" (a resolve with any "s" fails as unknown_symbol) and "errmsg".
             assert body["s"] == "error" and "Authentication required" in body["errmsg"]
             assert body["errorCode"] == "NOT_AUTHENTICATED" and body["requestId"]
+        # The adapter asks for /config from its constructor, before a page can set a header:
+        # answered anyway, with what the datafeed supports and nothing about the charts.
+        config = await client.get("/udf/config")
+        assert config.status_code == 200 and config.json()["supports_search"] is True
+        assert config.json()["exchanges"] == [{"value": "", "name": "All Exchanges", "desc": ""}]
         bad = await client.get("/udf/config", headers=bearer("not-a-token"))
         assert bad.status_code == 401 and bad.json()["s"] == "error"
         ok = await client.get("/udf/config", headers=bearer(token(settings)))
-        assert ok.status_code == 200 and ok.json()["supports_search"] is True
+        assert [e["value"] for e in ok.json()["exchanges"]] == ["", "X1", "X2"]
 
 
 async def test_a_token_limited_to_some_charts_sees_only_their_symbols(
