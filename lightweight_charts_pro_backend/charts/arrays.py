@@ -7,8 +7,9 @@ numbers, keyed by bar time. A window of bars is then one binary search and one s
 as a history chunk of points is: no number is formatted per request.
 
 Only bars with a value are kept (a whitespace bar has no place in such arrays); a missing volume
-is written 0, and ``volume`` is left out while the series has none at all. Fields whose numbers
-were all integers are written as integers.
+is written 0, and ``volume`` is left out until a bar has one (writes that take every volume away
+again leave it, all 0, until the arrays are next built). Fields whose numbers were all integers
+are written as integers.
 """
 
 from __future__ import annotations
