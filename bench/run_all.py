@@ -1,7 +1,7 @@
 """Run every benchmark in turn and print a summary of the ratios against DESIGN.md section 8.
 
 Run: ``python -m bench.run_all`` (or ``python bench/run_all.py``); ``--quick`` for a short pass,
-``--only history,memory,ingest,persistence,fanout,production,topology,annotations,resolutions``
+``--only history,memory,ingest,persistence,fanout,production,topology,annotations,resolutions,udf``
 to choose. Exit status 1 when a benchmark could not run, and also when a target is missed if
 ``--strict`` is given.
 """
@@ -29,6 +29,7 @@ from bench import (
     bench_production,
     bench_resolutions,
     bench_topology,
+    bench_udf,
 )
 from bench._common import BenchError, log, unpin_self, verdict
 
@@ -61,6 +62,7 @@ BENCHES: dict[str, tuple[Main, list[str], list[str]]] = {
         [],
         ["--duration", "3", "--rounds", "2", "--trials", "10", "--range-requests", "100"],
     ),
+    "udf": (bench_udf.main, [], ["--duration", "3", "--rounds", "2"]),
 }
 
 # (bench, figure, label, target, higher is better)
@@ -137,6 +139,7 @@ TARGETS = [
     ),
     ("resolutions", "cold_ny_60_pandas_json_over_server", "cold 60 (NY): pandas/server", 2.0, True),
     ("resolutions", "cold_ny_1D_pandas_json_over_server", "cold 1D (NY): pandas/server", 2.0, True),
+    ("udf", "udf_over_rest", "UDF history / REST 300 bars at 60 req/s", 0.5, True),
     ("resolutions", "live_bars_over_raw", "live p99 bars/raw, 1000 sockets", 1.5, False),
     ("resolutions", "range_over_raw_chunk", "range 2000 of 1M / raw 2000 chunk", 10.0, False),
 ]

@@ -55,6 +55,8 @@ from .realtime.signals import close_sockets_on_signal
 from .saveload import endpoints as saveload_api
 from .saveload.service import SaveLoadService
 from .saveload.store import LayoutsRepository, LayoutStore, MemoryLayouts
+from .udf import routes as udf_api
+from .udf.service import UdfService
 
 logger = logging.getLogger(__name__)
 #: Pauses between attempts to reach the database at startup.
@@ -241,6 +243,7 @@ def build_app(
             app.state.bus = bus
             app.state.charts = charts
             app.state.annotations = annotations
+            app.state.udf = UdfService(charts, annotations)
             layouts: LayoutStore = (
                 MemoryLayouts() if database is None else LayoutsRepository(database)
             )
@@ -330,6 +333,8 @@ def build_app(
     app.include_router(saveload_api.router)
     app.include_router(websocket_api.router)
     app.include_router(client_js.router)
+    udf_router = udf_api.router_at(settings.udf_path)
+    app.include_router(udf_router)
     if demo_page.demo_enabled(settings):
         app.include_router(demo_page.router)
     if metrics.enabled:
@@ -337,6 +342,7 @@ def build_app(
             settings.metrics_path, metrics_api.scrape, methods=["GET"], include_in_schema=False
         )
     app.add_middleware(HistoryLane, route=charts_api.history_route)  # first added = innermost
+    app.add_middleware(udf_api.HistoryLane, route=udf_api.history_route(udf_router))
     install_openapi(app, settings)
     # Inside CORS, so that browsers can read a 500; see middleware.py for the whole order.
     app.add_middleware(ErrorEnvelopeMiddleware, debug=settings.debug)
@@ -344,7 +350,12 @@ def build_app(
     gate = None
     if limiter is not None:
         exempt = frozenset({settings.metrics_path})
-        gate = RateLimitGate(limiter, exempt, refusal=with_cors(refuse, settings))
+        gate = RateLimitGate(
+            limiter,
+            exempt,
+            refusal=with_cors(refuse, settings),
+            udf_path=settings.udf_path,
+        )
     app.add_middleware(RequestIdMiddleware, access_log=access, metrics=metrics, rate_limits=gate)
     return app
 

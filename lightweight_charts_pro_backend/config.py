@@ -166,6 +166,8 @@ class Settings(BaseSettings):
     # Data delivery
     chunk_size_threshold: int = Field(default=500, ge=1, le=10_000_000)
     default_chunk_size: int = Field(default=500, ge=1, le=10_000)
+    #: Where the TradingView UDF datafeed is mounted (the Charting Library's datafeed URL).
+    udf_path: str = Field(default="/udf", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -229,6 +231,14 @@ class Settings(BaseSettings):
                 f"DATABASE_URL must start with one of {', '.join(sorted(DATABASE_DRIVERS))}://; "
                 f"got {scheme or value!r}"
             )
+        return value
+
+    @field_validator("udf_path")
+    @classmethod
+    def _own_udf_path(cls, value: str) -> str:
+        first = value.split("/")[1]
+        if first in ("api", "ws", "health", "docs", "redoc", "openapi.json", "demo", "client"):
+            raise ValueError(f"UDF_PATH {value!r} would share /{first} with the service's routes")
         return value
 
     @model_validator(mode="after")

@@ -5,8 +5,9 @@ Order, outermost first, as ``app.build_app`` installs it::
     RequestIdMiddleware      request id, log context, rate limits, access line, metrics
       CORSMiddleware
         ErrorEnvelopeMiddleware  any exception -> 500 envelope (inside CORS: browsers can read it)
-          HistoryLane            the history route without FastAPI's routing
-            FastAPI's exception handlers and routes
+          udf.routes.HistoryLane the UDF history route without FastAPI's routing
+            HistoryLane          the REST history route without FastAPI's routing
+              FastAPI's exception handlers and routes
 
 so a 500 produced by the envelope still passes through CORS and gets its ``X-Request-ID``
 header, its access line and its metrics on the way out. A request refused by its rate limit is

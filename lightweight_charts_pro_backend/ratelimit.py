@@ -2,8 +2,9 @@
 Redis without a round trip per request.
 
 Two fixed one-minute windows per client address: ``RATE_LIMIT_PER_MINUTE`` for every request
-under ``/api`` and every WebSocket handshake under ``/ws``, and ``RATE_LIMIT_HISTORY_PER_MINUTE``
-for history (the REST history routes, and ``request_history`` frames on a socket, which the
+under ``/api`` and the UDF datafeed's ``UDF_PATH`` and every WebSocket handshake under ``/ws``, and
+``RATE_LIMIT_HISTORY_PER_MINUTE`` for history (the REST history routes, the datafeed's history,
+and ``request_history`` frames on a socket, which the
 WebSocket handler checks with :meth:`RateLimiter.hit_history`). Health and metrics are never
 limited.
 
@@ -50,6 +51,9 @@ _WARN_EVERY_SECONDS: Final = 60.0
 _MAX_ADDRESS_LENGTH: Final = 64
 #: The scope key of a refused request's :class:`Decision`, for :func:`refuse`.
 DECISION_KEY: Final = "charts.rate_limit"
+#: The scope key telling :func:`refuse` whether the refused request counted against the history
+#: limit and whether it is the UDF datafeed's.
+REFUSAL_KEY: Final = "charts.rate_limit.refusal"
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LIMIT_HEADER: Final = b"x-ratelimit-limit"
 REMAINING_HEADER: Final = b"x-ratelimit-remaining"
@@ -586,24 +590,34 @@ class RateLimiter:
 class RateLimitGate:
     """Decides, for the outermost middleware, whether a request may go on.
 
-    Limits ``/api`` requests and ``/ws`` handshakes, except the ``exempt`` paths (the metrics
-    path, wherever it is mounted). The middleware puts :meth:`Decision.headers` on a refusal
-    (``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` in UTC epoch seconds,
-    and ``Retry-After``), and the first three on every limited request when ``RATE_LIMIT_HEADERS``
-    is set (they cost uvicorn a check and a write each), and hands a refused request to
-    ``refusal``: 429 with the
-    error envelope, through CORS so that browsers can read it. A refused handshake gets 429 where
-    the server supports WebSocket denial responses, else a plain refusal (403).
+    Limits ``/api`` and ``udf_path`` requests and ``/ws`` handshakes, except the ``exempt``
+    paths (the metrics path, wherever it is mounted). The middleware puts
+    :meth:`Decision.headers` on a refusal (``X-RateLimit-Limit``, ``X-RateLimit-Remaining``,
+    ``X-RateLimit-Reset`` in UTC epoch seconds, and ``Retry-After``), and the first three on
+    every limited request when ``RATE_LIMIT_HEADERS`` is set (they cost uvicorn a check and a
+    write each), and hands a refused request to ``refusal``: 429 with the error envelope
+    (with UDF's ``s`` and ``errmsg`` on the datafeed's paths), through CORS so that browsers can
+    read it. A refused handshake gets 429 where the server supports WebSocket denial
+    responses, else a plain refusal (403).
 
     Deciding in the outermost layer rather than in a middleware of its own saves a layer on
     every request: the limiter is on the path of every history request a chart scrolls with.
     """
 
     def __init__(
-        self, limiter: RateLimiter, exempt: frozenset[str], refusal: ASGIApp | None = None
+        self,
+        limiter: RateLimiter,
+        exempt: frozenset[str],
+        refusal: ASGIApp | None = None,
+        *,
+        udf_path: str | None = None,
     ) -> None:
         self.limiter = limiter
         self.exempt = exempt
+        # The UDF datafeed counts as the API, its history as history too.
+        self._prefixes = ("/api/",) if udf_path is None else ("/api/", udf_path + "/")
+        self._udf = "\0" if udf_path is None else udf_path + "/"
+        self._udf_history = None if udf_path is None else udf_path + "/history"
         self.refusal: ASGIApp = refusal if refusal is not None else refuse
         self._local = limiter.local
         # What each recently seen path counts against: a chart scrolling back asks for the
@@ -617,7 +631,11 @@ class RateLimitGate:
         if scope["type"] == "http":
             if not self.limits(path):
                 return None
-            return await limiter.hit(limiter.client_address(scope), history=is_history_path(path))
+            history = self.is_history(path)
+            decision = await limiter.hit(limiter.client_address(scope), history=history)
+            if not decision.allowed:
+                scope[REFUSAL_KEY] = (history, path.startswith(self._udf))
+            return decision
         if path.startswith("/ws/"):
             return await limiter.hit(limiter.client_address(scope))
         return None
@@ -658,16 +676,21 @@ class RateLimitGate:
             return True
         headers += refused.headers()
         scope[DECISION_KEY] = refused
+        scope[REFUSAL_KEY] = (kind == _HISTORY, path.startswith(self._udf))
         return False
 
     def limits(self, path: str) -> bool:
         """Whether HTTP requests for ``path`` count against a limit."""
-        return path.startswith("/api/") and path not in self.exempt
+        return path.startswith(self._prefixes) and path not in self.exempt
+
+    def is_history(self, path: str) -> bool:
+        """Whether ``path`` (a limited one) counts against the history limit too."""
+        return is_history_path(path) or path == self._udf_history
 
     def _kind(self, path: str) -> int:
         if not self.limits(path):
             return _UNLIMITED
-        kind = _HISTORY if is_history_path(path) else _API
+        kind = _HISTORY if self.is_history(path) else _API
         # Only short API paths are remembered: a client cannot fill memory with long ones.
         if len(path) <= _KNOWN_PATH_LENGTH:
             if len(self._kinds) >= _KNOWN_PATHS:
@@ -681,6 +704,7 @@ async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
     envelope; the outermost middleware adds the limit headers."""
     decision: Decision = scope[DECISION_KEY]
     path = scope["path"]
+    history, udf = scope.get(REFUSAL_KEY) or (is_history_path(path), False)
     if scope["type"] == "websocket":
         _count_refusal(scope, "websocket")
         if "websocket.http.response" not in scope.get("extensions", {}):
@@ -689,10 +713,12 @@ async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
         send = _with_headers(send, decision.headers())
         prefix = "websocket."
     else:
-        _count_refusal(scope, "history" if is_history_path(path) else "api")
+        _count_refusal(scope, "history" if history else "api")
         prefix = ""
-    what = "history requests" if is_history_path(path) else "requests"
-    response = error_response(429, decision.message(what), "RATE_LIMITED")
+    message = decision.message("history requests" if history else "requests")
+    # The UDF datafeed's adapter reads only "s" and "errmsg" of whatever it gets.
+    extra = {"s": "error", "errmsg": message} if udf else None
+    response = error_response(429, message, "RATE_LIMITED", extra=extra)
     await send(
         {
             "type": prefix + "http.response.start",

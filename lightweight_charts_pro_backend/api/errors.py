@@ -31,8 +31,10 @@ def error_response(
     *,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
+        **(extra or {}),
         "detail": detail,
         "errorCode": error_code,
         "requestId": current_request_id(),

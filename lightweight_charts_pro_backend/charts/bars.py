@@ -2,8 +2,9 @@
 
 For each series asked for at some resolution, ``BarCache`` holds the series' numeric columns
 (``timeframes.Columns``, parsed once from the points' JSON) and, per resolution, the bars encoded
-as JSON in a ``SeriesStore``, so paging bars costs what paging points costs. An upsert updates the
-columns in place and recomputes only the buckets it touched; a replace or delete drops the entry.
+as JSON in a ``SeriesStore``, so paging bars costs what paging points costs; for resolutions asked
+for as arrays (the UDF datafeed), the bars as numeric columns too. An upsert updates the columns in
+place and recomputes only the buckets it touched; a replace or delete drops the entry.
 Entries are dropped least recently used first when the budget is exceeded.
 """
 
@@ -15,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
+from .arrays import ArrayBars
 from .market import Market
 from .points import EncodedPoints
 from .store import SeriesStore
 from .timeframes import (
+    Bars,
     Blocks,
     Columns,
     Int64s,
@@ -57,10 +61,16 @@ class Frames:
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     #: Block summaries of a value column for range views; dropped by writes.
     blocks: Blocks | None = None
+    #: Bars as JSON arrays by field, for the resolutions asked for so (``array_bars``).
+    arrays: dict[str, ArrayBars] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        return self.columns.nbytes + sum(store.nbytes for store in self.bars.values())
+        return (
+            self.columns.nbytes
+            + sum(store.nbytes for store in self.bars.values())
+            + sum(arrays.nbytes for arrays in self.arrays.values())
+        )
 
 
 class BarCache:
@@ -126,13 +136,21 @@ class BarCache:
         frames.columns.upsert(times, parsed)
         frames.blocks = None
         for text, resolution in list(frames.resolutions.items()):
-            try:
-                changed = recompute(frames, resolution, times, source)
-            except _Unavailable:
-                del frames.bars[text], frames.resolutions[text]
-                continue
-            if len(changed):
-                frames.bars[text].upsert(changed)
+            bars = touched_bars(frames, resolution, times)
+            arrays = frames.arrays.get(text)
+            if arrays is not None and not arrays.upsert(bars, integral_rows(frames)):
+                del frames.arrays[text]  # built again when next asked for
+            store = frames.bars.get(text)
+            if store is not None:
+                try:
+                    changed = encode_bars(bars, frames.columns, _checked(source), frames.rule)
+                except _Unavailable:
+                    del frames.bars[text]
+                else:
+                    if len(changed):
+                        store.upsert(changed)
+            if text not in frames.bars and text not in frames.arrays:
+                del frames.resolutions[text]
         self.resized(series)
 
 
@@ -147,23 +165,40 @@ def build_bars(frames: Frames, resolution: Resolution, source: PointSource) -> S
     return store
 
 
-def recompute(
-    frames: Frames, resolution: Resolution, times: Int64s, source: PointSource
-) -> EncodedPoints:
+def array_bars(frames: Frames, resolution: Resolution) -> ArrayBars:
+    """Every bar of the series at ``resolution`` as JSON arrays by field (also kept in
+    ``frames``, and kept current by upserts)."""
+    columns = frames.columns
+    keys, inside = bucket_keys(columns.times, resolution, frames.market)
+    bars = aggregate(columns, keys, inside, frames.rule)
+    arrays = ArrayBars(frames.kind, bars, integral_rows(frames))
+    frames.arrays[resolution.text] = arrays
+    frames.resolutions[resolution.text] = resolution
+    return arrays
+
+
+def integral_rows(frames: Frames) -> npt.NDArray[np.bool_]:
+    """Which rows of the series' bars hold only integers."""
+    integral = frames.columns.integral.copy()
+    if frames.rule == "mean":
+        integral[:] = False
+    return integral
+
+
+def touched_bars(frames: Frames, resolution: Resolution, times: Int64s) -> Bars:
     """The bars whose buckets hold any of ``times``, from the current columns."""
     columns = frames.columns
     keys, inside = bucket_keys(times, resolution, frames.market)
     touched = np.unique(keys[inside])
     if not len(touched):
-        return encode_bars(aggregate(columns, keys[:0], inside[:0], frames.rule), columns, _none)
+        return aggregate(columns, keys[:0], inside[:0], frames.rule)
     low = bucket_span(int(touched[0]), resolution, frames.market)[0]
     high = bucket_span(int(touched[-1]), resolution, frames.market)[1]
     stored = columns.times
     lo, hi = np.searchsorted(stored, [low, high])
     span_keys, span_inside = bucket_keys(stored[lo:hi], resolution, frames.market)
     span_inside &= np.isin(span_keys, touched)
-    bars = aggregate(columns, span_keys, span_inside, frames.rule, lo=int(lo))
-    return encode_bars(bars, columns, _checked(source), frames.rule)
+    return aggregate(columns, span_keys, span_inside, frames.rule, lo=int(lo))
 
 
 def _checked(source: PointSource) -> Callable[[Sequence[int]], Sequence[dict[str, Any]]]:
@@ -174,7 +209,3 @@ def _checked(source: PointSource) -> Callable[[Sequence[int]], Sequence[dict[str
         return found
 
     return points
-
-
-def _none(indexes: Sequence[int]) -> Sequence[dict[str, Any]]:
-    raise _Unavailable

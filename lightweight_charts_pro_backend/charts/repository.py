@@ -98,6 +98,18 @@ class ChartSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesMarket:
+    """A series that has a ``market``, named by its chart, pane and id (no points)."""
+
+    chart_id: str
+    pane_id: int
+    series_id: str
+    series_type: str
+    aggregation: str | None
+    market: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Versioned:
     """The chart's version before and after a write; ``previous`` differs from what the caller
     holds when another process changed the chart in between."""
@@ -212,6 +224,28 @@ class ChartsRepository:
         ).order_by(charts.c.id)
         rows = await self._all(query)
         return [ChartSummary(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def series_markets(self) -> list[SeriesMarket]:
+        """Every series of every chart that has a market, ordered by chart, pane and id: one
+        read of the series table."""
+        query = (
+            select(
+                series.c.chart_id,
+                series.c.pane_id,
+                series.c.series_id,
+                series.c.series_type,
+                series.c.aggregation,
+                series.c.market,
+            )
+            .where(series.c.market.is_not(None))
+            .order_by(series.c.chart_id, series.c.pane_id, series.c.series_id)
+        )
+        rows = await self._all(query)
+        return [
+            SeriesMarket(r[0], int(r[1]), r[2], r[3], r[4], r[5])
+            for r in rows
+            if isinstance(r[5], dict)  # a JSON null is not a market
+        ]
 
     async def insert_chart(
         self, chart_id: str, options: dict[str, Any], now: float

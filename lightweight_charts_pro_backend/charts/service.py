@@ -38,7 +38,8 @@ from ..errors import (
 )
 from ..locks import KeyedLocks
 from ..realtime.bus import EventBus
-from .bars import BarCache, Frames, build_bars
+from .arrays import ArrayBars, ArrayWindow
+from .bars import BarCache, Frames, array_bars, build_bars
 from .cache import SAMPLE_STEP, SeriesCache, TimeSamples
 from .events import ChartEvent, EventOp
 from .market import Market, parse_market
@@ -53,6 +54,7 @@ from .repository import (
     ChartRecord,
     ChartsRepository,
     ChartSummary,
+    SeriesMarket,
     SeriesRecord,
     Versioned,
     encoded_from_rows,
@@ -293,6 +295,27 @@ class ChartsService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ charts
+
+    async def series_markets(self) -> list[SeriesMarket]:
+        """Every series that has a ``market``, ordered by chart, pane and series id (from the
+        database when persistence is on: charts not in memory are listed too)."""
+        if self._repo is not None:
+            return await self._repo.series_markets()
+        found = [
+            SeriesMarket(
+                chart.chart_id,
+                series.pane_id,
+                series.series_id,
+                series.series_type,
+                series.aggregation,
+                series.market.to_json(),
+            )
+            for chart in list(self._charts.values())
+            for series in chart.series.values()
+            if series.market is not None
+        ]
+        found.sort(key=lambda s: (s.chart_id, s.pane_id, s.series_id))
+        return found
 
     async def charts(self) -> list[ChartSummary]:
         """Every chart, without points (from the database when persistence is on)."""
@@ -1033,6 +1056,66 @@ class ChartsService:
         parsed = frames.resolutions[resolution]
         keys, inside = bucket_keys(np.asarray(times, dtype=np.int64), parsed, frames.market)
         return bars.points_at(np.unique(keys[inside]).tolist())
+
+    async def bar_arrays(
+        self,
+        chart_id: str,
+        pane_id: int,
+        series_id: str,
+        resolution: object,
+        *,
+        end: int,
+        start: int | None = None,
+        count: int | None = None,
+        limit: int = MAX_CHUNK,
+    ) -> ArrayWindow:
+        """The bars at ``resolution`` before ``end`` (exclusive): the last ``count`` of them,
+        else those from ``start`` (inclusive) on, at most the newest ``limit``; as a JSON array
+        per field, for front ends that take arrays rather than points (the UDF datafeed).
+        Whitespace bars are left out.
+
+        The arrays are kept encoded beside the series' bars (``arrays.ArrayBars``), so a window
+        is a slice of each; no bar becomes an object and no number is formatted.
+        """
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        arrays = await self._arrays_of(chart, series, parsed)
+        self._touch(chart)
+        return arrays.window(end, start, count, limit)
+
+    async def bar_times(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]
+    ) -> list[int | None]:
+        """The time of the bar at ``resolution`` each of ``times`` falls in, by the series'
+        market (None: outside its sessions)."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.get_series_or_raise(pane_id, series_id)
+        keys, inside = bucket_keys(
+            np.asarray(times, dtype=np.int64), parsed, series.market or Market()
+        )
+        return [
+            int(key) if within else None
+            for key, within in zip(keys.tolist(), inside.tolist(), strict=True)
+        ]
+
+    async def _arrays_of(self, chart: Chart, series: Series, resolution: Resolution) -> ArrayBars:
+        """The series' bars at ``resolution`` as arrays, from the cache, else computed under the
+        chart's lock (as ``_bars_of``)."""
+        check_aggregatable(series.series_type, series.aggregation, series.series_id)
+        frames = self._bars.get(series)
+        if frames is not None and resolution.text in frames.arrays:
+            return frames.arrays[resolution.text]
+        async with chart.lock:
+            series = chart.get_series_or_raise(series.pane_id, series.series_id)
+            check_aggregatable(series.series_type, series.aggregation, series.series_id)
+            frames, _ = await self._frames_locked(series)
+            arrays = frames.arrays.get(resolution.text)
+            if arrays is None:
+                arrays = await _run(array_bars, frames, resolution)
+                self._bars.resized(series)
+            return arrays
 
     def check_resolution(self, series: Series, resolution: object) -> Resolution:
         """The parsed resolution, when the series can be shown at it (else 422)."""

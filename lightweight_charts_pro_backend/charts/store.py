@@ -159,6 +159,10 @@ class SeriesStore:
     def times_array(self) -> npt.NDArray[np.int64]:
         return self._times.absolute()
 
+    def position(self, time: int) -> int:
+        """How many points lie strictly before ``time`` (as :meth:`bisect`)."""
+        return self.bisect(time)
+
     def point_json(self, index: int) -> bytes:
         """Point ``index`` as a JSON object."""
         return bytes(self._buf[self._offsets[index] : self._offsets[index + 1] - 1])

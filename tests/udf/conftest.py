@@ -1,0 +1,3 @@
+from ..security.conftest import app_client
+
+__all__ = ["app_client"]
