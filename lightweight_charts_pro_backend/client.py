@@ -14,6 +14,7 @@ Example::
                                         "close": 2})
         for chunk in charts.iter_history("btc", "price"):  # newest chunk first
             ...
+        hourly = charts.history("btc", "price", resolution="60")  # bars made by the server
         for event in charts.subscribe("btc"):  # data_update frames, forever
             ...
 
@@ -221,16 +222,14 @@ def _ws_url(base_url: str, chart_id: str) -> str:
     return f"{base}/ws/charts/{chart_id}"
 
 
-def _history_params(
-    before_time: object, after_time: object, count: int | None
-) -> dict[str, str | int]:
+def _params(**values: object) -> dict[str, str | int]:
+    """Query parameters of the values given (None: left out); times and resolutions as text
+    (a datetime as ISO-8601, which the server reads, naive as UTC), counts as integers."""
     params: dict[str, str | int] = {}
-    if before_time is not None:
-        params["before_time"] = str(before_time)
-    if after_time is not None:
-        params["after_time"] = str(after_time)
-    if count is not None:
-        params["count"] = count
+    for name, value in values.items():
+        if value is None:
+            continue
+        params[name] = value if type(value) is int else str(value)
     return params
 
 
@@ -345,6 +344,8 @@ class _Operations:
         options: Mapping[str, Any] | None,
         batch_size: int,
         progress: bool,
+        market: Mapping[str, Any] | None = None,
+        aggregation: str | None = None,
     ) -> Steps:
         points = _sorted(to_points(data))
         bar = progress_bar(len(points), progress, series_id)
@@ -357,6 +358,10 @@ class _Operations:
                 "data": first,
                 "options": dict(options or {}),
             }
+            if market is not None:
+                body["market"] = dict(market)
+            if aggregation is not None:
+                body["aggregation"] = aggregation
             path = f"/api/charts/{chart_id}/data/{series_id}"
             result = yield _Call("POST", path, body, chart_id=chart_id, writes=True)
             if bar is not None:
@@ -384,9 +389,12 @@ class _Operations:
         body = {"paneId": pane, "data": points}
         return (yield _Call("PATCH", path, body, chart_id=chart_id, writes=True))
 
-    def get_series(self, chart_id: str, series_id: str, pane: int) -> Steps:
+    def get_series(
+        self, chart_id: str, series_id: str, pane: int, resolution: object = None
+    ) -> Steps:
         path = f"/api/charts/{chart_id}/data/{pane}/{series_id}"
-        return (yield _Call("GET", path, chart_id=chart_id))
+        params = _params(resolution=resolution)
+        return (yield _Call("GET", path, params=params, chart_id=chart_id))
 
     def delete_series(self, chart_id: str, series_id: str, pane: int) -> Steps:
         path = f"/api/charts/{chart_id}/data/{pane}/{series_id}"
@@ -400,9 +408,25 @@ class _Operations:
         before_time: object,
         after_time: object,
         count: int | None,
+        resolution: object = None,
     ) -> Steps:
         path = f"/api/charts/{chart_id}/history/{pane}/{series_id}"
-        params = _history_params(before_time, after_time, count)
+        params = _params(
+            before_time=before_time, after_time=after_time, count=count, resolution=resolution
+        )
+        return (yield _Call("GET", path, params=params, chart_id=chart_id))
+
+    def get_range(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int,
+        start: object,
+        end: object,
+        max_points: int | None,
+    ) -> Steps:
+        path = f"/api/charts/{chart_id}/range/{pane}/{series_id}"
+        params = _params(**{"from": start, "to": end, "max_points": max_points})
         return (yield _Call("GET", path, params=params, chart_id=chart_id))
 
     # Annotations have versions of their own: their calls name no chart version.
@@ -416,6 +440,19 @@ class _Operations:
 
     def delete_annotation(self, chart_id: str, annotation_id: str) -> Steps:
         yield _Call("DELETE", f"/api/charts/{chart_id}/annotations/{annotation_id}")
+
+    def markers(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int,
+        start: object,
+        end: object,
+        resolution: object,
+    ) -> Steps:
+        path = f"/api/charts/{chart_id}/markers/{pane}/{series_id}"
+        params = _params(**{"from": start, "to": end, "resolution": resolution})
+        return (yield _Call("GET", path, params=params))["markers"]
 
 
 def _older(chunk: Mapping[str, Any]) -> object:
@@ -511,16 +548,35 @@ class ChartsClient:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        market: Mapping[str, Any] | None = None,
+        aggregation: str | None = None,
     ) -> Any:
         """Replace the series with ``data``; returns ``{"seriesId", "seriesType", "count",
         "version"}``.
 
         More than ``batch_size`` points go as one replace of the oldest batch, then appends of
-        the others in time order (readers see the series grow).
+        the others in time order (readers see the series grow). ``market`` is the calendar its
+        bars at other resolutions follow (IANA ``timezone`` and TradingView ``session``; default
+        UTC, always open), ``aggregation`` how a value series' ``value`` is aggregated (``last``,
+        ``first``, ``max``, ``min``, ``sum``, ``mean``); both are kept until the next replace.
+
+        Example::
+
+            charts.set_series("acme", "price", frame, series_type="candlestick",
+                market={"timezone": "America/New_York", "session": "0930-1600:23456"})
         """
         return self._run(
             self._ops.set_series(
-                chart_id, series_id, data, series_type, pane, options, batch_size, progress
+                chart_id,
+                series_id,
+                data,
+                series_type,
+                pane,
+                options,
+                batch_size,
+                progress,
+                market,
+                aggregation,
             )
         )
 
@@ -556,8 +612,12 @@ class ChartsClient:
     def delete_annotation(self, chart_id: str, annotation_id: str) -> None:
         self._run(self._ops.delete_annotation(chart_id, annotation_id))
 
-    def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
-        return self._run(self._ops.get_series(chart_id, series_id, pane))
+    def get_series(
+        self, chart_id: str, series_id: str, pane: int = 0, *, resolution: object = None
+    ) -> Any:
+        """The series as a chart first loads it (the newest chunk when it is large); with
+        ``resolution`` (``"5"``, ``"60"``, ``"1D"``, ...) in bars at that resolution."""
+        return self._run(self._ops.get_series(chart_id, series_id, pane, resolution))
 
     def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
         self._run(self._ops.delete_series(chart_id, series_id, pane))
@@ -571,11 +631,61 @@ class ChartsClient:
         before_time: object = None,
         after_time: object = None,
         count: int | None = None,
+        resolution: object = None,
     ) -> Any:
-        """One history chunk (``data`` ascending, ``hasMoreBefore``, ``chunkInfo``, ...)."""
+        """One history chunk (``data`` ascending, ``hasMoreBefore``, ``chunkInfo``, ...); with
+        ``resolution``, of bars aggregated by the server along the series' market (times are
+        then bar times, ``count`` counts bars).
+
+        Example::
+
+            hourly = charts.history("acme", "price", resolution="60", count=500)
+            frame = to_frame(hourly["data"])
+        """
         return self._run(
-            self._ops.history(chart_id, series_id, pane, before_time, after_time, count)
+            self._ops.history(chart_id, series_id, pane, before_time, after_time, count, resolution)
         )
+
+    def get_range(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        start: object = None,
+        end: object = None,
+        max_points: int | None = None,
+    ) -> Any:
+        """At most ``max_points`` points (server default 2000) of ``[start, end)``, for a
+        zoomed-out view: ``{"seriesId", "from", "to", "data", "resolution", "downsampled",
+        "sourceCount"}``. ``data`` holds the stored points when they fit, else the bars of the
+        finest resolution that fits (OHLC series; ``resolution`` says which) or each stretch's
+        first, lowest, highest and last point (value series).
+
+        Example::
+
+            view = charts.get_range("acme", "price", start="2024-01-01", max_points=1000)
+            frame = to_frame(view["data"])
+        """
+        return self._run(self._ops.get_range(chart_id, series_id, pane, start, end, max_points))
+
+    def markers(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        start: object = None,
+        end: object = None,
+        resolution: object = None,
+    ) -> list[dict[str, Any]]:
+        """The series' markers drawn in ``[start, end)``, by time, as ``createSeriesMarkers``
+        takes them; with ``resolution``, each at the time of the bar it is drawn on (by the
+        series' market; one outside the sessions on the nearest session's bar)."""
+        found: list[dict[str, Any]] = self._run(
+            self._ops.markers(chart_id, series_id, pane, start, end, resolution)
+        )
+        return found
 
     def iter_history(
         self,
@@ -585,20 +695,31 @@ class ChartsClient:
         *,
         before_time: object = None,
         count: int = HISTORY_PAGE,
+        resolution: object = None,
     ) -> Iterator[list[Point]]:
-        """Chunks of points from the newest (or those before ``before_time``) back to the first;
-        each chunk is ascending."""
+        """Chunks of points (of bars at ``resolution``) from the newest (or those before
+        ``before_time``) back to the first; each chunk is ascending."""
         while True:
-            chunk = self.history(chart_id, series_id, pane, before_time=before_time, count=count)
+            chunk = self.history(
+                chart_id,
+                series_id,
+                pane,
+                before_time=before_time,
+                count=count,
+                resolution=resolution,
+            )
             if chunk["data"]:
                 yield chunk["data"]
             before_time = _older(chunk)
             if before_time is None:
                 return
 
-    def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
-        """The whole series, ascending, fetched page by page."""
-        chunks = list(self.iter_history(chart_id, series_id, pane))
+    def all_points(
+        self, chart_id: str, series_id: str, pane: int = 0, *, resolution: object = None
+    ) -> list[Point]:
+        """The whole series (all its bars at ``resolution``), ascending, fetched page by page;
+        ``to_frame`` makes it a DataFrame."""
+        chunks = list(self.iter_history(chart_id, series_id, pane, resolution=resolution))
         return [point for chunk in reversed(chunks) for point in chunk]
 
     def subscribe(
@@ -806,11 +927,22 @@ class AsyncChartsClient:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        market: Mapping[str, Any] | None = None,
+        aggregation: str | None = None,
     ) -> Any:
         """As :meth:`ChartsClient.set_series`."""
         return await self._run(
             self._ops.set_series(
-                chart_id, series_id, data, series_type, pane, options, batch_size, progress
+                chart_id,
+                series_id,
+                data,
+                series_type,
+                pane,
+                options,
+                batch_size,
+                progress,
+                market,
+                aggregation,
             )
         )
 
@@ -835,8 +967,11 @@ class AsyncChartsClient:
     async def delete_annotation(self, chart_id: str, annotation_id: str) -> None:
         await self._run(self._ops.delete_annotation(chart_id, annotation_id))
 
-    async def get_series(self, chart_id: str, series_id: str, pane: int = 0) -> Any:
-        return await self._run(self._ops.get_series(chart_id, series_id, pane))
+    async def get_series(
+        self, chart_id: str, series_id: str, pane: int = 0, *, resolution: object = None
+    ) -> Any:
+        """As :meth:`ChartsClient.get_series`."""
+        return await self._run(self._ops.get_series(chart_id, series_id, pane, resolution))
 
     async def delete_series(self, chart_id: str, series_id: str, pane: int = 0) -> None:
         await self._run(self._ops.delete_series(chart_id, series_id, pane))
@@ -850,10 +985,43 @@ class AsyncChartsClient:
         before_time: object = None,
         after_time: object = None,
         count: int | None = None,
+        resolution: object = None,
     ) -> Any:
+        """As :meth:`ChartsClient.history`."""
         return await self._run(
-            self._ops.history(chart_id, series_id, pane, before_time, after_time, count)
+            self._ops.history(chart_id, series_id, pane, before_time, after_time, count, resolution)
         )
+
+    async def get_range(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        start: object = None,
+        end: object = None,
+        max_points: int | None = None,
+    ) -> Any:
+        """As :meth:`ChartsClient.get_range`."""
+        return await self._run(
+            self._ops.get_range(chart_id, series_id, pane, start, end, max_points)
+        )
+
+    async def markers(
+        self,
+        chart_id: str,
+        series_id: str,
+        pane: int = 0,
+        *,
+        start: object = None,
+        end: object = None,
+        resolution: object = None,
+    ) -> list[dict[str, Any]]:
+        """As :meth:`ChartsClient.markers`."""
+        found: list[dict[str, Any]] = await self._run(
+            self._ops.markers(chart_id, series_id, pane, start, end, resolution)
+        )
+        return found
 
     async def iter_history(
         self,
@@ -863,11 +1031,17 @@ class AsyncChartsClient:
         *,
         before_time: object = None,
         count: int = HISTORY_PAGE,
+        resolution: object = None,
     ) -> AsyncIterator[list[Point]]:
         """As :meth:`ChartsClient.iter_history`."""
         while True:
             chunk = await self.history(
-                chart_id, series_id, pane, before_time=before_time, count=count
+                chart_id,
+                series_id,
+                pane,
+                before_time=before_time,
+                count=count,
+                resolution=resolution,
             )
             if chunk["data"]:
                 yield chunk["data"]
@@ -875,8 +1049,14 @@ class AsyncChartsClient:
             if before_time is None:
                 return
 
-    async def all_points(self, chart_id: str, series_id: str, pane: int = 0) -> list[Point]:
-        chunks = [chunk async for chunk in self.iter_history(chart_id, series_id, pane)]
+    async def all_points(
+        self, chart_id: str, series_id: str, pane: int = 0, *, resolution: object = None
+    ) -> list[Point]:
+        """As :meth:`ChartsClient.all_points`."""
+        chunks = [
+            chunk
+            async for chunk in self.iter_history(chart_id, series_id, pane, resolution=resolution)
+        ]
         return [point for chunk in reversed(chunks) for point in chunk]
 
     async def subscribe(

@@ -166,7 +166,8 @@ async def list_markers(
     caller: ChartReader,
 ) -> Response:
     """The series' markers in ``[from, to)``, sorted by time, ready for ``createSeriesMarkers``;
-    with ``resolution`` (``5``, ``60``, ``1D``, ...), each time is the start of its bar."""
+    with ``resolution`` (``5``, ``60``, ``1D``, ...), each time is that of its bar at that
+    resolution, by the series' market (outside the sessions: the nearest session's bar)."""
     query = request.query_params
     markers = await annotations.markers(
         check_id(chart_id, "chartId"),

@@ -32,7 +32,6 @@ from .cache import AnnotationCache
 from .errors import AnnotationConflict, AnnotationNotFound
 from .events import AnnotationEvent, AnnotationOp
 from .repository import AnnotationQuery, AnnotationStore
-from .resolution import bar_start
 from .schemas import (
     AnnotationRecord,
     apply_patch,
@@ -133,8 +132,10 @@ class AnnotationsService:
         resolution: str | None = None,
     ) -> list[dict[str, Any]]:
         """The caller's markers of one series in ``[start, end)`` as ``createSeriesMarkers``
-        takes them, sorted by time; with ``resolution``, each time is its bar's start."""
-        snap = bar_start(resolution) if resolution is not None else None
+        takes them, sorted by time. With ``resolution``, each time is that of the bar it is
+        drawn on, as the series' bars at that resolution carry it (by the series' market; one
+        outside the sessions on the nearest session's bar: ``ChartsService.snap_to_bars``);
+        ``start`` and ``end`` still select markers by their own time."""
         check_id(series_id, "seriesId")
         await self._charts.get_chart_or_raise(chart_id)
         query = AnnotationQuery(
@@ -158,9 +159,14 @@ class AnnotationsService:
                 marker["size"] = style["size"]
             if "price" in point:
                 marker["price"] = point["price"]
-            if snap is not None:
-                marker["time"] = snap(marker["time"])
             markers.append(marker)
+        if resolution is not None:
+            times = [marker["time"] for marker in markers]
+            snapped = await self._charts.snap_to_bars(
+                chart_id, pane_id, series_id, resolution, times
+            )
+            for marker, time in zip(markers, snapped, strict=True):
+                marker["time"] = time
         markers.sort(key=lambda m: m["time"])
         return markers
 

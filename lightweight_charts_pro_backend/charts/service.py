@@ -73,6 +73,7 @@ from .timeframes import (
     encode_bars,
     extremes,
     parse_resolution,
+    snap_to_bars,
     value_rule,
 )
 
@@ -1099,6 +1100,21 @@ class ChartsService:
             int(key) if within else None
             for key, within in zip(keys.tolist(), inside.tolist(), strict=True)
         ]
+
+    async def snap_to_bars(
+        self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]
+    ) -> list[int]:
+        """The time of the bar at ``resolution`` each of ``times`` is drawn on, by the series'
+        market: the time the bars carry, and for a time outside the sessions the nearest
+        session's bar (``timeframes.snap_to_bars``). A series not written yet has the default
+        market (UTC, always open)."""
+        parsed = parse_resolution(resolution)
+        chart = await self.get_chart_or_raise(chart_id)
+        series = chart.series.get((pane_id, series_id))
+        market = series.market if series is not None and series.market is not None else Market()
+        snapped = snap_to_bars(np.asarray(times, dtype=np.int64), parsed, market)
+        found: list[int] = snapped.tolist()
+        return found
 
     async def _arrays_of(self, chart: Chart, series: Series, resolution: Resolution) -> ArrayBars:
         """The series' bars at ``resolution`` as arrays, from the cache, else computed under the

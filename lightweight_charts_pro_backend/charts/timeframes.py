@@ -5,7 +5,8 @@ columns (``Columns``: times, prices or values, volume) with NumPy, one bucket ke
 ``reduceat`` per bucket, never a Python object per point. Buckets follow the series' market
 (``market.Market``): intraday buckets start at each session's start and advance in elapsed time,
 cut at the session's end; ``D``, ``W`` and ``M`` bars are trading days, weeks from Monday and
-calendar months, labelled 00:00 UTC of their first day. Points outside the sessions are left out.
+calendar months, labelled 00:00 UTC of their first day. Points outside the sessions are left out
+of bars; annotations snapped to bars (``snap_to_bars``) go to the nearest session's bar instead.
 
 Aggregation: bar and candlestick series take the first open, highest high, lowest low, last close
 and the sum of a numeric ``volume``; value series take the last ``value`` (``sum`` for histograms,
@@ -320,6 +321,44 @@ def _day_keys(days: Int64s, resolution: Resolution, market: Market) -> Int64s:
     months = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     first = (months // n * n).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
     return first * DAY
+
+
+def snap_to_bars(times: Int64s, resolution: Resolution, market: Market) -> Int64s:
+    """The time of the bar at ``resolution`` each of ``times`` is drawn on: the key of its bucket
+    (``bucket_keys``), so the very time the bars carry. A time outside the market's sessions
+    takes the bar of the nearest session: the last bar of the session it follows or the first
+    bar of the session after it, whichever session edge is nearer (the later one on a tie).
+    Annotations anchored outside trading hours (news before the open, a fill after the close, a
+    weekend) stay on the chart this way."""
+    keys, inside = bucket_keys(times, resolution, market)
+    outside = np.flatnonzero(~inside)
+    if len(outside):
+        keys[outside] = bucket_keys(_into_sessions(times[outside], market), resolution, market)[0]
+    return keys
+
+
+#: Trading days are at most a week apart (a session names at least one weekday), so the sessions
+#: nearest a time are among the trading days this close to it.
+_NEAREST_SESSIONS: Final = np.arange(-8, 9, dtype=np.int64) * DAY
+
+
+def _into_sessions(times: Int64s, market: Market) -> Int64s:
+    """Each of ``times``, all outside the sessions, moved to the nearest instant in one: the
+    last second of the session before it or the start of the session after it."""
+    sessions = market.sessions(np.unique((times[:, None] + _NEAREST_SESSIONS).ravel()))
+    count = len(sessions.starts)
+    if not count:
+        return times.copy()
+    after = np.searchsorted(sessions.starts, times, side="right")
+    following = np.minimum(after, count - 1)
+    preceding = np.maximum(after - 1, 0)
+    far = np.iinfo(np.int64).max
+    to_open = np.where(after < count, sessions.starts[following] - times, far)
+    since_close = np.where(after > 0, times - sessions.ends[preceding], far)
+    moved: Int64s = np.where(
+        to_open <= since_close, sessions.starts[following], sessions.ends[preceding] - 1
+    )
+    return moved
 
 
 def bucket_span(key: int, resolution: Resolution, market: Market) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -288,6 +289,110 @@ async def test_markers_are_ready_for_create_series_markers(serve: Serve) -> None
         assert bad.status_code == 422 and "resolution" in bad.json()["detail"]
         assert (await client.get(f"{CHART}/markers/0/a..b")).status_code == 422
         assert (await client.get("/api/charts/none/markers/0/price")).status_code == 404
+
+
+def utc(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+def minute_candles(first: str, count: int, step: int = 60) -> list[dict[str, Any]]:
+    start = utc(first)
+    return [
+        {"time": start + step * i, "open": 10, "high": 11, "low": 9, "close": 10}
+        for i in range(count)
+    ]
+
+
+async def bar_times(client: httpx.AsyncClient, series: str, resolution: str) -> list[int]:
+    url = f"{CHART}/history/0/{series}"
+    response = await client.get(url, params={"resolution": resolution, "count": 1000})
+    assert response.status_code == 200, response.text
+    return [bar["time"] for bar in response.json()["data"]]
+
+
+async def snapped_markers(
+    client: httpx.AsyncClient, series: str, resolution: str
+) -> dict[str, int]:
+    url = f"{CHART}/markers/0/{series}"
+    response = await client.get(url, params={"resolution": resolution})
+    assert response.status_code == 200, response.text
+    return {m["id"]: m["time"] for m in response.json()["markers"]}
+
+
+async def test_markers_at_a_resolution_sit_on_the_bars_of_the_series_market(serve: Serve) -> None:
+    """Markers snap to the bars the bars routes return, by the series' market: session starts,
+    DST, trading days; a marker outside the sessions goes to the nearest session's bar."""
+    new_york = {"timezone": "America/New_York", "session": "0930-1600:23456"}
+    # Friday 2024-03-08 is EST (open 14:30 UTC), Monday 2024-03-11 EDT (open 13:30 UTC); the
+    # pre-market points of Friday are stored but in no bar.
+    data = minute_candles("2024-03-08T13:00:00", 90) + minute_candles("2024-03-08T14:30:00", 390)
+    data += minute_candles("2024-03-11T13:30:00", 390)
+    inside = {
+        "fri-open": utc("2024-03-08T14:45:00"),
+        "fri-last": utc("2024-03-08T20:59:00"),
+        "mon-open": utc("2024-03-11T13:30:00"),
+        "mon-noon": utc("2024-03-11T16:10:00"),
+    }
+    outside = {
+        "premarket": (utc("2024-03-08T13:05:00"), utc("2024-03-08T14:30:00")),
+        "evening": (utc("2024-03-08T22:00:00"), utc("2024-03-08T20:30:00")),
+        "saturday": (utc("2024-03-09T15:00:00"), utc("2024-03-08T20:30:00")),
+        "sunday-night": (utc("2024-03-11T02:00:00"), utc("2024-03-11T13:30:00")),
+    }
+    # London: Friday 2024-03-29 is GMT, Tuesday 2024-04-02 BST; 07:30 UTC is before the open on
+    # the first and inside the session on the second.
+    london = {"timezone": "Europe/London", "session": "0800-1630:23456"}
+    ftse = minute_candles("2024-03-29T08:00:00", 510) + minute_candles("2024-04-02T07:00:00", 510)
+    async with serve() as client:
+        await new_chart(client)
+        for series, points, market in (("price", data, new_york), ("ftse", ftse, london)):
+            body = {"paneId": 0, "seriesType": "candlestick", "data": points, "market": market}
+            written = await client.post(f"{CHART}/data/{series}", json=body)
+            assert written.status_code == 200, written.text
+        times = {**inside, **{name: at for name, (at, _) in outside.items()}}
+        times |= {"gmt-early": utc("2024-03-29T07:30:00"), "bst-early": utc("2024-04-02T07:30:00")}
+        for name, at in times.items():
+            series = "ftse" if name.endswith("-early") else "price"
+            body = marker(at, annotationId=name, seriesId=series)
+            assert (await client.post(f"{CHART}/annotations", json=body)).status_code == 201
+
+        hourly = await bar_times(client, "price", "60")
+        markers = await snapped_markers(client, "price", "60")
+        for name, at in inside.items():  # the bar whose bucket holds the marker's time
+            assert markers[name] == max(bar for bar in hourly if bar <= at), name
+        for name, (_, bar) in outside.items():
+            assert markers[name] == bar, name
+        assert set(markers.values()) <= set(hourly)
+        # The US switch moved the open an hour earlier in UTC, and the bars and markers with it.
+        assert markers["mon-open"] - markers["fri-open"] == 3 * 86_400 - 3600
+
+        daily = await bar_times(client, "price", "1D")
+        assert daily == [utc("2024-03-08T00:00:00"), utc("2024-03-11T00:00:00")]
+        by_day = await snapped_markers(client, "price", "1D")
+        assert {name for name, at in by_day.items() if at == daily[1]} == {
+            "mon-open",
+            "mon-noon",
+            "sunday-night",
+        }
+        assert set(by_day.values()) == set(daily)
+
+        four_hours = await bar_times(client, "ftse", "240")
+        assert four_hours == [
+            utc("2024-03-29T08:00:00"),
+            utc("2024-03-29T12:00:00"),
+            utc("2024-03-29T16:00:00"),
+            utc("2024-04-02T07:00:00"),
+            utc("2024-04-02T11:00:00"),
+            utc("2024-04-02T15:00:00"),
+        ]
+        assert await snapped_markers(client, "ftse", "240") == {
+            "gmt-early": utc("2024-03-29T08:00:00"),  # outside: the day's first bar
+            "bst-early": utc("2024-04-02T07:00:00"),  # 08:30 BST: in the 08:00 BST bar
+        }
+        # Without a resolution, markers keep the times they were drawn at.
+        raw = await client.get(f"{CHART}/markers/0/ftse")
+        drawn = [m["time"] for m in raw.json()["markers"]]
+        assert drawn == [times["gmt-early"], times["bst-early"]]
 
 
 async def test_deleting_a_chart_deletes_its_annotations(serve: Serve) -> None:

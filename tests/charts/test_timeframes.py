@@ -22,6 +22,7 @@ from lightweight_charts_pro_backend.charts.timeframes import (
     encode_bars,
     extremes,
     parse_resolution,
+    snap_to_bars,
     value_rule,
 )
 from lightweight_charts_pro_backend.errors import InvalidMarket, InvalidResolution
@@ -196,6 +197,80 @@ def test_cme_overnight_session_makes_one_trading_day_per_bar() -> None:
     assert hourly[0]["time"] == sunday_open and hourly[-1]["time"] == monday_close + 3600
     weekly = bars(points, "1W", cme)
     assert [b["time"] for b in weekly] == [ts("2024-06-10T00:00:00")]
+
+
+def snapped(times: list[int], resolution: str, market: dict[str, Any]) -> list[int]:
+    got: list[int] = snap_to_bars(
+        np.array(times, dtype=np.int64), parse_resolution(resolution), parse_market(market)
+    ).tolist()
+    return got
+
+
+def test_snapped_times_are_the_times_of_the_bars_they_fall_in() -> None:
+    # Friday 2024-03-08 (EST) and Monday 2024-03-11 (EDT): the open moves from 14:30 to 13:30 UTC
+    friday = [ts("2024-03-08T14:30:00"), ts("2024-03-08T15:29:59"), ts("2024-03-08T20:59:00")]
+    monday = [ts("2024-03-11T13:30:00"), ts("2024-03-11T14:45:00"), ts("2024-03-11T19:59:59")]
+    points = [candle(t, i) for i, t in enumerate(friday + monday)]
+    hourly = {b["time"] for b in bars(points, "60", NYSE)}
+    got = snapped(friday + monday, "60", NYSE)
+    assert got == [max(bar for bar in hourly if bar <= t) for t in friday + monday]
+    assert got == [
+        ts("2024-03-08T14:30:00"),
+        ts("2024-03-08T14:30:00"),
+        ts("2024-03-08T20:30:00"),  # 15:30-16:00 EST, the session's last bar
+        ts("2024-03-11T13:30:00"),
+        ts("2024-03-11T14:30:00"),
+        ts("2024-03-11T19:30:00"),
+    ]
+    assert (
+        snapped(friday + monday, "1D", NYSE)
+        == [ts("2024-03-08T00:00:00")] * 3 + [ts("2024-03-11T00:00:00")] * 3
+    )
+    assert (
+        snapped(friday + monday, "1W", NYSE)
+        == [ts("2024-03-04T00:00:00")] * 3 + [ts("2024-03-11T00:00:00")] * 3
+    )
+
+
+def test_times_outside_the_sessions_snap_to_the_nearest_sessions_bar() -> None:
+    times = [
+        ts("2024-03-08T13:00:00"),  # Friday 08:00 EST: 1.5 h before the open
+        ts("2024-03-08T22:00:00"),  # Friday 17:00 EST: 1 h after the close
+        ts("2024-03-09T17:00:00"),  # Saturday noon: 20 h after Friday's close, 44.5 h to Monday
+        ts("2024-03-10T17:00:00"),  # Sunday 13:00 EDT: 44 h after the close, 20.5 h to Monday
+        ts("2024-03-11T03:15:00"),  # Sunday 23:15 EDT: Monday's open is nearer
+    ]
+    assert snapped(times, "60", NYSE) == [
+        ts("2024-03-08T14:30:00"),
+        ts("2024-03-08T20:30:00"),
+        ts("2024-03-08T20:30:00"),
+        ts("2024-03-11T13:30:00"),
+        ts("2024-03-11T13:30:00"),
+    ]
+    assert (
+        snapped(times, "1D", NYSE)
+        == [ts("2024-03-08T00:00:00")] * 3 + [ts("2024-03-11T00:00:00")] * 2
+    )
+    # A tie goes to the next session: the midpoint of the night between two sessions.
+    london = {"timezone": "Europe/London", "session": "0800-1600"}
+    assert snapped([ts("2024-01-10T00:00:00")], "60", london) == [ts("2024-01-10T08:00:00")]
+    assert snapped([ts("2024-01-09T23:59:59")], "60", london) == [ts("2024-01-09T15:00:00")]
+
+
+def test_uk_dst_switch_decides_whether_a_time_is_in_the_session() -> None:
+    london = {"timezone": "Europe/London", "session": "0800-1630:23456"}
+    # 07:30 UTC is 07:30 GMT on Friday 29 March (before the open) and 08:30 BST on 2 April
+    assert snapped([ts("2024-03-29T07:30:00"), ts("2024-04-02T07:30:00")], "240", london) == [
+        ts("2024-03-29T08:00:00"),  # outside: the first bar of the day
+        ts("2024-04-02T07:00:00"),  # inside: the 08:00 BST bar
+    ]
+    # The bars of points at those times agree, the point before the open being left out.
+    points = [candle(ts("2024-03-29T07:30:00"), 1), candle(ts("2024-03-29T08:10:00"), 2)]
+    points += [candle(ts("2024-04-02T07:30:00"), 3)]
+    assert [b["time"] for b in bars(points, "240", london)] == [
+        ts("2024-03-29T08:00:00"),
+        ts("2024-04-02T07:00:00"),
+    ]
 
 
 def test_weeks_start_on_monday_and_months_on_the_first() -> None:
@@ -467,6 +542,34 @@ def test_bars_equal_the_pandas_reference(
 ) -> None:
     got = bars(points, resolution, {"timezone": timezone, "session": session})
     assert got == reference(points, resolution, timezone, session)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.integers(ts("2019-01-01T00:00:00"), ts("2024-12-01T00:00:00")),
+    offsets=st.lists(st.integers(0, 4 * 86_400), min_size=1, max_size=6),
+    resolution=st.sampled_from(RESOLUTIONS),
+    timezone=st.sampled_from(ZONES),
+    session=sessions(),
+)
+def test_snapping_equals_the_pandas_reference(
+    start: int, offsets: list[int], resolution: str, timezone: str, session: str
+) -> None:
+    """Inside a session, a time snaps to the reference's bar of a point at that time; outside,
+    to the reference's bar of the nearest session edge (the next session's start on a tie)."""
+    times = [start + offset for offset in offsets]
+    edges = pd.to_datetime([min(times) - 9 * 86_400, max(times) + 9 * 86_400], unit="s", utc=True)
+    table = reference_sessions(edges, timezone, session)
+    starts, ends = table["start"].to_numpy(), table["end"].to_numpy()
+    expected = []
+    for t in times:
+        if not ((starts <= t) & (t < ends)).any():
+            close = ends[starts <= t].max()
+            opening = starts[starts > t].min()
+            t = int(opening) if opening - t <= t - close else int(close) - 1
+        expected.append(reference([candle(t, 1)], resolution, timezone, session)[0]["time"])
+    market = {"timezone": timezone, "session": session}
+    assert snapped(times, resolution, market) == expected
 
 
 def test_market_is_a_value() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,97 @@ def test_paging_the_whole_history(charts: ChartsClient) -> None:
     assert newest["hasMoreBefore"] is True
 
 
+NEW_YORK = {"timezone": "America/New_York", "session": "0930-1600:23456"}
+
+
+def _utc(text: str) -> int:
+    return int(pd.Timestamp(text, tz="UTC").timestamp())
+
+
+def _session_candles() -> pd.DataFrame:
+    """Minute candles of Friday 2024-03-08 (EST) and Monday 2024-03-11 (EDT) in the New York
+    session, after 90 minutes of Friday's pre-market (stored, in no bar)."""
+    friday = pd.date_range("2024-03-08 13:00", periods=480, freq="min", tz="UTC")
+    monday = pd.date_range("2024-03-11 13:30", periods=390, freq="min", tz="UTC")
+    index = friday.append(monday)
+    close = np.arange(len(index), dtype=float)
+    return pd.DataFrame(
+        {"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 1},
+        index=index,
+    )
+
+
+#: The hourly bars of ``_session_candles``: from each session's open, the last one cut at 16:00.
+HOURLY = [_utc(f"2024-03-08 {h}:30") for h in range(14, 21)] + [
+    _utc(f"2024-03-11 {h}:30") for h in range(13, 20)
+]
+
+
+def test_bars_ranges_and_markers_by_the_series_market(charts: ChartsClient) -> None:
+    frame = _session_candles()
+    written = charts.set_series(
+        "tf", "price", frame, series_type="candlestick", batch_size=300, market=NEW_YORK
+    )
+    assert written["count"] == 870
+    assert charts.get_series("tf", "price")["market"] == NEW_YORK  # kept by the appends
+
+    newest = charts.history("tf", "price", resolution="60", count=3)
+    assert newest["resolution"] == "60" and newest["hasMoreBefore"] is True
+    assert [bar["time"] for bar in newest["data"]] == HOURLY[-3:]
+    chunks = list(charts.iter_history("tf", "price", count=5, resolution="60"))
+    assert [len(chunk) for chunk in chunks] == [5, 5, 4]
+    hourly = to_frame(charts.all_points("tf", "price", resolution="60"))
+    assert [int(t.timestamp()) for t in hourly.index] == HOURLY
+    in_session = frame[frame.index >= pd.Timestamp("2024-03-08 14:30", tz="UTC")]
+    first_hour = in_session.iloc[:60]
+    assert hourly.iloc[0].to_dict() == {
+        "open": first_hour["open"].iloc[0],
+        "high": first_hour["high"].max(),
+        "low": first_hour["low"].min(),
+        "close": first_hour["close"].iloc[-1],
+        "volume": 60,
+    }
+    daily = charts.get_series("tf", "price", resolution="1D")
+    assert daily["resolution"] == "1D"
+    assert [bar["time"] for bar in daily["data"]] == [_utc("2024-03-08"), _utc("2024-03-11")]
+
+    view = charts.get_range(
+        "tf", "price", start="2024-03-08", end=_utc("2024-03-12"), max_points=20
+    )
+    assert (view["downsampled"], view["resolution"], view["sourceCount"]) == (True, "60", 870)
+    assert [bar["time"] for bar in view["data"]] == HOURLY
+    assert (view["from"], view["to"]) == (_utc("2024-03-08"), _utc("2024-03-12"))
+    whole = charts.get_range("tf", "price")
+    assert whole["downsampled"] is False and len(whole["data"]) == 870
+
+    style = {"position": "aboveBar", "shape": "arrowDown", "color": "#ef5350"}
+    for name, at in (("premarket", "2024-03-08T13:05:00"), ("monday", "2024-03-11T14:45:00")):
+        body = {"kind": "marker", "annotationId": name, "seriesId": "price", "style": style}
+        charts.add_annotation("tf", {**body, "points": [{"time": at}]})
+    drawn = charts.markers("tf", "price")
+    assert [m["time"] for m in drawn] == [_utc("2024-03-08 13:05"), _utc("2024-03-11 14:45")]
+    on_bars = charts.markers("tf", "price", resolution="60")
+    # before the open: the session's first bar; Monday after the DST switch: 10:30 EDT
+    assert [m["time"] for m in on_bars] == [HOURLY[0], _utc("2024-03-11 14:30")]
+    later = charts.markers("tf", "price", start=_utc("2024-03-09"), resolution="1D")
+    assert [m["time"] for m in later] == [_utc("2024-03-11")]
+
+    with pytest.raises(ChartsClientError) as bad:
+        charts.history("tf", "price", resolution="7Q")
+    assert (bad.value.status, bad.value.error_code) == (422, "INVALID_RESOLUTION")
+    with pytest.raises(ChartsClientError) as wrong:
+        charts.set_series("tf", "other", frame.iloc[:5], market={"timezone": "Mars/Olympus"})
+    assert (wrong.value.status, wrong.value.error_code) == (422, "INVALID_MARKET")
+
+
+def test_aggregation_of_a_value_series(charts: ChartsClient) -> None:
+    points = [{"time": START + 60 * i, "value": float(i % 7)} for i in range(120)]
+    charts.set_series("agg", "v", points, aggregation="max")
+    assert charts.get_series("agg", "v")["aggregation"] == "max"
+    bars = charts.all_points("agg", "v", resolution="60")
+    assert [bar["value"] for bar in bars] == [6.0, 6.0, 6.0]  # START is 22:13:20 UTC
+
+
 def test_update_delete_and_errors(charts: ChartsClient) -> None:
     charts.set_series("crud", "price", [{"time": START, "value": 1}])
     result = charts.update("crud", "price", {"time": START + 60, "value": 2})
@@ -209,6 +301,30 @@ async def test_async_client_and_live_subscription(server: ServerProcess) -> None
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_async_client_reads_bars_and_ranges(server: ServerProcess) -> None:
+    async with AsyncChartsClient(server.http_url) as charts:
+        written = await charts.set_series(
+            "tf-async", "price", _session_candles(), "candlestick", market=NEW_YORK
+        )
+        assert written["count"] == 870
+        series = await charts.get_series("tf-async", "price", resolution="60")
+        assert series["market"] == NEW_YORK and [b["time"] for b in series["data"]] == HOURLY
+        chunk = await charts.history("tf-async", "price", resolution="60", before_time=HOURLY[7])
+        assert [bar["time"] for bar in chunk["data"]] == HOURLY[:7]
+        bars = await charts.all_points("tf-async", "price", resolution="1W")
+        assert [bar["time"] for bar in bars] == [_utc("2024-03-04"), _utc("2024-03-11")]
+        view = await charts.get_range("tf-async", "price", start=HOURLY[7], max_points=10)
+        assert view["resolution"] == "60" and [b["time"] for b in view["data"]] == HOURLY[7:]
+        style = {"position": "belowBar", "shape": "arrowUp", "color": "#26a69a"}
+        early = {"time": "2024-03-11T12:00:00Z"}  # 08:00 EDT, before Monday's open
+        await charts.add_annotation(
+            "tf-async",
+            {"kind": "marker", "seriesId": "price", "style": style, "points": [early]},
+        )
+        markers = await charts.markers("tf-async", "price", resolution="60")
+        assert [m["time"] for m in markers] == [HOURLY[7]]
 
 
 def test_sync_subscription_resumes_after_a_restart(tmp_path: Path) -> None:
@@ -297,3 +413,35 @@ def test_the_request_core_sends_the_version_its_writes_returned() -> None:
     assert ops.request(read)[3] is None  # a chart made again starts its versions anew
     answer(_Call("POST", "/api/charts/c", {}, chart_id="c", writes=True), 201, 0)
     assert ops.request(read)[3] == {"min_version": 0}
+
+
+def test_the_request_core_sends_resolutions_ranges_and_markets() -> None:
+    from lightweight_charts_pro_backend.client import _Operations
+
+    ops = _Operations()
+    ops.versions["c"] = 4
+    history = next(ops.history("c", "s", 0, None, None, 50, "1D"))
+    assert ops.request(history)[3] == {"count": 50, "resolution": "1D", "min_version": 4}
+    moment = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
+    view = next(ops.get_range("c", "s", 1, moment, 1_710_000_000, 500))
+    assert ops.request(view)[1] == "/api/charts/c/range/1/s"
+    assert ops.request(view)[3] == {
+        "from": "2024-03-08 14:30:00+00:00",
+        "to": 1_710_000_000,
+        "max_points": 500,
+        "min_version": 4,
+    }
+    # Markers are annotations, which have versions of their own; resolution=60 is sent as 60.
+    markers = next(ops.markers("c", "s", 0, None, None, 60))
+    assert ops.request(markers)[3] == {"resolution": 60}
+    replace = next(
+        ops.set_series("c", "s", [], "line", 0, None, 100, False, NEW_YORK, aggregation="mean")
+    )
+    assert replace.body == {
+        "paneId": 0,
+        "seriesType": "line",
+        "data": [],
+        "options": {},
+        "market": NEW_YORK,
+        "aggregation": "mean",
+    }
