@@ -11,6 +11,7 @@ export {
   ChartsClient,
   type ChartsClientOptions,
   type HistoryOptions,
+  type RangeOptions,
   type ReadOptions,
   type SeriesWrite,
   type SocketLease,
@@ -27,3 +28,4 @@ export {
   type StateChange,
   type WebSocketConstructor,
 } from "./socket.js";
+export { UdfApi, type UdfHistoryQuery, type UdfMarksQuery, type UdfSearchQuery } from "./udf.js";

@@ -12,3 +12,4 @@ export { Emitter } from "./emitter.js";
 export { ChartsConnectionError, ChartsError } from "./errors.js";
 export { lowerBound, mergePoints } from "./points.js";
 export { ChartSocket, } from "./socket.js";
+export { UdfApi } from "./udf.js";
