@@ -283,6 +283,12 @@ describe("createDatafeed", () => {
     assert.equal(right.ticks[0].high, 999);
     assert.equal(right.ticks[0].time, (now - (now % 86_400)) * 1000); // daily bars: 00:00 UTC of the day
     assert.equal(left.ticks.length, 0);
+
+    // A replaced series: its bars are to be read again.
+    await writer.setSeries("desk", "acme", { seriesType: "candlestick", data: minutes(START, 10), market: MARKET });
+    await waitFor(() => right.resets === 1, 1000, "the reset after a replace");
+    assert.equal(left.resets, 0);
+    datafeed.unsubscribeBars("right");
   });
 
   test("after a lost connection: missed bars are replayed; updates that cannot be replayed reset", async () => {
