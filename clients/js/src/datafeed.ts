@@ -184,14 +184,14 @@ export class ChartsDatafeed {
       return;
     }
     // A symbol info made elsewhere, without the service's ticker: ask for it.
-    this.client.udf.symbol(symbol).then(
-      (info) => {
+    this.client.udf
+      .symbol(symbol)
+      .then((info) => {
         const found = seriesOf(info.ticker);
         if (found === null) throw new TypeError(`The symbol ${symbol} names no series: ticker ${info.ticker}.`);
         if (listener.active) this.#follow(listener, found);
-      },
-      (error: unknown) => this.#report(error),
-    );
+      })
+      .catch((error: unknown) => this.#report(error));
   }
 
   unsubscribeBars(listenerGuid: string): void {

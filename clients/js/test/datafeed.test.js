@@ -291,6 +291,21 @@ describe("createDatafeed", () => {
     datafeed.unsubscribeBars("right");
   });
 
+  test("a symbol info without the service's ticker is looked up by name for live bars", async () => {
+    await reset();
+    const client = makeClient({ baseUrl: server.url });
+    const datafeed = createDatafeed({ client });
+    const { info: [info] } = await resolveSymbol(datafeed, "ACME");
+    const { ticker: _ticker, ...named } = info;
+    const live = subscribe(datafeed, named, "15", "named");
+    await subscribed(client, "15");
+    const now = START + MINUTES * 60;
+    await writer.upsert("desk", "acme", { time: now, open: 5, high: 6, low: 4, close: 5.5, volume: 1 });
+    await waitFor(() => live.ticks.length === 1, 1000, "the 15-minute bar");
+    assert.deepEqual([live.ticks[0].time, live.ticks[0].close], [(now - (now % 900)) * 1000, 5.5]);
+    datafeed.unsubscribeBars("named");
+  });
+
   test("after a lost connection: missed bars are replayed; updates that cannot be replayed reset", async () => {
     await reset();
     const { Tracked, opened } = trackedWebSocket();

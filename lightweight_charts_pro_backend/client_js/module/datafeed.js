@@ -89,13 +89,16 @@ export class ChartsDatafeed {
             return;
         }
         // A symbol info made elsewhere, without the service's ticker: ask for it.
-        this.client.udf.symbol(symbol).then((info) => {
+        this.client.udf
+            .symbol(symbol)
+            .then((info) => {
             const found = seriesOf(info.ticker);
             if (found === null)
                 throw new TypeError(`The symbol ${symbol} names no series: ticker ${info.ticker}.`);
             if (listener.active)
                 this.#follow(listener, found);
-        }, (error) => this.#report(error));
+        })
+            .catch((error) => this.#report(error));
     }
     unsubscribeBars(listenerGuid) {
         const listener = this.#listeners.get(listenerGuid);
