@@ -2,7 +2,7 @@
  * The browser client of Lightweight Charts Pro Backend.
  *
  * ```ts
- * import { ChartsClient, bindSeries } from "/client/charts-client.js";
+ * import { ChartsClient, bindSeries, createDatafeed } from "/client/charts-client.js";
  * ```
  */
 export { bindSeries, SeriesBinding, type BindSeriesOptions, type SeriesBindingEvents } from "./bind.js";
@@ -11,15 +11,18 @@ export {
   ChartsClient,
   type ChartsClientOptions,
   type HistoryOptions,
+  type RangeOptions,
   type ReadOptions,
   type SeriesWrite,
   type SocketLease,
 } from "./client.js";
+export { ChartsDatafeed, createDatafeed, type DatafeedOptions } from "./datafeed.js";
 export { Emitter, type Listener } from "./emitter.js";
 export { ChartsConnectionError, ChartsError } from "./errors.js";
 export type { TokenSource } from "./http.js";
 export { lowerBound, mergePoints } from "./points.js";
 export type * from "./protocol.js";
+export type * as Datafeed from "./tradingview.js";
 export {
   ChartSocket,
   type ChartSocketEvents,
@@ -27,3 +30,4 @@ export {
   type StateChange,
   type WebSocketConstructor,
 } from "./socket.js";
+export { UdfApi, type UdfHistoryQuery, type UdfMarksQuery, type UdfSearchQuery } from "./udf.js";

@@ -10,12 +10,14 @@ import type {
   Marker,
   Point,
   PointsWritten,
+  RangeData,
   SeriesData,
   SeriesType,
   SeriesWritten,
   Written,
 } from "./protocol.js";
 import { ChartSocket, type WebSocketConstructor } from "./socket.js";
+import { UdfApi } from "./udf.js";
 import { VersionTokens } from "./versions.js";
 
 export interface ChartsClientOptions {
@@ -31,6 +33,9 @@ export interface ChartsClientOptions {
   apiKeyHeader?: string;
   /** Headers added to every REST request. */
   headers?: Record<string, string>;
+  /** The service's `UDF_PATH` (TradingView's UDF routes, used by `client.udf` and
+   * `createDatafeed`), relative to `baseUrl`. Default `udf`. */
+  udfPath?: string;
   /** Default: the global `fetch`. */
   fetch?: typeof fetch;
   /** Default: the global `WebSocket`. */
@@ -65,6 +70,16 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
+export interface RangeOptions {
+  /** Inclusive start, unix seconds (default: the first point). */
+  from?: number;
+  /** Exclusive end, unix seconds (default: after the last point). */
+  to?: number;
+  /** 2..20000; the server's default is 2000. */
+  maxPoints?: number;
+  signal?: AbortSignal;
+}
+
 /** A socket shared by its users: the connection closes when the last lease is released. */
 export interface SocketLease {
   readonly socket: ChartSocket;
@@ -88,6 +103,8 @@ export interface SocketLease {
  */
 export class ChartsClient {
   readonly baseUrl: string;
+  /** The service's TradingView UDF routes, with this client's credentials. */
+  readonly udf: UdfApi;
   readonly #http: Http;
   readonly #versions = new VersionTokens();
   readonly #token: TokenSource | undefined;
@@ -113,6 +130,7 @@ export class ChartsClient {
       options.apiKeyHeader ?? "X-API-Key",
       options.headers ?? {},
     );
+    this.udf = new UdfApi(this.#http, options.udfPath ?? "udf");
     this.#WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.#heartbeatMs = options.heartbeatMs ?? 20_000;
@@ -212,6 +230,15 @@ export class ChartsClient {
     );
   }
 
+  /** At most `maxPoints` points of `[from, to)` for a zoomed-out view: the stored points when
+   * they fit; else bars at the finest resolution that fits (OHLC series, `resolution` says
+   * which) or each stretch's first, lowest, highest and last point (value series). */
+  async range(chartId: string, paneId: number, seriesId: string, options: RangeOptions = {}): Promise<RangeData> {
+    const query = { from: options.from, to: options.to, max_points: options.maxPoints };
+    const path = `${chartPath(chartId)}/range/${paneId}/${segment(seriesId)}`;
+    return this.#read({ method: "GET", path, query, signal: options.signal }, chartId);
+  }
+
   /** The annotations the caller may see whose anchors' time span overlaps `[from, to)`. */
   async listAnnotations(
     chartId: string,
@@ -219,6 +246,11 @@ export class ChartsClient {
   ): Promise<{ annotations: Annotation[] }> {
     const query = { from: options.from, to: options.to, pane_id: options.paneId, series_id: options.seriesId };
     return this.#read({ method: "GET", path: `${chartPath(chartId)}/annotations`, query, signal: options.signal });
+  }
+
+  async getAnnotation(chartId: string, annotationId: string, options: { signal?: AbortSignal } = {}): Promise<Annotation> {
+    const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+    return this.#read({ method: "GET", path, signal: options.signal });
   }
 
   async createAnnotation(chartId: string, draft: AnnotationDraft): Promise<Annotation> {

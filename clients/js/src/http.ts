@@ -74,15 +74,17 @@ export class Http {
 }
 
 function refusal(response: Response, text: string): ChartsError {
-  let parsed: Partial<ErrorBody> = {};
+  // UDF routes say what went wrong in `errmsg` (what TradingView's adapters read), not `detail`.
+  let parsed: Partial<ErrorBody> & { errmsg?: unknown } = {};
   try {
     const value: unknown = JSON.parse(text);
     if (value !== null && typeof value === "object") parsed = value as Partial<ErrorBody>;
   } catch {
     // not JSON (a proxy's page): described by the status alone
   }
+  const detail = parsed.detail ?? parsed.errmsg;
   const body: ErrorBody = {
-    detail: typeof parsed.detail === "string" ? parsed.detail : response.statusText || "request failed",
+    detail: typeof detail === "string" ? detail : response.statusText || "request failed",
     errorCode: typeof parsed.errorCode === "string" ? parsed.errorCode : `HTTP_${response.status}`,
   };
   const requestId = parsed.requestId ?? response.headers.get("X-Request-ID") ?? undefined;

@@ -157,12 +157,123 @@ export interface Marker {
   price?: number;
 }
 
+/** A zoomed-out view of a time range (`GET .../range/{paneId}/{seriesId}`): at most `maxPoints`
+ * points, the stored ones when they fit, else bars (OHLC series, at `resolution`) or each
+ * stretch's extremes (value series). `from` and `to` echo the bounds asked for (null: none). */
+export interface RangeData {
+  seriesId: string;
+  from: number | null;
+  to: number | null;
+  data: Point[];
+  /** The resolution of the bars in `data`, when it holds bars. */
+  resolution: string | null;
+  downsampled: boolean;
+  /** Stored points in the range. */
+  sourceCount: number;
+}
+
 /** The body of every REST error. */
 export interface ErrorBody {
   detail: string;
   errorCode: string;
   requestId?: string;
   errors?: unknown[];
+}
+
+// ---------------------------------------------------------------- UDF (`UDF_PATH`, default /udf)
+
+/** `GET /udf/config`. */
+export interface UdfConfig {
+  supports_search: boolean;
+  supports_group_request: boolean;
+  supports_marks: boolean;
+  supports_timescale_marks: boolean;
+  supports_time: boolean;
+  supported_resolutions: string[];
+  exchanges: { value: string; name: string; desc: string }[];
+  symbols_types: { name: string; value: string }[];
+}
+
+/** `GET /udf/symbols`: the symbol's info. Keys of the series' `market` other than those below
+ * are passed on as given (`currency_code`, ...). */
+export interface UdfSymbolInfo {
+  name: string;
+  /** `<chartId>~<paneId>~<seriesId>`: the series itself. */
+  ticker: string;
+  description: string;
+  type: string;
+  session: string;
+  timezone: string;
+  exchange: string;
+  listed_exchange: string;
+  format: "price" | "volume";
+  minmov: number;
+  pricescale: number;
+  has_intraday: boolean;
+  has_seconds: boolean;
+  seconds_multipliers: string[];
+  has_daily: boolean;
+  daily_multipliers: string[];
+  has_weekly_and_monthly: boolean;
+  weekly_multipliers: string[];
+  monthly_multipliers: string[];
+  intraday_multipliers: string[];
+  supported_resolutions: string[];
+  volume_precision: number;
+  has_no_volume: boolean;
+  visible_plots_set: "ohlcv" | "ohlc" | "c";
+  data_status: string;
+  [key: string]: unknown;
+}
+
+/** An item of `GET /udf/search`. */
+export interface UdfSearchItem {
+  symbol: string;
+  full_name: string;
+  description: string;
+  exchange: string;
+  ticker: string;
+  type: string;
+}
+
+/** `GET /udf/history`: bars as arrays by field, ascending; times in unix seconds. Value series
+ * have `t` and `c` only; `v` comes when the series has volumes. */
+export interface UdfBars {
+  s: "ok";
+  t: number[];
+  o?: number[];
+  h?: number[];
+  l?: number[];
+  c: number[];
+  v?: number[];
+}
+
+/** No bars in the window; `nextTime` is the newest bar before it (absent: there is none). */
+export interface UdfNoData {
+  s: "no_data";
+  nextTime?: number;
+}
+
+export type UdfHistory = UdfBars | UdfNoData;
+
+/** An item of `GET /udf/marks`: a marker of the series at the time of its bar. */
+export interface UdfMark {
+  id: string;
+  time: number;
+  color: { border: string; background: string };
+  text: string;
+  label: string;
+  labelFontColor: string;
+  minSize: number;
+}
+
+/** An item of `GET /udf/timescale_marks`: a vertical line on the series' pane. */
+export interface UdfTimescaleMark {
+  id: string;
+  time: number;
+  color: string;
+  label: string;
+  tooltip: string[];
 }
 
 // ---------------------------------------------------------------- server -> client frames

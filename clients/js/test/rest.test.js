@@ -71,6 +71,55 @@ describe("REST", () => {
     assert.equal(client.versionOf("rest-versions"), again.version, "a new chart's versions start again");
   });
 
+  test("range: the stored points when they fit, else the finest bars that do", async () => {
+    const urls = [];
+    const recording = (url, init) => {
+      urls.push(url);
+      return fetch(url, init);
+    };
+    const client = makeClient({ baseUrl: server.url, fetch: recording });
+    await client.createChart("rest-range");
+    const data = candles(START, 600);
+    const { version } = await client.setSeries("rest-range", "price", { seriesType: "candlestick", data });
+
+    const narrow = await client.range("rest-range", 0, "price", { from: START + 60, to: START + 240 });
+    assert.deepEqual(narrow, {
+      seriesId: "price",
+      from: START + 60,
+      to: START + 240,
+      data: data.slice(1, 4),
+      resolution: null,
+      downsampled: false,
+      sourceCount: 3,
+    });
+    assert.match(urls.at(-1), new RegExp(`/range/0/price\\?from=${START + 60}&to=${START + 240}&min_version=${version}$`));
+
+    const wide = await client.range("rest-range", 0, "price", { maxPoints: 100 });
+    assert.match(urls.at(-1), /\?max_points=100&min_version=/);
+    assert.equal(wide.downsampled, true);
+    assert.equal(wide.sourceCount, 600);
+    assert.deepEqual([wide.from, wide.to], [null, null]);
+    // 600 minutes in at most 100 bars: 15-minute bars are the finest that fit (41 of them, the
+    // first bucket starting before START); each is the bar the history route serves at "15".
+    assert.equal(wide.resolution, "15");
+    assert.equal(wide.data.length, 41);
+    const bars = await client.history("rest-range", 0, "price", { resolution: "15", count: 100 });
+    assert.deepEqual(wide.data, bars.data);
+    const first = wide.data[0];
+    const bucket = START - (START % 900);
+    const inFirst = data.filter((c) => c.time < bucket + 900);
+    assert.deepEqual(
+      [first.time, first.open, first.high, first.low, first.close],
+      [bucket, inFirst[0].open, inFirst.at(-1).high, inFirst[0].low, inFirst.at(-1).close],
+    );
+
+    await assert.rejects(
+      client.range("rest-range", 0, "price", { maxPoints: 1 }),
+      (error) => error instanceof ChartsError && error.status === 422,
+    );
+    await assert.rejects(client.range("rest-range", 0, "nothing"), (error) => error.errorCode === "SERIES_NOT_FOUND");
+  });
+
   test("refusals reject with ChartsError: status, errorCode, requestId, detail", async () => {
     const client = makeClient({ baseUrl: server.url });
     await assert.rejects(client.getChart("no-such-chart"), (error) => {

@@ -153,3 +153,23 @@ export function openClients() {
     },
   };
 }
+
+/** The global WebSocket, each instance kept so that a test can cut a connection, or lose
+ * the frames its `lose` predicate picks. */
+export function trackedWebSocket() {
+  const opened = [];
+  class Tracked extends WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols);
+      this.offered = protocols;
+      this.lose = () => false;
+      opened.push(this);
+    }
+
+    addEventListener(type, listener, options) {
+      const filtered = type === "message" ? (event) => this.lose(event.data) || listener(event) : listener;
+      super.addEventListener(type, filtered, options);
+    }
+  }
+  return { Tracked, opened };
+}

@@ -3,32 +3,12 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 
 import { ChartsError, reconnectDelay } from "../dist/charts-client.js";
-import { candles, jwt, nextEvent, sleep, startServer, waitFor, openClients } from "./server.js";
+import { candles, jwt, nextEvent, sleep, startServer, trackedWebSocket, waitFor, openClients } from "./server.js";
 
 const { makeClient, closeAll } = openClients();
 afterEach(closeAll);
 
 const START = 1_700_000_040;
-
-/** The global WebSocket, each instance kept so that a test can cut a connection, or lose
- * the frames its `lose` predicate picks. */
-function trackedWebSocket() {
-  const opened = [];
-  class Tracked extends WebSocket {
-    constructor(url, protocols) {
-      super(url, protocols);
-      this.offered = protocols;
-      this.lose = () => false;
-      opened.push(this);
-    }
-
-    addEventListener(type, listener, options) {
-      const filtered = type === "message" ? (event) => this.lose(event.data) || listener(event) : listener;
-      super.addEventListener(type, filtered, options);
-    }
-  }
-  return { Tracked, opened };
-}
 
 function keys(message) {
   return Object.keys(message).sort();
@@ -252,6 +232,7 @@ describe("annotations", () => {
     assert.deepEqual(markers.map((m) => [m.time, m.text, m.shape]), [[START + 120, "buy", "arrowUp"]]);
     const changed = await client.updateAnnotation("notes", marker.annotationId, { text: "sell", version: marker.version });
     assert.equal(changed.text, "sell");
+    assert.deepEqual(await client.getAnnotation("notes", marker.annotationId), changed);
     await assert.rejects(
       client.updateAnnotation("notes", marker.annotationId, { text: "late", version: marker.version }),
       (error) => error.status === 409 && error.errorCode === "ANNOTATION_CONFLICT",
@@ -261,6 +242,7 @@ describe("annotations", () => {
     await client.deleteAnnotation("notes", marker.annotationId);
     assert.equal((await deleted).annotationId, marker.annotationId);
     assert.deepEqual((await client.listAnnotations("notes")).annotations, []);
+    await assert.rejects(client.getAnnotation("notes", marker.annotationId), (error) => error.status === 404);
     client.close();
   });
 });

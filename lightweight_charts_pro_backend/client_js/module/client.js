@@ -1,6 +1,7 @@
 import { DEFAULT_RECONNECT } from "./backoff.js";
 import { Http } from "./http.js";
 import { ChartSocket } from "./socket.js";
+import { UdfApi } from "./udf.js";
 import { VersionTokens } from "./versions.js";
 /** The service's REST API and chart sockets.
  *
@@ -19,6 +20,8 @@ import { VersionTokens } from "./versions.js";
  */
 export class ChartsClient {
     baseUrl;
+    /** The service's TradingView UDF routes, with this client's credentials. */
+    udf;
     #http;
     #versions = new VersionTokens();
     #token;
@@ -37,6 +40,7 @@ export class ChartsClient {
         this.#token = options.token;
         this.#apiKey = options.apiKey;
         this.#http = new Http(this.baseUrl, fetchImpl, options.token, options.apiKey, options.apiKeyHeader ?? "X-API-Key", options.headers ?? {});
+        this.udf = new UdfApi(this.#http, options.udfPath ?? "udf");
         this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
         this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
         this.#heartbeatMs = options.heartbeatMs ?? 20_000;
@@ -115,10 +119,22 @@ export class ChartsClient {
             signal: options.signal,
         }, chartId);
     }
+    /** At most `maxPoints` points of `[from, to)` for a zoomed-out view: the stored points when
+     * they fit; else bars at the finest resolution that fits (OHLC series, `resolution` says
+     * which) or each stretch's first, lowest, highest and last point (value series). */
+    async range(chartId, paneId, seriesId, options = {}) {
+        const query = { from: options.from, to: options.to, max_points: options.maxPoints };
+        const path = `${chartPath(chartId)}/range/${paneId}/${segment(seriesId)}`;
+        return this.#read({ method: "GET", path, query, signal: options.signal }, chartId);
+    }
     /** The annotations the caller may see whose anchors' time span overlaps `[from, to)`. */
     async listAnnotations(chartId, options = {}) {
         const query = { from: options.from, to: options.to, pane_id: options.paneId, series_id: options.seriesId };
         return this.#read({ method: "GET", path: `${chartPath(chartId)}/annotations`, query, signal: options.signal });
+    }
+    async getAnnotation(chartId, annotationId, options = {}) {
+        const path = `${chartPath(chartId)}/annotations/${segment(annotationId)}`;
+        return this.#read({ method: "GET", path, signal: options.signal });
     }
     async createAnnotation(chartId, draft) {
         const request = { method: "POST", path: `${chartPath(chartId)}/annotations`, body: draft };

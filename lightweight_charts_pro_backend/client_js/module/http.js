@@ -60,6 +60,7 @@ export class Http {
     }
 }
 function refusal(response, text) {
+    // UDF routes say what went wrong in `errmsg` (what TradingView's adapters read), not `detail`.
     let parsed = {};
     try {
         const value = JSON.parse(text);
@@ -69,8 +70,9 @@ function refusal(response, text) {
     catch {
         // not JSON (a proxy's page): described by the status alone
     }
+    const detail = parsed.detail ?? parsed.errmsg;
     const body = {
-        detail: typeof parsed.detail === "string" ? parsed.detail : response.statusText || "request failed",
+        detail: typeof detail === "string" ? detail : response.statusText || "request failed",
         errorCode: typeof parsed.errorCode === "string" ? parsed.errorCode : `HTTP_${response.status}`,
     };
     const requestId = parsed.requestId ?? response.headers.get("X-Request-ID") ?? undefined;

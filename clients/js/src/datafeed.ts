@@ -1,0 +1,427 @@
+import type { ChartsClient, SocketLease } from "./client.js";
+import { ChartsError } from "./errors.js";
+import type { DataUpdate, Point, UdfBars, UdfSymbolInfo } from "./protocol.js";
+import type {
+  Bar,
+  DatafeedConfiguration,
+  DatafeedErrorCallback,
+  GetMarksCallback,
+  HistoryCallback,
+  HistoryMetadata,
+  LibrarySymbolInfo,
+  Mark,
+  OnReadyCallback,
+  PeriodParams,
+  ResolutionString,
+  ResolveCallback,
+  SearchSymbolsCallback,
+  ServerTimeCallback,
+  SubscribeBarsCallback,
+  SymbolResolveExtension,
+  TimescaleMark,
+} from "./tradingview.js";
+
+export interface DatafeedOptions {
+  /** Its credentials, base URL, `udfPath` and sockets are the datafeed's. */
+  client: ChartsClient;
+  /** Merged over what `/udf/config` answers (for instance fewer `supported_resolutions`). */
+  configuration?: DatafeedConfiguration;
+  /** Results of a symbol search at most. Default 30. */
+  searchLimit?: number;
+  /** Failures the library has no error callback for: `onReady` (the library then gets a
+   * default configuration), `searchSymbols` (no results), marks, server time, and live bars the
+   * service refuses to stream. Default: `console.warn`. */
+  onError?: (error: Error) => void;
+}
+
+/** Used when `/udf/config` cannot be read. */
+const FALLBACK_CONFIGURATION: DatafeedConfiguration = {
+  supported_resolutions: ["1", "5", "15", "30", "60", "240", "1D", "1W", "1M"],
+  supports_search: true,
+  supports_group_request: false,
+  supports_marks: false,
+  supports_timescale_marks: false,
+  supports_time: false,
+};
+const UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL";
+const TICKER = /^([A-Za-z0-9_.-]{1,128})~([0-9]{1,3})~([A-Za-z0-9_.-]{1,128})$/;
+const RESOLUTION = /^([0-9]{1,5})?([SHDWM]?)$/;
+
+/** A series of the service. */
+interface SeriesRef {
+  chartId: string;
+  paneId: number;
+  seriesId: string;
+}
+
+/** One `subscribeBars`. */
+interface Listener {
+  readonly guid: string;
+  /** Ticker and resolution: the key of the newest bar the library holds. */
+  readonly key: string;
+  readonly resolution: string;
+  readonly onTick: SubscribeBarsCallback;
+  readonly onReset: () => void;
+  active: boolean;
+  series?: SeriesRef;
+}
+
+/** The socket of a chart that listeners follow, and how many follow each series resolution. */
+interface ChartFeed {
+  readonly lease: SocketLease;
+  readonly listeners: Set<Listener>;
+  readonly streams: Map<string, number>;
+  readonly stop: () => void;
+}
+
+/** TradingView's JS Datafeed API over the service: symbols, search and history bars from its UDF
+ * routes, live bars from the chart's WebSocket at the resolution of each subscription. Made by
+ * `createDatafeed`. Every callback is called asynchronously, as the library expects. */
+export class ChartsDatafeed {
+  readonly client: ChartsClient;
+  readonly #configuration: DatafeedConfiguration;
+  readonly #searchLimit: number;
+  readonly #onError: (error: Error) => void;
+  /** The newest bar time (ms) the library holds, by ticker and resolution. */
+  readonly #newest = new Map<string, number>();
+  readonly #listeners = new Map<string, Listener>();
+  readonly #feeds = new Map<string, ChartFeed>();
+
+  constructor(options: DatafeedOptions) {
+    this.client = options.client;
+    this.#configuration = options.configuration ?? {};
+    this.#searchLimit = options.searchLimit ?? 30;
+    this.#onError = options.onError ?? ((error) => console.warn("createDatafeed:", error));
+  }
+
+  onReady(callback: OnReadyCallback): void {
+    this.client.udf.config().then(
+      (config) => later(() => callback({ ...config, ...this.#configuration })),
+      (error: unknown) => {
+        this.#report(error);
+        later(() => callback({ ...FALLBACK_CONFIGURATION, ...this.#configuration }));
+      },
+    );
+  }
+
+  searchSymbols(userInput: string, exchange: string, symbolType: string, onResult: SearchSymbolsCallback): void {
+    const query = { query: userInput, exchange, type: symbolType, limit: this.#searchLimit };
+    this.client.udf.search(query).then(
+      (items) => later(() => onResult(items)),
+      (error: unknown) => {
+        this.#report(error);
+        later(() => onResult([]));
+      },
+    );
+  }
+
+  /** `symbolName`: a ticker (`chart~0~series`), a symbol's name, or `EXCHANGE:NAME`. */
+  resolveSymbol(
+    symbolName: string,
+    onResolve: ResolveCallback,
+    onError: DatafeedErrorCallback,
+    _extension?: SymbolResolveExtension,
+  ): void {
+    this.client.udf.symbol(symbolName).then(
+      (info) => later(() => onResolve(librarySymbolInfo(info))),
+      (error: unknown) => later(() => onError(reasonOf(error))),
+    );
+  }
+
+  getBars(
+    symbolInfo: LibrarySymbolInfo,
+    resolution: ResolutionString,
+    periodParams: PeriodParams,
+    onResult: HistoryCallback,
+    onError: DatafeedErrorCallback,
+  ): void {
+    const { from, to, countBack, firstDataRequest } = periodParams;
+    const symbol = symbolOf(symbolInfo);
+    const key = barKey(symbol, resolution);
+    const query = { symbol, resolution, to, from, ...(countBack > 0 ? { countback: countBack } : {}) };
+    this.client.udf.history(query).then(
+      (answer) => {
+        if (answer.s === "no_data") {
+          if (firstDataRequest) this.#newest.delete(key);
+          const meta: HistoryMetadata = { noData: true };
+          if (answer.nextTime !== undefined) meta.nextTime = answer.nextTime;
+          later(() => onResult([], meta));
+          return;
+        }
+        const bars = barsOf(answer);
+        const last = bars.at(-1);
+        if (firstDataRequest && last !== undefined) this.#newest.set(key, last.time);
+        later(() => onResult(bars, { noData: false }));
+      },
+      (error: unknown) => later(() => onError(reasonOf(error))),
+    );
+  }
+
+  /** Live bars of the symbol at `resolution`: `onTick` gets the newest bar each time it
+   * changes (never an older one); a change of an older bar, a replaced series and updates lost
+   * while disconnected call `onResetCacheNeeded` instead. */
+  subscribeBars(
+    symbolInfo: LibrarySymbolInfo,
+    resolution: ResolutionString,
+    onTick: SubscribeBarsCallback,
+    listenerGuid: string,
+    onResetCacheNeeded: () => void,
+  ): void {
+    this.unsubscribeBars(listenerGuid);
+    const symbol = symbolOf(symbolInfo);
+    const listener: Listener = {
+      guid: listenerGuid,
+      key: barKey(symbol, resolution),
+      resolution: canonicalResolution(resolution),
+      onTick,
+      onReset: onResetCacheNeeded,
+      active: true,
+    };
+    this.#listeners.set(listenerGuid, listener);
+    const series = seriesOf(symbolInfo.ticker);
+    if (series !== null) {
+      this.#follow(listener, series);
+      return;
+    }
+    // A symbol info made elsewhere, without the service's ticker: ask for it.
+    this.client.udf
+      .symbol(symbol)
+      .then((info) => {
+        const found = seriesOf(info.ticker);
+        if (found === null) throw new TypeError(`The symbol ${symbol} names no series: ticker ${info.ticker}.`);
+        if (listener.active) this.#follow(listener, found);
+      })
+      .catch((error: unknown) => this.#report(error));
+  }
+
+  unsubscribeBars(listenerGuid: string): void {
+    const listener = this.#listeners.get(listenerGuid);
+    if (listener === undefined) return;
+    this.#listeners.delete(listenerGuid);
+    listener.active = false;
+    const series = listener.series;
+    if (series === undefined) return;
+    const feed = this.#feeds.get(series.chartId);
+    if (feed === undefined || !feed.listeners.delete(listener)) return;
+    const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
+    const followers = (feed.streams.get(stream) ?? 1) - 1;
+    if (followers > 0) {
+      feed.streams.set(stream, followers);
+    } else {
+      feed.streams.delete(stream);
+      feed.lease.socket.unsubscribe(series.paneId, series.seriesId, listener.resolution).catch(() => undefined);
+    }
+    if (feed.listeners.size === 0) {
+      this.#feeds.delete(series.chartId);
+      feed.stop();
+      feed.lease.release();
+    }
+  }
+
+  getServerTime(callback: ServerTimeCallback): void {
+    this.client.udf.time().then(
+      (time) => later(() => callback(time)),
+      (error: unknown) => this.#report(error),
+    );
+  }
+
+  getMarks(
+    symbolInfo: LibrarySymbolInfo,
+    from: number,
+    to: number,
+    onDataCallback: GetMarksCallback<Mark>,
+    resolution: ResolutionString,
+  ): void {
+    this.client.udf.marks({ symbol: symbolOf(symbolInfo), from, to, resolution }).then(
+      (marks) => later(() => onDataCallback(marks)),
+      (error: unknown) => {
+        this.#report(error);
+        later(() => onDataCallback([]));
+      },
+    );
+  }
+
+  getTimescaleMarks(
+    symbolInfo: LibrarySymbolInfo,
+    from: number,
+    to: number,
+    onDataCallback: GetMarksCallback<TimescaleMark>,
+    resolution: ResolutionString,
+  ): void {
+    this.client.udf.timescaleMarks({ symbol: symbolOf(symbolInfo), from, to, resolution }).then(
+      (marks) => later(() => onDataCallback(marks)),
+      (error: unknown) => {
+        this.#report(error);
+        later(() => onDataCallback([]));
+      },
+    );
+  }
+
+  #follow(listener: Listener, series: SeriesRef): void {
+    listener.series = series;
+    let feed = this.#feeds.get(series.chartId);
+    if (feed === undefined) {
+      const lease = this.client.lease(series.chartId);
+      const listeners = new Set<Listener>();
+      const offUpdate = lease.socket.on("update", (update) => this.#onUpdate(listeners, update));
+      // Updates were lost (a gap or a reconnection the server could not replay).
+      const offResync = lease.socket.on("resync", () => listeners.forEach(reset));
+      const stop = (): void => {
+        offUpdate();
+        offResync();
+      };
+      feed = { lease, listeners, streams: new Map(), stop };
+      this.#feeds.set(series.chartId, feed);
+    }
+    feed.listeners.add(listener);
+    const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
+    const followers = feed.streams.get(stream) ?? 0;
+    feed.streams.set(stream, followers + 1);
+    if (followers > 0) return;
+    feed.lease.socket.subscribe(series.paneId, series.seriesId, listener.resolution).catch((error: unknown) => {
+      // A lost connection is not a refusal: the socket subscribes again once reconnected.
+      if (error instanceof ChartsError) this.#report(error);
+    });
+  }
+
+  #onUpdate(listeners: Set<Listener>, update: DataUpdate): void {
+    if (update.op === "chart_deleted") {
+      listeners.forEach(reset);
+      return;
+    }
+    if (update.resolution === undefined || update.op === "options") return;
+    for (const listener of listeners) {
+      const series = listener.series as SeriesRef;
+      if (series.paneId !== update.paneId || series.seriesId !== update.seriesId) continue;
+      if (listener.resolution !== update.resolution) continue;
+      if (update.op === "upsert" && update.data !== undefined) this.#tick(listener, update.data);
+      else reset(listener); // replaced or deleted: the bars are to be read again
+    }
+  }
+
+  /** Pass the library the bars at or after the newest it holds; a change of an older one
+   * (the library refuses it in `onTick`) has it read the bars again. */
+  #tick(listener: Listener, points: Point[]): void {
+    const bars = points.map(barOf).filter((bar): bar is Bar => bar !== null);
+    bars.sort((a, b) => a.time - b.time);
+    let newest = this.#newest.get(listener.key) ?? Number.NEGATIVE_INFINITY;
+    let older = false;
+    for (const bar of bars) {
+      if (bar.time < newest) {
+        older = true;
+        continue;
+      }
+      newest = bar.time;
+      later(() => {
+        if (listener.active) listener.onTick(bar);
+      });
+    }
+    if (newest !== Number.NEGATIVE_INFINITY) this.#newest.set(listener.key, newest);
+    if (older) reset(listener);
+  }
+
+  #report(error: unknown): void {
+    this.#onError(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/** TradingView's JS Datafeed API over the service, for Advanced Charts and the Charting Library:
+ * `onReady`, `searchSymbols`, `resolveSymbol`, `getBars` (with `countBack`, paging back until
+ * `noData`), `subscribeBars` and `unsubscribeBars` (live bars at the chart's resolution over the
+ * chart's WebSocket, with reconnection and resume), `getServerTime`, `getMarks`,
+ * `getTimescaleMarks`. A series is a symbol when its `market` has a `symbol`.
+ *
+ * ```ts
+ * const client = new ChartsClient({ token });
+ * new TradingView.widget({
+ *   container: "chart", library_path: "charting_library/",
+ *   datafeed: createDatafeed({ client }), symbol: "ACME", interval: "60",
+ * });
+ * ```
+ */
+export function createDatafeed(options: DatafeedOptions): ChartsDatafeed {
+  return new ChartsDatafeed(options);
+}
+
+function later(callback: () => void): void {
+  setTimeout(callback, 0);
+}
+
+function reset(listener: Listener): void {
+  later(() => {
+    if (listener.active) listener.onReset();
+  });
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof ChartsError) return error.errorCode === UNKNOWN_SYMBOL ? "unknown_symbol" : error.detail;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function librarySymbolInfo(info: UdfSymbolInfo): LibrarySymbolInfo {
+  const fullName = info.exchange === "" ? info.name : `${info.exchange}:${info.name}`;
+  const listed = info.listed_exchange === "" ? info.name : `${info.listed_exchange}:${info.name}`;
+  return { ...info, full_name: fullName, base_name: [listed] };
+}
+
+function symbolOf(symbolInfo: LibrarySymbolInfo): string {
+  return symbolInfo.ticker ?? symbolInfo.full_name ?? symbolInfo.name;
+}
+
+function seriesOf(ticker: string | undefined): SeriesRef | null {
+  const match = ticker === undefined ? null : TICKER.exec(ticker);
+  if (match === null) return null;
+  const [, chartId, paneId, seriesId] = match as unknown as [string, string, string, string];
+  return { chartId, paneId: Number(paneId), seriesId };
+}
+
+/** The resolution as the server writes it (`D` is `1D`, `4H` is `240`), so that the bars it
+ * streams can be told apart; a text it would refuse is left as it is. */
+function canonicalResolution(resolution: string): string {
+  const text = resolution.trim();
+  const match = RESOLUTION.exec(text);
+  if (match === null || text === "" || text === "S" || text === "H" || text.startsWith("0")) return text;
+  const count = Number(match[1] ?? 1);
+  const unit = match[2] ?? "";
+  if (unit === "H") return String(count * 60);
+  return unit === "" ? String(count) : `${count}${unit}`;
+}
+
+function barKey(symbol: string, resolution: string): string {
+  return `${symbol} ${canonicalResolution(resolution)}`;
+}
+
+function streamKey(paneId: number, seriesId: string, resolution: string): string {
+  return `${paneId}/${seriesId}/${resolution}`;
+}
+
+function barsOf(answer: UdfBars): Bar[] {
+  const { t, o, h, l, c, v } = answer;
+  return t.map((time, i) => {
+    const close = c[i] as number;
+    const bar: Bar = { time: time * 1000, open: o?.[i] ?? close, high: h?.[i] ?? close, low: l?.[i] ?? close, close };
+    const volume = v?.[i];
+    if (volume !== undefined) bar.volume = volume;
+    return bar;
+  });
+}
+
+/** A streamed bar as the library takes it; null for whitespace (a time without values). */
+function barOf(point: Point): Bar | null {
+  const time = point.time * 1000;
+  const { open, high, low, close, value, volume } = point;
+  let bar: Bar;
+  if (typeof close === "number") {
+    bar = { time, open: number(open, close), high: number(high, close), low: number(low, close), close };
+  } else if (typeof value === "number") {
+    bar = { time, open: value, high: value, low: value, close: value };
+  } else {
+    return null;
+  }
+  if (typeof volume === "number") bar.volume = volume;
+  return bar;
+}
+
+function number(value: unknown, otherwise: number): number {
+  return typeof value === "number" ? value : otherwise;
+}

@@ -1,0 +1,48 @@
+/** The service's TradingView UDF routes (`client.udf`), with the client's credentials. Refusals
+ * reject with `ChartsError` (`errorCode` `UNKNOWN_SYMBOL` for a symbol the caller cannot see).
+ *
+ * ```ts
+ * const info = await client.udf.symbol("ACME");
+ * const bars = await client.udf.history({ symbol: info.ticker, resolution: "60", to: now, countback: 300 });
+ * ```
+ */
+export class UdfApi {
+    #http;
+    #path;
+    /** `path`: the service's `UDF_PATH`, relative to the client's base URL. */
+    constructor(http, path) {
+        this.#http = http;
+        this.#path = path.replace(/^\/+|\/+$/g, "");
+    }
+    /** What the datafeed supports, with the exchanges and symbol types of the caller's symbols. */
+    async config(options = {}) {
+        return this.#get("config", {}, options.signal);
+    }
+    async symbol(symbol, options = {}) {
+        return this.#get("symbols", { symbol }, options.signal);
+    }
+    async search(query) {
+        const { query: text, type, exchange, limit, signal } = query;
+        return this.#get("search", { query: text, type, exchange, limit }, signal);
+    }
+    async history(query) {
+        const { symbol, resolution, from, to, countback, signal } = query;
+        return this.#get("history", { symbol, resolution, from, to, countback }, signal);
+    }
+    async marks(query) {
+        const { symbol, from, to, resolution, signal } = query;
+        return this.#get("marks", { symbol, from, to, resolution }, signal);
+    }
+    async timescaleMarks(query) {
+        const { symbol, from, to, resolution, signal } = query;
+        return this.#get("timescale_marks", { symbol, from, to, resolution }, signal);
+    }
+    /** The server's clock, unix seconds. */
+    async time(options = {}) {
+        return Number(await this.#get("time", {}, options.signal));
+    }
+    async #get(route, query, signal) {
+        const path = this.#path === "" ? route : `${this.#path}/${route}`;
+        return (await this.#http.request({ method: "GET", path, query, signal })).body;
+    }
+}
