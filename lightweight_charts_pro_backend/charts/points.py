@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import chain, pairwise
@@ -152,18 +152,87 @@ def prepare_points(raw: object, series_type: str, *, from_json: bool = False) ->
         raise InvalidData("data must be a list of point objects.")
     if not raw:
         return encode_points([], array("q"))
+    _check_objects(raw)
+    times = _normalized_times(raw)
+    _check_fields(raw, series_type, from_json, 0)
+    return _sorted_encoding(raw, times)
+
+
+class StagedPoints:
+    """A large batch already in time order, checked and encoded a chunk at a time as it is read.
+
+    Its times are checked when it is staged; the other fields are checked, and the points encoded,
+    by ``chunks`` as a database write consumes them, so the database stores one chunk while the next
+    is prepared. A chunk that fails its checks raises ``InvalidData`` from ``chunks``: the write's
+    transaction then stores nothing, as if the whole batch had been refused first.
+    """
+
+    CHUNK: Final = 16_384
+
+    def __init__(
+        self, raw: list[dict[str, Any]], times: list[int], series_type: str, from_json: bool
+    ) -> None:
+        self.times = array("q", times)
+        self._raw = raw
+        self._series_type = series_type
+        self._from_json = from_json
+        self._encoded: list[EncodedPoints] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def chunks(self) -> Iterator[EncodedPoints]:
+        """Each chunk checked and encoded, in order; chunks already read are read again as they
+        were."""
+        yield from self._encoded
+        for start in range(sum(map(len, self._encoded)), len(self._raw), self.CHUNK):
+            part = self._raw[start : start + self.CHUNK]
+            _check_fields(part, self._series_type, self._from_json, start)
+            encoded = encode_points(part, self.times[start : start + self.CHUNK])
+            self._encoded.append(encoded)
+            yield encoded
+
+    def encoded(self) -> EncodedPoints:
+        """The whole batch as one encoding (checking what ``chunks`` has not yet)."""
+        parts = list(self.chunks())
+        if len(parts) == 1:
+            return parts[0]
+        contents = [p.body[int(p.offsets[0]) : int(p.offsets[-1]) - 1] for p in parts]
+        body = b"[" + b",".join(contents) + b"]"
+        offsets = np.empty(len(self.times) + 1, dtype=np.int64)
+        at, position = 0, 1
+        for part, content in zip(parts, contents, strict=True):
+            offsets[at : at + len(part)] = part.offsets[:-1] - part.offsets[0] + position
+            at += len(part)
+            position += len(content) + 1
+        offsets[-1] = len(body)
+        self._encoded = [EncodedPoints(self.times, body, offsets)]
+        return self._encoded[0]
+
+
+def stage_points(
+    raw: object, series_type: str, *, from_json: bool = False
+) -> EncodedPoints | StagedPoints:
+    """``prepare_points``, except that a batch larger than a chunk and already in time order is
+    returned staged: its times checked, the rest left to ``StagedPoints.chunks``."""
+    if not isinstance(raw, list) or len(raw) <= StagedPoints.CHUNK:
+        return prepare_points(raw, series_type, from_json=from_json)
+    _check_objects(raw)
+    times = _normalized_times(raw)
+    if not all(map(lt, times, times[1:])):
+        _check_fields(raw, series_type, from_json, 0)
+        return _sorted_encoding(raw, times)
+    return StagedPoints(raw, times, series_type, from_json)
+
+
+def _check_objects(raw: list[Any]) -> None:
     if set(map(type, raw)) != {dict}:
         index = next(i for i, p in enumerate(raw) if type(p) is not dict)
         raise InvalidData(f"data[{index}] is not an object: {_short(raw[index])}.")
 
-    times = _normalized_times(raw)
-    if series_type in VALUE_TYPES:
-        _check_values(raw, series_type)
-    elif series_type in OHLC_TYPES:
-        _check_ohlc(raw, series_type)
-    if not from_json:
-        _check_other_numbers(raw)
 
+def _sorted_encoding(raw: list[dict[str, Any]], times: list[int]) -> EncodedPoints:
+    """The checked points encoded in time order; refuses a time that appears twice."""
     if not all(map(lt, times, times[1:])):
         order = sorted(range(len(times)), key=times.__getitem__)
         times = [times[i] for i in order]
@@ -200,32 +269,45 @@ def _normalized_times(raw: list[dict[str, Any]]) -> list[int]:
     return normalized
 
 
-def _check_types(column: Iterable[Any], fields: tuple[str, ...], raw: list[dict[str, Any]]) -> None:
+def _check_types(
+    column: Iterable[Any], fields: tuple[str, ...], raw: list[dict[str, Any]], base: int
+) -> None:
     if set(map(type, column)) <= _NUMBER_TYPES:
         return
-    for index, point in enumerate(raw):
+    for index, point in enumerate(raw, base):
         for field in fields:
             value = point.get(field, 0)
             if type(value) not in _NUMBER_TYPES:
                 raise InvalidData(f"data[{index}].{field} must be a number; got {_short(value)}.")
 
 
-def _check_values(raw: list[dict[str, Any]], series_type: str) -> None:
+def _check_fields(raw: list[dict[str, Any]], series_type: str, from_json: bool, base: int) -> None:
+    """Every check of the points' fields other than time; ``base`` is the index of ``raw[0]`` in
+    the request, for the messages."""
+    if series_type in VALUE_TYPES:
+        _check_values(raw, series_type, base)
+    elif series_type in OHLC_TYPES:
+        _check_ohlc(raw, series_type, base)
+    if not from_json:
+        _check_other_numbers(raw, base)
+
+
+def _check_values(raw: list[dict[str, Any]], series_type: str, base: int) -> None:
     try:
         values = list(map(_value, raw))
     except KeyError:
-        values = _present_values(raw, series_type)
-    _check_types(values, ("value",), raw)
+        values = _present_values(raw, series_type, base)
+    _check_types(values, ("value",), raw, base)
 
 
 _value = itemgetter("value")
 
 
-def _present_values(raw: list[dict[str, Any]], series_type: str) -> list[Any]:
+def _present_values(raw: list[dict[str, Any]], series_type: str, base: int) -> list[Any]:
     """The values of the points that have one. A point without is a gap, unless it carries
     prices: then it was meant for a bar series, and storing it as a gap would lose it."""
     values: list[Any] = []
-    for index, point in enumerate(raw):
+    for index, point in enumerate(raw, base):
         if "value" in point:
             values.append(point["value"])
         elif prices := [field for field in OHLC_FIELDS if field in point]:
@@ -236,21 +318,21 @@ def _present_values(raw: list[dict[str, Any]], series_type: str) -> list[Any]:
     return values
 
 
-def _check_ohlc(raw: list[dict[str, Any]], series_type: str) -> None:
+def _check_ohlc(raw: list[dict[str, Any]], series_type: str, base: int) -> None:
     try:
         rows = list(map(_ohlc, raw))
         indexes: list[int] | None = None
     except KeyError:
-        rows, indexes = _complete_bars(raw, series_type)
+        rows, indexes = _complete_bars(raw, series_type, base)
     if not rows:
         return
-    _check_types(chain.from_iterable(rows), OHLC_FIELDS, raw)
+    _check_types(chain.from_iterable(rows), OHLC_FIELDS, raw, base)
     bars = np.fromiter(chain.from_iterable(rows), np.float64, count=4 * len(rows)).reshape(-1, 4)
     open_, high, low, close = bars.T
     bad = (low > open_) | (low > close) | (high < open_) | (high < close)
     if bad.any():
         at = int(np.argmax(bad))
-        index = at if indexes is None else indexes[at]
+        index = base + at if indexes is None else indexes[at]
         raise InvalidData(
             f"data[{index}] is not a consistent bar (open, high, low, close = {rows[at]}); "
             "low must be <= open and close, and high >= open and close."
@@ -261,13 +343,13 @@ _ohlc = itemgetter(*OHLC_FIELDS)
 
 
 def _complete_bars(
-    raw: list[dict[str, Any]], series_type: str
+    raw: list[dict[str, Any]], series_type: str, base: int
 ) -> tuple[list[tuple[Any, ...]], list[int]]:
     """Bars with all four prices, and their indexes; gaps (no price at all, and no value that
     would make them a line's point) are skipped."""
     rows: list[tuple[Any, ...]] = []
     indexes: list[int] = []
-    for index, point in enumerate(raw):
+    for index, point in enumerate(raw, base):
         present = [field for field in OHLC_FIELDS if field in point]
         if len(present) == 4:
             rows.append(_ohlc(point))
@@ -286,9 +368,9 @@ def _complete_bars(
     return rows, indexes
 
 
-def _check_other_numbers(raw: list[dict[str, Any]]) -> None:
+def _check_other_numbers(raw: list[dict[str, Any]], base: int) -> None:
     """Reject NaN and infinities anywhere in a point (possible when called from Python)."""
-    for index, point in enumerate(raw):
+    for index, point in enumerate(raw, base):
         for key, value in point.items():
             if type(value) is float and not math.isfinite(value):
                 raise InvalidData(f"data[{index}].{key} must be finite; got {value!r}.")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from array import array
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from functools import partial
+from itertools import chain, repeat
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -29,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..database import Database, charts_table, points_table, series_table
 from ..errors import ChartNotFound, SeriesNotFound
-from .points import MIN_TIME, EncodedPoints
+from .points import MIN_TIME, EncodedPoints, StagedPoints
 
 charts = charts_table
 series = series_table
@@ -135,6 +136,10 @@ def _texts(encoded: EncodedPoints) -> list[str]:
         text = body.decode("ascii")
         return [text[a:b] for a, b in zip(starts, ends, strict=True)]
     return [body[a:b].decode() for a, b in zip(starts, ends, strict=True)]
+
+
+def _copy_rows(key: int, encoded: EncodedPoints) -> Iterator[tuple[int, int, str]]:
+    return zip(repeat(key), encoded.times, _texts(encoded), strict=False)
 
 
 def encoded_from_rows(times: Sequence[int], texts: Sequence[str]) -> EncodedPoints:
@@ -342,6 +347,11 @@ class ChartsRepository:
         )
         return Versioned(previous, previous + 1)
 
+    @property
+    def streams_points(self) -> bool:
+        """Whether a replace stores staged points as they are checked (PostgreSQL's COPY)."""
+        return self._dialect == "postgresql"
+
     # ---------------------------------------------------------------- series
 
     async def replace_series(
@@ -351,13 +361,14 @@ class ChartsRepository:
         series_id: str,
         series_type: str,
         options: dict[str, Any],
-        encoded: EncodedPoints,
+        encoded: EncodedPoints | StagedPoints,
         now: float,
         *,
         market: dict[str, Any] | None = None,
         aggregation: str | None = None,
     ) -> SeriesWritten:
-        """Create or overwrite the series and all its points in one transaction."""
+        """Create or overwrite the series and all its points in one transaction (staged points
+        are checked as they are written: a chunk refused rolls the whole write back)."""
         count = len(encoded)
         first = encoded.times[0] if count else None
         last = encoded.times[-1] if count else None
@@ -458,19 +469,25 @@ class ChartsRepository:
 
     # ---------------------------------------------------------------- points: writes
 
-    async def _insert_points(self, conn: AsyncConnection, key: int, encoded: EncodedPoints) -> None:
-        if not len(encoded):
+    async def _insert_points(
+        self, conn: AsyncConnection, key: int, points: EncodedPoints | StagedPoints
+    ) -> None:
+        if not len(points):
             return
-        texts = _texts(encoded)
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         if self._dialect == "postgresql":
+            # One COPY, fed chunk by chunk: the server stores a chunk while the next is prepared.
+            chunks = points.chunks() if isinstance(points, StagedPoints) else (points,)
             await driver.copy_records_to_table(
                 "points",
-                records=zip(repeat(key), encoded.times, texts, strict=False),
+                records=chain.from_iterable(map(partial(_copy_rows, key), chunks)),
                 columns=["series_pk", "time", "data"],
             )
-        elif self._dialect == "sqlite":
+            return
+        encoded = points.encoded() if isinstance(points, StagedPoints) else points
+        texts = _texts(encoded)
+        if self._dialect == "sqlite":
             await driver.executemany(
                 "INSERT INTO points (series_pk, time, data) VALUES (?, ?, ?)",
                 zip(repeat(key), encoded.times, texts, strict=False),

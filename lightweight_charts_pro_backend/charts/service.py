@@ -23,7 +23,7 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, overload
 
 import numpy as np
 import orjson
@@ -46,9 +46,11 @@ from .market import Market, parse_market
 from .points import (
     OHLC_TYPES,
     EncodedPoints,
+    StagedPoints,
     normalize_series_type,
     normalize_time,
     prepare_points,
+    stage_points,
 )
 from .repository import (
     ChartRecord,
@@ -683,7 +685,8 @@ class ChartsService:
         series_type = normalize_series_type(series_type)
         calendar = None if market is None else parse_market(market)
         rule = check_aggregation(series_type, aggregation)
-        points = await _prepare(data, series_type, from_json)
+        streams = self._repo is not None and self._repo.streams_points
+        staged = await _prepare(data, series_type, from_json, staged=streams)
         chart, _ = await self._open(chart_id, create=True)
         assert chart is not None
         options = options or {}
@@ -697,12 +700,13 @@ class ChartsService:
                     series_id,
                     series_type,
                     options,
-                    points,
+                    staged,
                     self._clock(),
                     market=None if calendar is None else calendar.to_json(),
                     aggregation=rule,
                 )
                 versioned, key = Versioned(written.previous, written.version), written.series.key
+            points = staged.encoded() if isinstance(staged, StagedPoints) else staged
             series = Series(
                 pane_id,
                 series_id,
@@ -1475,11 +1479,25 @@ def _query_time(value: object, name: str) -> int:
 _THREAD_ABOVE = 50_000
 
 
-async def _prepare(data: object, series_type: str, from_json: bool) -> EncodedPoints:
-    """Validate off the event loop when the batch is large, so other requests keep moving."""
+@overload
+async def _prepare(data: object, series_type: str, from_json: bool) -> EncodedPoints: ...
+
+
+@overload
+async def _prepare(
+    data: object, series_type: str, from_json: bool, *, staged: bool
+) -> EncodedPoints | StagedPoints: ...
+
+
+async def _prepare(
+    data: object, series_type: str, from_json: bool, *, staged: bool = False
+) -> EncodedPoints | StagedPoints:
+    """Validate off the event loop when the batch is large, so other requests keep moving;
+    ``staged``: a large batch in time order may be left to check and encode as it is written."""
+    prepare = stage_points if staged else prepare_points
     if isinstance(data, list) and len(data) > _THREAD_ABOVE:
-        return await asyncio.to_thread(prepare_points, data, series_type, from_json=from_json)
-    return prepare_points(data, series_type, from_json=from_json)
+        return await asyncio.to_thread(prepare, data, series_type, from_json=from_json)
+    return prepare(data, series_type, from_json=from_json)
 
 
 def _stored_market(value: dict[str, Any] | None) -> Market | None:

@@ -22,6 +22,7 @@ from sqlalchemy import event, text
 from lightweight_charts_pro_backend.app import create_app
 from lightweight_charts_pro_backend.charts.events import ChartEvent
 from lightweight_charts_pro_backend.charts.maintenance import DatabaseClaim
+from lightweight_charts_pro_backend.charts.points import StagedPoints
 from lightweight_charts_pro_backend.charts.repository import ChartsRepository
 from lightweight_charts_pro_backend.charts.service import ChartsService
 from lightweight_charts_pro_backend.charts.store import SeriesStore
@@ -266,6 +267,47 @@ async def test_refused_writes_leave_the_stored_series_unchanged(database_url: st
         assert (await client.get("/api/charts/c/data/0/k")).json() == before
     async with serve(database_url) as (client, _):
         assert (await client.get("/api/charts/c/data/0/k")).json() == before
+
+
+@pytest.mark.parametrize("fault", ["bar", "type", "value"])
+async def test_a_large_replace_refused_late_stores_nothing(database_url: str, fault: str) -> None:
+    """A replace big enough to be checked while it is written (chunk by chunk, on PostgreSQL),
+    refused by its last chunk: 400 naming the point, the stored series and the chart's version
+    unchanged, and the connection fit for the next write."""
+    size = 3 * StagedPoints.CHUNK + 7
+    candles = [
+        {"time": 10_000 + 60 * i, "open": 10, "high": 11, "low": 9, "close": 10.5}
+        for i in range(size)
+    ]
+    async with serve(database_url) as (client, app):
+        first = await client.post(
+            "/api/charts/c/data/k", content=body({"seriesType": "candlestick", "data": CANDLES})
+        )
+        version = first.json()["version"]
+        before = (await client.get("/api/charts/c/data/0/k")).json()
+        bad = size - 3
+        candles[bad] = {
+            "bar": {**candles[bad], "low": 12},
+            "type": {**candles[bad], "close": "10"},
+            "value": {"time": candles[bad]["time"], "value": 1},
+        }[fault]
+        refused = await client.post(
+            "/api/charts/c/data/k", content=body({"seriesType": "candlestick", "data": candles})
+        )
+        assert refused.status_code == 400, refused.text
+        assert f"data[{bad}]" in refused.json()["detail"]
+        assert (await client.get("/api/charts/c/data/0/k")).json() == before
+        assert (await app.state.charts.get_chart_or_raise("c")).version == version
+        candles[bad] = {**candles[bad - 1], "time": candles[bad]["time"]}
+        written = await client.post(
+            "/api/charts/c/data/k", content=body({"seriesType": "candlestick", "data": candles})
+        )
+        assert written.status_code == 200, written.text
+        assert written.json()["version"] == version + 1
+    async with serve(database_url) as (client, _):
+        stored = (await client.get(f"/api/charts/c/data/0/k?count={size}")).json()
+        assert stored["totalCount"] == size
+        assert [p["time"] for p in stored["data"][-3:]] == [c["time"] for c in candles[-3:]]
 
 
 async def _refuse_time_in_database(database: Database, refused: int) -> None:
