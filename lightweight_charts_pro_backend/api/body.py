@@ -161,9 +161,15 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
-def check_depth(body: bytes, limit: int) -> None:
-    # Fewer opening brackets than the limit cannot nest deeper than it: most bodies stop here.
-    if body.count(b"[") + body.count(b"{") <= limit:
+def check_depth(body: bytes, limit: int, siblings: int = 0) -> None:
+    """Refuse ``body`` when it nests deeper than ``limit``.
+
+    ``siblings``: how many elements of one array of the body are arrays or objects. No place in
+    the body lies inside two of them, so at most one of their brackets encloses any place.
+    """
+    # Fewer opening brackets (not counting all but one sibling) than the limit cannot nest
+    # deeper than it: most bodies, and arrays of a million flat points, stop here.
+    if body.count(b"[") + body.count(b"{") - max(siblings - 1, 0) <= limit:
         return
     depth = json_depth(body)
     if depth > limit:
@@ -187,14 +193,30 @@ async def read_json_object(request: Request, *, optional: bool = False) -> dict[
         raise InvalidRequest("The request body is empty; send a JSON object.")
     if not body.strip(_JSON_WHITESPACE):
         raise InvalidRequest("The request body is only whitespace, not JSON; send a JSON object.")
-    check_depth(body, settings.max_json_depth)
+    # Parsed first (the parser has its own, higher, nesting limit), so that the depth check can
+    # count the elements of the body's largest array as siblings.
     try:
         value = _loads(body)
     except orjson.JSONDecodeError as exc:
+        check_depth(body, settings.max_json_depth)
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    check_depth(body, settings.max_json_depth, _siblings(value))
     if not isinstance(value, dict):
         raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
     return value
+
+
+def _siblings(value: object) -> int:
+    """The arrays and objects in the longest array among the top-level object's values."""
+    if type(value) is not dict:
+        return 0
+    longest = max((v for v in value.values() if type(v) is list), key=len, default=[])
+    if set(map(type, longest)) <= _CONTAINERS:
+        return len(longest)
+    return sum(type(item) in _CONTAINERS for item in longest)
+
+
+_CONTAINERS: Final = frozenset({dict, list})
 
 
 def check_point_count(data: object, settings: Settings) -> None:

@@ -464,6 +464,8 @@ BODY_ATTACKS = [
     ("oversized chunked body", 413, "PAYLOAD_TOO_LARGE"),
     ("deep nesting", 422, "VALIDATION_ERROR"),
     ("deep nesting hidden after a string", 422, "VALIDATION_ERROR"),
+    ("deep nesting in one of many flat points", 422, "VALIDATION_ERROR"),
+    ("nesting past the parser's own limit", 422, "VALIDATION_ERROR"),
     ("too many points", 413, "PAYLOAD_TOO_LARGE"),
 ]
 
@@ -485,6 +487,12 @@ def _body_for(name: str) -> Any:
         for _ in range(40):
             nested = {"v": nested}
         return json.dumps({"seriesType": "line", "data": [{"time": 1, "value": 1, "x": nested}]})
+    if name == "deep nesting in one of many flat points":
+        deep = "[" * 33 + "1" + "]" * 33
+        flat = ",".join(f'{{"time":{i},"value":1}}' for i in range(1, 90))
+        return '{"seriesType":"line","data":[' + flat + ',{"time":95,"value":1,"b":' + deep + "}]}"
+    if name == "nesting past the parser's own limit":
+        return '{"seriesType":"line","data":[{"time":1,"value":' + "[" * 2000 + "]" * 2000 + "}]}"
     if name == "deep nesting hidden after a string":
         trick = '"\\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"'
         deep = "[" * 40 + "1" + "]" * 40
