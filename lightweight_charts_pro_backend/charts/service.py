@@ -1089,22 +1089,6 @@ class ChartsService:
         self._touch(chart)
         return arrays.window(end, start, count, limit)
 
-    async def bar_times(
-        self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]
-    ) -> list[int | None]:
-        """The time of the bar at ``resolution`` each of ``times`` falls in, by the series'
-        market (None: outside its sessions)."""
-        parsed = parse_resolution(resolution)
-        chart = await self.get_chart_or_raise(chart_id)
-        series = chart.get_series_or_raise(pane_id, series_id)
-        keys, inside = bucket_keys(
-            np.asarray(times, dtype=np.int64), parsed, series.market or Market()
-        )
-        return [
-            int(key) if within else None
-            for key, within in zip(keys.tolist(), inside.tolist(), strict=True)
-        ]
-
     async def snap_to_bars(
         self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]
     ) -> list[int]:

@@ -23,7 +23,6 @@ from ..auth import Principal
 from ..charts.arrays import ArrayWindow
 from ..charts.repository import SeriesMarket
 from ..charts.service import MAX_CHUNK, ChartsService
-from ..charts.timeframes import parse_resolution
 from ..errors import ChartNotFound, ChartsError, InvalidRequest
 from . import symbols as symbols_
 from .symbols import Symbol, parse_ticker, symbol_of
@@ -240,16 +239,20 @@ class UdfService:
         resolution: str | None,
     ) -> bytes:
         """The caller's markers of the symbol's series from ``start`` to ``end`` (inclusive) as
-        bar marks; with ``resolution``, each at the time of its bar."""
+        bar marks; with ``resolution``, each at the time of the bar it is drawn on, as the
+        markers route places it (one outside the sessions on the nearest session's bar)."""
         annotations = self._require_annotations()
         found, since, until = await self._marked_range(caller, symbol, start, end)
         markers = await annotations.markers(
-            found.chart_id, found.pane_id, found.series_id, caller, start=since, end=until + 1
+            found.chart_id,
+            found.pane_id,
+            found.series_id,
+            caller,
+            start=since,
+            end=until + 1,
+            resolution=resolution or None,
         )
-        times = await self._bar_times(found, resolution, [m["time"] for m in markers])
-        return orjson.dumps(
-            [symbols_.bar_mark(marker, at) for marker, at in zip(markers, times, strict=True)]
-        )
+        return orjson.dumps([symbols_.bar_mark(marker, marker["time"]) for marker in markers])
 
     async def timescale_marks(
         self,
@@ -261,7 +264,8 @@ class UdfService:
         resolution: str | None,
     ) -> bytes:
         """The caller's vertical lines on the symbol's pane (of the chart, or of that series)
-        from ``start`` to ``end`` (inclusive) as marks on the time scale."""
+        from ``start`` to ``end`` (inclusive) as marks on the time scale; with ``resolution``,
+        each at the time of the bar it is drawn on, as bar marks are."""
         annotations = self._require_annotations()
         found, since, until = await self._marked_range(caller, symbol, start, end)
         bodies = await annotations.listing(
@@ -272,7 +276,11 @@ class UdfService:
             for line in map(orjson.loads, bodies)
             if line["kind"] == "vertical_line" and line.get("seriesId") in (None, found.series_id)
         ]
-        times = await self._bar_times(found, resolution, [ln["points"][0]["time"] for ln in lines])
+        times = [line["points"][0]["time"] for line in lines]
+        if resolution:
+            times = await self._charts.snap_to_bars(
+                found.chart_id, found.pane_id, found.series_id, resolution, times
+            )
         return orjson.dumps(
             [symbols_.timescale_mark(line, at) for line, at in zip(lines, times, strict=True)]
         )
@@ -290,19 +298,6 @@ class UdfService:
         if since > until:
             raise UdfError(f"from ({since}) must not be after to ({until}).")
         return await self.resolve(caller, symbol or ""), since, until
-
-    async def _bar_times(
-        self, found: Symbol, resolution: str | None, times: list[int]
-    ) -> list[int]:
-        if not resolution:
-            return times
-        parse_resolution(resolution)  # refused even when there is no mark to place
-        if not times:
-            return times
-        bars = await self._charts.bar_times(
-            found.chart_id, found.pane_id, found.series_id, resolution, times
-        )
-        return [time if bar is None else bar for time, bar in zip(times, bars, strict=True)]
 
 
 #: UDF's name of each field of the bars' arrays.
