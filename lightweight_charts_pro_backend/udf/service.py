@@ -94,13 +94,17 @@ class UdfService:
                 self._listed_at = self._clock()
         return self._listing
 
-    async def resolve(self, caller: Principal, text: str) -> Symbol:
+    async def resolve(
+        self, caller: Principal, text: str, *, min_version: int | None = None
+    ) -> Symbol:
         """The symbol named by ``text``: a ticker, a name, or ``EXCHANGE:NAME``; names are
-        matched exactly first, then ignoring case, the first in listing order winning."""
+        matched exactly first, then ignoring case, the first in listing order winning. A ticker
+        is looked up in its chart at ``min_version`` or newer (a series just written is found
+        on any worker)."""
         text = text.strip()
         if not text:
             raise UdfError("symbol is required: a ticker such as 'demo~0~candles', or a name.")
-        found = await self._by_ticker(caller, text)
+        found = await self._by_ticker(caller, text, min_version)
         if found is not None:
             return found
         visible = await self.symbols(caller)
@@ -118,12 +122,14 @@ class UdfService:
         exchange, _, rest = text.rpartition(":")
         if exchange and rest:
             # EXCHANGE:<ticker>, as the library may write a resolved symbol back
-            found = await self._by_ticker(caller, rest)
+            found = await self._by_ticker(caller, rest, min_version)
             if found is not None:
                 return found
         raise UnknownSymbol(text)
 
-    async def _by_ticker(self, caller: Principal, text: str) -> Symbol | None:
+    async def _by_ticker(
+        self, caller: Principal, text: str, min_version: int | None = None
+    ) -> Symbol | None:
         parsed = parse_ticker(text)
         if parsed is None:
             return None
@@ -131,7 +137,7 @@ class UdfService:
         if not caller.may_see(chart_id):
             raise UnknownSymbol(text)
         try:
-            chart = await self._charts.get_chart_or_raise(chart_id)
+            chart = await self._charts.get_chart_or_raise(chart_id, min_version)
         except ChartNotFound:
             raise UnknownSymbol(text) from None
         series = chart.series.get((pane_id, series_id))
@@ -199,10 +205,14 @@ class UdfService:
         start: str | None,
         end: str | None,
         countback: str | None,
+        min_version: str | None = None,
     ) -> tuple[bytes, int]:
         """The UDF history answer and its bar count: ``countback`` bars before ``end`` (then
         ``start`` is ignored), else the bars of ``[start, end)``; the newest ``MAX_BARS`` of
-        them. No bars: ``no_data`` with ``nextTime``, the newest bar before the window."""
+        them. No bars: ``no_data`` with ``nextTime``, the newest bar before the window.
+
+        With ``min_version`` (a write's version), from that version of the chart or a newer
+        one, as every read of the charts service (``ChartsService.get_chart_or_raise``)."""
         if not resolution:
             raise UdfError("resolution is required, such as 1, 60, 1D or 1W.")
         to = _integer(end, "to", " (unix seconds)")
@@ -216,7 +226,12 @@ class UdfService:
             since = _integer(start, "from", " (unix seconds)")
             if since > to:
                 raise UdfError(f"from ({since}) must not be after to ({to}).")
-        found = await self.resolve(caller, symbol or "")
+        version = None
+        if min_version is not None:
+            version = _integer(min_version, "min_version", " >= 0")
+            if version < 0:
+                raise UdfError(f"min_version must be an integer >= 0; got {min_version!r:.40}.")
+        found = await self.resolve(caller, symbol or "", min_version=version)
         window = await self._charts.bar_arrays(
             found.chart_id,
             found.pane_id,
@@ -226,6 +241,7 @@ class UdfService:
             start=since,
             count=count,
             limit=MAX_BARS,
+            min_version=version,
         )
         return history_json(window), window.count
 

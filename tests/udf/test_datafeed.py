@@ -333,9 +333,20 @@ async def test_live_upserts_reach_the_next_history_request(client: httpx.AsyncCl
     got = (await client.get(history)).json()
     assert got["t"] == [T0 + 7200] and got["c"] == [5] and got["v"] == [0]  # none given
     correction = {"paneId": 0, "data": [{**minutes(1)[0], "time": T0 + 3600, "high": 999}]}
-    assert (await client.patch("/api/charts/c/data/s", json=correction)).status_code == 200
+    written = await client.patch("/api/charts/c/data/s", json=correction)
+    assert written.status_code == 200
     got = await client.get(f"/udf/history?symbol=c~0~s&resolution=60&from={T0}&to={T0 + 7200}")
     assert got.json()["h"] == [160.5, 999]
+    # One process holds every version there is: a write's version as min_version, or one above
+    # the newest, reads what it holds, as the REST history route does.
+    version = written.json()["version"]
+    for token in (version, version + 100):
+        udf = await client.get(f"{history}&min_version={token}")
+        rest = await client.get(
+            f"/api/charts/c/history/0/s?resolution=60&count=1&min_version={token}"
+        )
+        assert udf.status_code == rest.status_code == 200
+        assert udf.json()["t"] == [bar["time"] for bar in rest.json()["data"]] == [T0 + 7200]
 
 
 # ---------------------------------------------------------------------------- symbols
@@ -566,6 +577,9 @@ BAD_INPUT = [
     ("/history?symbol=S&resolution=60&from=0&to=10&countback=0", "countback"),
     ("/history?symbol=S&resolution=60&to=10&countback=x", "countback"),
     ("/history?symbol=S&resolution=60&from=0&to=99999999999999999999", "to"),
+    ("/history?symbol=S&resolution=60&from=0&to=10&min_version=-1", "min_version"),
+    ("/history?symbol=S&resolution=60&from=0&to=10&min_version=1.5", "min_version"),
+    ("/history?symbol=S&resolution=60&to=10&countback=5&minVersion=x", "min_version"),
     ("/history?symbol=S&resolution=0&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1Y&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1441&from=0&to=10", "resolution"),
@@ -605,6 +619,7 @@ PARAMETERS = (
     "type",
     "exchange",
     "limit",
+    "min_version",
 )
 values = st.one_of(
     st.text(max_size=24),
