@@ -1073,37 +1073,23 @@ class ChartsService:
         start: int | None = None,
         count: int | None = None,
         limit: int = MAX_CHUNK,
+        min_version: int | None = None,
     ) -> ArrayWindow:
         """The bars at ``resolution`` before ``end`` (exclusive): the last ``count`` of them,
         else those from ``start`` (inclusive) on, at most the newest ``limit``; as a JSON array
         per field, for front ends that take arrays rather than points (the UDF datafeed).
-        Whitespace bars are left out.
+        Whitespace bars are left out. With ``min_version``, of that version of the chart or a
+        newer one (``get_chart_or_raise``).
 
         The arrays are kept encoded beside the series' bars (``arrays.ArrayBars``), so a window
         is a slice of each; no bar becomes an object and no number is formatted.
         """
         parsed = parse_resolution(resolution)
-        chart = await self.get_chart_or_raise(chart_id)
+        chart = await self.get_chart_or_raise(chart_id, min_version)
         series = chart.get_series_or_raise(pane_id, series_id)
         arrays = await self._arrays_of(chart, series, parsed)
         self._touch(chart)
         return arrays.window(end, start, count, limit)
-
-    async def bar_times(
-        self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]
-    ) -> list[int | None]:
-        """The time of the bar at ``resolution`` each of ``times`` falls in, by the series'
-        market (None: outside its sessions)."""
-        parsed = parse_resolution(resolution)
-        chart = await self.get_chart_or_raise(chart_id)
-        series = chart.get_series_or_raise(pane_id, series_id)
-        keys, inside = bucket_keys(
-            np.asarray(times, dtype=np.int64), parsed, series.market or Market()
-        )
-        return [
-            int(key) if within else None
-            for key, within in zip(keys.tolist(), inside.tolist(), strict=True)
-        ]
 
     async def snap_to_bars(
         self, chart_id: str, pane_id: int, series_id: str, resolution: object, times: list[int]

@@ -123,7 +123,8 @@ async def udf_search(request: Request) -> Response:
 
 async def udf_history(request: Request) -> Response:
     """Bars as UDF arrays (``t``, ``o``, ``h``, ``l``, ``c``, ``v``), ``no_data`` with
-    ``nextTime`` when the window holds none."""
+    ``nextTime`` when the window holds none; with ``min_version``, of no older version of the
+    chart (503 rather than older bars when the database cannot be read)."""
 
     async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
         body, bars = await udf.history(
@@ -133,6 +134,7 @@ async def udf_history(request: Request) -> Response:
             start=query.get("from"),
             end=query.get("to"),
             countback=query.get("countback"),
+            min_version=query.get("min_version") or query.get("minVersion"),
         )
         _served_history(request, bars)
         return body
@@ -207,6 +209,11 @@ _HISTORY_PARAMETERS = [
     _query("from", "Unix seconds, inclusive (ignored with countback).", "integer"),
     _query("to", "Unix seconds, exclusive.", "integer"),
     _query("countback", "This many bars ending before to.", "integer"),
+    _query(
+        "min_version",
+        "Answer with no older version of the chart than this (a write's version).",
+        "integer",
+    ),
 ]
 
 _MARKS_PARAMETERS = [

@@ -23,7 +23,6 @@ from ..auth import Principal
 from ..charts.arrays import ArrayWindow
 from ..charts.repository import SeriesMarket
 from ..charts.service import MAX_CHUNK, ChartsService
-from ..charts.timeframes import parse_resolution
 from ..errors import ChartNotFound, ChartsError, InvalidRequest
 from . import symbols as symbols_
 from .symbols import Symbol, parse_ticker, symbol_of
@@ -95,13 +94,17 @@ class UdfService:
                 self._listed_at = self._clock()
         return self._listing
 
-    async def resolve(self, caller: Principal, text: str) -> Symbol:
+    async def resolve(
+        self, caller: Principal, text: str, *, min_version: int | None = None
+    ) -> Symbol:
         """The symbol named by ``text``: a ticker, a name, or ``EXCHANGE:NAME``; names are
-        matched exactly first, then ignoring case, the first in listing order winning."""
+        matched exactly first, then ignoring case, the first in listing order winning. A ticker
+        is looked up in its chart at ``min_version`` or newer (a series just written is found
+        on any worker)."""
         text = text.strip()
         if not text:
             raise UdfError("symbol is required: a ticker such as 'demo~0~candles', or a name.")
-        found = await self._by_ticker(caller, text)
+        found = await self._by_ticker(caller, text, min_version)
         if found is not None:
             return found
         visible = await self.symbols(caller)
@@ -119,12 +122,14 @@ class UdfService:
         exchange, _, rest = text.rpartition(":")
         if exchange and rest:
             # EXCHANGE:<ticker>, as the library may write a resolved symbol back
-            found = await self._by_ticker(caller, rest)
+            found = await self._by_ticker(caller, rest, min_version)
             if found is not None:
                 return found
         raise UnknownSymbol(text)
 
-    async def _by_ticker(self, caller: Principal, text: str) -> Symbol | None:
+    async def _by_ticker(
+        self, caller: Principal, text: str, min_version: int | None = None
+    ) -> Symbol | None:
         parsed = parse_ticker(text)
         if parsed is None:
             return None
@@ -132,7 +137,7 @@ class UdfService:
         if not caller.may_see(chart_id):
             raise UnknownSymbol(text)
         try:
-            chart = await self._charts.get_chart_or_raise(chart_id)
+            chart = await self._charts.get_chart_or_raise(chart_id, min_version)
         except ChartNotFound:
             raise UnknownSymbol(text) from None
         series = chart.series.get((pane_id, series_id))
@@ -200,10 +205,14 @@ class UdfService:
         start: str | None,
         end: str | None,
         countback: str | None,
+        min_version: str | None = None,
     ) -> tuple[bytes, int]:
         """The UDF history answer and its bar count: ``countback`` bars before ``end`` (then
         ``start`` is ignored), else the bars of ``[start, end)``; the newest ``MAX_BARS`` of
-        them. No bars: ``no_data`` with ``nextTime``, the newest bar before the window."""
+        them. No bars: ``no_data`` with ``nextTime``, the newest bar before the window.
+
+        With ``min_version`` (a write's version), from that version of the chart or a newer
+        one, as every read of the charts service (``ChartsService.get_chart_or_raise``)."""
         if not resolution:
             raise UdfError("resolution is required, such as 1, 60, 1D or 1W.")
         to = _integer(end, "to", " (unix seconds)")
@@ -217,7 +226,12 @@ class UdfService:
             since = _integer(start, "from", " (unix seconds)")
             if since > to:
                 raise UdfError(f"from ({since}) must not be after to ({to}).")
-        found = await self.resolve(caller, symbol or "")
+        version = None
+        if min_version is not None:
+            version = _integer(min_version, "min_version", " >= 0")
+            if version < 0:
+                raise UdfError(f"min_version must be an integer >= 0; got {min_version!r:.40}.")
+        found = await self.resolve(caller, symbol or "", min_version=version)
         window = await self._charts.bar_arrays(
             found.chart_id,
             found.pane_id,
@@ -227,6 +241,7 @@ class UdfService:
             start=since,
             count=count,
             limit=MAX_BARS,
+            min_version=version,
         )
         return history_json(window), window.count
 
@@ -240,16 +255,20 @@ class UdfService:
         resolution: str | None,
     ) -> bytes:
         """The caller's markers of the symbol's series from ``start`` to ``end`` (inclusive) as
-        bar marks; with ``resolution``, each at the time of its bar."""
+        bar marks; with ``resolution``, each at the time of the bar it is drawn on, as the
+        markers route places it (one outside the sessions on the nearest session's bar)."""
         annotations = self._require_annotations()
         found, since, until = await self._marked_range(caller, symbol, start, end)
         markers = await annotations.markers(
-            found.chart_id, found.pane_id, found.series_id, caller, start=since, end=until + 1
+            found.chart_id,
+            found.pane_id,
+            found.series_id,
+            caller,
+            start=since,
+            end=until + 1,
+            resolution=resolution or None,
         )
-        times = await self._bar_times(found, resolution, [m["time"] for m in markers])
-        return orjson.dumps(
-            [symbols_.bar_mark(marker, at) for marker, at in zip(markers, times, strict=True)]
-        )
+        return orjson.dumps([symbols_.bar_mark(marker, marker["time"]) for marker in markers])
 
     async def timescale_marks(
         self,
@@ -261,7 +280,8 @@ class UdfService:
         resolution: str | None,
     ) -> bytes:
         """The caller's vertical lines on the symbol's pane (of the chart, or of that series)
-        from ``start`` to ``end`` (inclusive) as marks on the time scale."""
+        from ``start`` to ``end`` (inclusive) as marks on the time scale; with ``resolution``,
+        each at the time of the bar it is drawn on, as bar marks are."""
         annotations = self._require_annotations()
         found, since, until = await self._marked_range(caller, symbol, start, end)
         bodies = await annotations.listing(
@@ -272,7 +292,11 @@ class UdfService:
             for line in map(orjson.loads, bodies)
             if line["kind"] == "vertical_line" and line.get("seriesId") in (None, found.series_id)
         ]
-        times = await self._bar_times(found, resolution, [ln["points"][0]["time"] for ln in lines])
+        times = [line["points"][0]["time"] for line in lines]
+        if resolution:
+            times = await self._charts.snap_to_bars(
+                found.chart_id, found.pane_id, found.series_id, resolution, times
+            )
         return orjson.dumps(
             [symbols_.timescale_mark(line, at) for line, at in zip(lines, times, strict=True)]
         )
@@ -290,19 +314,6 @@ class UdfService:
         if since > until:
             raise UdfError(f"from ({since}) must not be after to ({until}).")
         return await self.resolve(caller, symbol or ""), since, until
-
-    async def _bar_times(
-        self, found: Symbol, resolution: str | None, times: list[int]
-    ) -> list[int]:
-        if not resolution:
-            return times
-        parse_resolution(resolution)  # refused even when there is no mark to place
-        if not times:
-            return times
-        bars = await self._charts.bar_times(
-            found.chart_id, found.pane_id, found.series_id, resolution, times
-        )
-        return [time if bar is None else bar for time, bar in zip(times, bars, strict=True)]
 
 
 #: UDF's name of each field of the bars' arrays.

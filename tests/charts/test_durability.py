@@ -127,6 +127,42 @@ async def test_while_the_database_is_down_writes_get_503_and_the_service_recover
         assert data["data"][-1] == LIVE_BAR
 
 
+async def test_a_read_with_a_newer_min_version_gets_503_not_older_data_while_it_is_down(
+    private_server: ServerProcess,
+) -> None:
+    url = new_database(private_server, "token")
+    # Two processes with no bus between them: the reader's copy stays at the first version.
+    async with serve(url) as (writer, _), serve(url) as (reader, _):
+        series = {"seriesType": "candlestick", "data": CANDLES[:120], "market": {"symbol": "O"}}
+        await writer.post("/api/charts/o/data/s", content=orjson.dumps(series))
+        reads = {
+            "rest": "/api/charts/o/history/0/s?resolution=60&count=5",
+            "udf": "/udf/history?symbol=o~0~s&resolution=60&to=1700000000&countback=5",
+        }
+        cached = {name: (await reader.get(path)).json() for name, path in reads.items()}
+        patched = await writer.patch(
+            "/api/charts/o/data/s", content=orjson.dumps({"data": [LIVE_BAR]})
+        )
+        version = patched.json()["version"]
+        private_server.stop()
+
+        for name, path in reads.items():
+            refused = await reader.get(f"{path}&min_version={version}")
+            assert refused.status_code == 503, (name, refused.text)
+            assert refused.json()["errorCode"] == "DATABASE_UNAVAILABLE"
+            assert (await reader.get(path)).json() == cached[name]  # no token: its copy
+        assert refused.json()["s"] == "error"  # the UDF adapter's refusal
+
+        private_server.start()
+        for _ in range(100):  # bounded: at most 100 tries, 0.1 s apart
+            answered = await reader.get(f"{reads['udf']}&min_version={version}")
+            if answered.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["t"][-1] == LIVE_BAR["time"] // 3600 * 3600
+
+
 async def test_a_worker_started_while_the_database_is_down_waits_for_it(
     private_server: ServerProcess,
 ) -> None:

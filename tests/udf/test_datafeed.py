@@ -333,9 +333,20 @@ async def test_live_upserts_reach_the_next_history_request(client: httpx.AsyncCl
     got = (await client.get(history)).json()
     assert got["t"] == [T0 + 7200] and got["c"] == [5] and got["v"] == [0]  # none given
     correction = {"paneId": 0, "data": [{**minutes(1)[0], "time": T0 + 3600, "high": 999}]}
-    assert (await client.patch("/api/charts/c/data/s", json=correction)).status_code == 200
+    written = await client.patch("/api/charts/c/data/s", json=correction)
+    assert written.status_code == 200
     got = await client.get(f"/udf/history?symbol=c~0~s&resolution=60&from={T0}&to={T0 + 7200}")
     assert got.json()["h"] == [160.5, 999]
+    # One process holds every version there is: a write's version as min_version, or one above
+    # the newest, reads what it holds, as the REST history route does.
+    version = written.json()["version"]
+    for token in (version, version + 100):
+        udf = await client.get(f"{history}&min_version={token}")
+        rest = await client.get(
+            f"/api/charts/c/history/0/s?resolution=60&count=1&min_version={token}"
+        )
+        assert udf.status_code == rest.status_code == 200
+        assert udf.json()["t"] == [bar["time"] for bar in rest.json()["data"]] == [T0 + 7200]
 
 
 # ---------------------------------------------------------------------------- symbols
@@ -508,6 +519,39 @@ async def test_markers_are_bar_marks_and_vertical_lines_timescale_marks(
     assert bad["s"] == "error" and "unknown_symbol" in bad["errmsg"]
 
 
+async def test_marks_outside_the_session_sit_on_the_bars_the_markers_route_gives(
+    client: httpx.AsyncClient,
+) -> None:
+    # New York in January is UTC-5: the session is 14:30-21:00 UTC. The pre-market minutes from
+    # 13:00 are stored but in no bar.
+    data = minutes(90, start=T0 + 13 * 3600) + minutes(390, start=T0 + 14 * 3600 + 1800)
+    await put(client, "c", "s", data, market={**NEW_YORK, "symbol": "S"})
+    news, after_close = T0 + 13 * 3600 + 300, T0 + 22 * 3600
+    style = {"position": "aboveBar", "shape": "arrowDown", "color": "#ef5350"}
+    for name, at in (("news", news), ("late", after_close)):
+        marker = {"kind": "marker", "annotationId": name, "paneId": 0, "seriesId": "s"}
+        await annotate(client, "c", {**marker, "points": [{"time": at}], "style": style})
+    line = {"kind": "vertical_line", "annotationId": "bell", "paneId": 0}
+    await annotate(client, "c", {**line, "points": [{"time": news}], "text": "Bell"})
+
+    adapter = Adapter(client)
+    window = {"from": T0, "to": T0 + 86_400}
+    hourly = [bar["time"] for bar in await rest_bars(client, "c", "s", "60")]
+    assert hourly[0] == T0 + 14 * 3600 + 1800 and hourly[-1] == T0 + 20 * 3600 + 1800
+    route = await client.get("/api/charts/c/markers/0/s", params={"resolution": "60"})
+    placed = {m["id"]: m["time"] for m in route.json()["markers"]}
+    assert placed == {"news": hourly[0], "late": hourly[-1]}  # the session's first and last bar
+    marks = await adapter.send("marks", symbol="c~0~s", **window, resolution="60")
+    assert {m["id"]: m["time"] for m in marks} == placed
+    scale = await adapter.send("timescale_marks", symbol="c~0~s", **window, resolution="60")
+    assert [(m["id"], m["time"]) for m in scale] == [("bell", hourly[0])]
+    # Without a resolution, marks keep the times they were drawn at.
+    raw = await adapter.send("marks", symbol="c~0~s", **window)
+    assert [m["time"] for m in raw] == [news, after_close]
+    raw_scale = await adapter.send("timescale_marks", symbol="c~0~s", **window)
+    assert [m["time"] for m in raw_scale] == [news]
+
+
 # ---------------------------------------------------------------------------- bad input
 
 BAD_INPUT = [
@@ -533,6 +577,9 @@ BAD_INPUT = [
     ("/history?symbol=S&resolution=60&from=0&to=10&countback=0", "countback"),
     ("/history?symbol=S&resolution=60&to=10&countback=x", "countback"),
     ("/history?symbol=S&resolution=60&from=0&to=99999999999999999999", "to"),
+    ("/history?symbol=S&resolution=60&from=0&to=10&min_version=-1", "min_version"),
+    ("/history?symbol=S&resolution=60&from=0&to=10&min_version=1.5", "min_version"),
+    ("/history?symbol=S&resolution=60&to=10&countback=5&minVersion=x", "min_version"),
     ("/history?symbol=S&resolution=0&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1Y&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1441&from=0&to=10", "resolution"),
@@ -572,6 +619,7 @@ PARAMETERS = (
     "type",
     "exchange",
     "limit",
+    "min_version",
 )
 values = st.one_of(
     st.text(max_size=24),

@@ -68,3 +68,41 @@ async def test_the_repository_lists_series_with_a_market(database_url: str) -> N
             ),
             SeriesMarket("x", 0, "c", "line", None, {"timezone": "Etc/UTC", "session": "24x7"}),
         ]
+
+
+async def test_history_with_min_version_reads_a_write_another_process_made(
+    database_url: str,
+) -> None:
+    # Two processes on one database with no bus between them: the reader never hears of the
+    # writer's changes, as when a change's announcement is lost.
+    async with serve(database_url) as (writer, _), serve(database_url) as (reader, _):
+        body = {"paneId": 0, "seriesType": "candlestick", "data": minutes(120)}
+        body["market"] = {"symbol": "S"}
+        assert (await writer.post("/api/charts/c/data/s", json=body)).status_code == 200
+        history = f"/udf/history?symbol=c~0~s&resolution=60&to={T0 + 10**5}&countback=5"
+        cached = (await reader.get(history)).json()
+        assert cached["t"] == [T0, T0 + 3600]
+        live = {"time": T0 + 7200, "open": 1, "high": 9, "low": 1, "close": 5}
+        written = await writer.patch("/api/charts/c/data/s", json={"paneId": 0, "data": [live]})
+        version = written.json()["version"]
+
+        assert (await reader.get(history)).json() == cached  # its copy, without a token
+        got = (await reader.get(f"{history}&min_version={version}")).json()
+        assert got["t"] == [T0, T0 + 3600, T0 + 7200] and got["c"][-1] == 5
+        rest = await reader.get(
+            f"/api/charts/c/history/0/s?resolution=60&count=5&min_version={version}"
+        )
+        assert [bar["time"] for bar in rest.json()["data"]] == got["t"]
+        # A token above the chart's newest version (a chart deleted and made again) reads the
+        # newest, as the REST routes do.
+        above = await reader.get(f"{history}&min_version={version + 100}")
+        assert above.status_code == 200 and above.json() == got
+
+        # A series the reader has never seen is found by its ticker with the write's token.
+        body["market"] = {"symbol": "N"}
+        written = await writer.post("/api/charts/c/data/n", json=body)
+        version = written.json()["version"]
+        new = f"/udf/history?symbol=c~0~n&resolution=60&to={T0 + 10**5}&countback=5"
+        assert (await reader.get(new)).status_code == 404
+        found = await reader.get(f"{new}&min_version={version}")
+        assert found.status_code == 200 and found.json()["t"] == [T0, T0 + 3600]

@@ -5,6 +5,7 @@ import { Emitter } from "./emitter.js";
 import { ChartsConnectionError, ChartsError } from "./errors.js";
 import { ascending, mergePoints } from "./points.js";
 import type { DataUpdate, HistoryRequest, Point } from "./protocol.js";
+import { canonicalResolution } from "./resolution.js";
 import type { ChartSocket } from "./socket.js";
 
 export interface BindSeriesOptions {
@@ -120,8 +121,20 @@ export class SeriesBinding extends Emitter<SeriesBindingEvents> {
    * resolution, leaving the series as it was. */
   async setResolution(resolution: string | null): Promise<void> {
     if (resolution === this.#resolution || this.#disposed) return;
+    if (resolution !== null) {
+      try {
+        await this.#subscribe(resolution);
+      } catch (error) {
+        this.#unsubscribe(resolution);
+        throw error;
+      }
+      if (this.#disposed) {
+        this.#unsubscribe(resolution);
+        return;
+      }
+    }
+    // Read after the wait: another switch may have happened meanwhile.
     const previous = this.#resolution;
-    if (resolution !== null) await this.#subscribe(resolution);
     if (previous !== null) this.#unsubscribe(previous);
     this.#resolution = resolution;
     await this.reload();
@@ -218,7 +231,8 @@ export class SeriesBinding extends Emitter<SeriesBindingEvents> {
       return;
     }
     if (update.paneId !== this.paneId || update.seriesId !== this.seriesId) return;
-    if ((update.resolution ?? null) !== this.#resolution) return;
+    const resolution = this.#resolution === null ? null : canonicalResolution(this.#resolution);
+    if ((update.resolution ?? null) !== resolution) return; // the server writes "D" as "1D"
     if (update.op === "upsert" && update.data !== undefined) {
       // While the newest chunk loads, updates are in it already (the socket keeps the order).
       if (!this.#loading) this.#apply(update.data);

@@ -130,7 +130,7 @@ export class ChartsClient {
       options.apiKeyHeader ?? "X-API-Key",
       options.headers ?? {},
     );
-    this.udf = new UdfApi(this.#http, options.udfPath ?? "udf");
+    this.udf = new UdfApi(this.#http, options.udfPath ?? "udf", (chartId) => this.#versions.get(chartId));
     this.#WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.#heartbeatMs = options.heartbeatMs ?? 20_000;

@@ -1,6 +1,7 @@
 import type { ChartsClient, SocketLease } from "./client.js";
 import { ChartsError } from "./errors.js";
 import type { DataUpdate, Point, UdfBars, UdfSymbolInfo } from "./protocol.js";
+import { canonicalResolution } from "./resolution.js";
 import type {
   Bar,
   DatafeedConfiguration,
@@ -20,6 +21,7 @@ import type {
   SymbolResolveExtension,
   TimescaleMark,
 } from "./tradingview.js";
+import { type SeriesRef, seriesOfTicker } from "./udf.js";
 
 export interface DatafeedOptions {
   /** Its credentials, base URL, `udfPath` and sockets are the datafeed's. */
@@ -44,15 +46,6 @@ const FALLBACK_CONFIGURATION: DatafeedConfiguration = {
   supports_time: false,
 };
 const UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL";
-const TICKER = /^([A-Za-z0-9_.-]{1,128})~([0-9]{1,3})~([A-Za-z0-9_.-]{1,128})$/;
-const RESOLUTION = /^([0-9]{1,5})?([SHDWM]?)$/;
-
-/** A series of the service. */
-interface SeriesRef {
-  chartId: string;
-  paneId: number;
-  seriesId: string;
-}
 
 /** One `subscribeBars`. */
 interface Listener {
@@ -66,11 +59,10 @@ interface Listener {
   series?: SeriesRef;
 }
 
-/** The socket of a chart that listeners follow, and how many follow each series resolution. */
+/** The socket of a chart that listeners follow. */
 interface ChartFeed {
   readonly lease: SocketLease;
   readonly listeners: Set<Listener>;
-  readonly streams: Map<string, number>;
   readonly stop: () => void;
 }
 
@@ -128,6 +120,8 @@ export class ChartsDatafeed {
     );
   }
 
+  /** `/udf/history`; a symbol with the service's ticker is read from no older version of its
+   * chart than the client's own last write of it (`min_version`), whichever worker answers. */
   getBars(
     symbolInfo: LibrarySymbolInfo,
     resolution: ResolutionString,
@@ -178,7 +172,7 @@ export class ChartsDatafeed {
       active: true,
     };
     this.#listeners.set(listenerGuid, listener);
-    const series = seriesOf(symbolInfo.ticker);
+    const series = seriesOfTicker(symbolInfo.ticker);
     if (series !== null) {
       this.#follow(listener, series);
       return;
@@ -187,7 +181,7 @@ export class ChartsDatafeed {
     this.client.udf
       .symbol(symbol)
       .then((info) => {
-        const found = seriesOf(info.ticker);
+        const found = seriesOfTicker(info.ticker);
         if (found === null) throw new TypeError(`The symbol ${symbol} names no series: ticker ${info.ticker}.`);
         if (listener.active) this.#follow(listener, found);
       })
@@ -203,14 +197,9 @@ export class ChartsDatafeed {
     if (series === undefined) return;
     const feed = this.#feeds.get(series.chartId);
     if (feed === undefined || !feed.listeners.delete(listener)) return;
-    const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
-    const followers = (feed.streams.get(stream) ?? 1) - 1;
-    if (followers > 0) {
-      feed.streams.set(stream, followers);
-    } else {
-      feed.streams.delete(stream);
-      feed.lease.socket.unsubscribe(series.paneId, series.seriesId, listener.resolution).catch(() => undefined);
-    }
+    // The socket counts subscriptions: the server stops streaming with the last one of the
+    // client (of this datafeed, another datafeed or a binding).
+    feed.lease.socket.unsubscribe(series.paneId, series.seriesId, listener.resolution).catch(() => undefined);
     if (feed.listeners.size === 0) {
       this.#feeds.delete(series.chartId);
       feed.stop();
@@ -270,14 +259,10 @@ export class ChartsDatafeed {
         offUpdate();
         offResync();
       };
-      feed = { lease, listeners, streams: new Map(), stop };
+      feed = { lease, listeners, stop };
       this.#feeds.set(series.chartId, feed);
     }
     feed.listeners.add(listener);
-    const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
-    const followers = feed.streams.get(stream) ?? 0;
-    feed.streams.set(stream, followers + 1);
-    if (followers > 0) return;
     feed.lease.socket.subscribe(series.paneId, series.seriesId, listener.resolution).catch((error: unknown) => {
       // A lost connection is not a refusal: the socket subscribes again once reconnected.
       if (error instanceof ChartsError) this.#report(error);
@@ -368,31 +353,8 @@ function symbolOf(symbolInfo: LibrarySymbolInfo): string {
   return symbolInfo.ticker ?? symbolInfo.full_name ?? symbolInfo.name;
 }
 
-function seriesOf(ticker: string | undefined): SeriesRef | null {
-  const match = ticker === undefined ? null : TICKER.exec(ticker);
-  if (match === null) return null;
-  const [, chartId, paneId, seriesId] = match as unknown as [string, string, string, string];
-  return { chartId, paneId: Number(paneId), seriesId };
-}
-
-/** The resolution as the server writes it (`D` is `1D`, `4H` is `240`), so that the bars it
- * streams can be told apart; a text it would refuse is left as it is. */
-function canonicalResolution(resolution: string): string {
-  const text = resolution.trim();
-  const match = RESOLUTION.exec(text);
-  if (match === null || text === "" || text === "S" || text === "H" || text.startsWith("0")) return text;
-  const count = Number(match[1] ?? 1);
-  const unit = match[2] ?? "";
-  if (unit === "H") return String(count * 60);
-  return unit === "" ? String(count) : `${count}${unit}`;
-}
-
 function barKey(symbol: string, resolution: string): string {
   return `${symbol} ${canonicalResolution(resolution)}`;
-}
-
-function streamKey(paneId: number, seriesId: string, resolution: string): string {
-  return `${paneId}/${seriesId}/${resolution}`;
 }
 
 function barsOf(answer: UdfBars): Bar[] {

@@ -1,6 +1,7 @@
 import { type ReconnectOptions, reconnectDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ChartsConnectionError, ChartsError } from "./errors.js";
+import { canonicalResolution } from "./resolution.js";
 import type {
   AnnotationUpdate,
   ChartSnapshot,
@@ -81,6 +82,13 @@ interface Queued {
   reject: (error: Error) => void;
 }
 
+/** A series resolution subscribed, and how many `subscribe`s not yet matched by an
+ * `unsubscribe` hold it. */
+interface Held {
+  readonly request: SubscriptionRequest;
+  holders: number;
+}
+
 const CLOSE_NORMAL = 1000;
 const CLOSE_SILENT = 4000;
 /** Close reasons after which reconnecting cannot help. */
@@ -108,7 +116,7 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
   #resuming = false;
   #pending = new Map<RequestId, Pending>();
   #queue: Queued[] = [];
-  #subscriptions = new Map<string, SubscriptionRequest>();
+  #subscriptions = new Map<string, Held>();
   #retry: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #lastFrameAt = 0;
@@ -162,21 +170,33 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
   }
 
   /** Receive the series' bars at `resolution` as `update`s (with `resolution`) from now on,
-   * also after reconnections, until `unsubscribe`. */
+   * also after reconnections, until `unsubscribe`.
+   *
+   * Subscriptions are counted, since everything of a client that follows a chart shares its
+   * socket (bindings, datafeeds): match each `subscribe` with one `unsubscribe`, whether it was
+   * answered, refused (`ChartsError`; it is asked for again after a reconnection) or cut by a
+   * lost connection. The server stops streaming a series resolution (`D` and `1D` are one) when
+   * the last of its subscribers has unsubscribed. */
   subscribe(paneId: number, seriesId: string, resolution: string): Promise<SubscriptionMessage> {
-    const message: SubscriptionRequest = { type: "subscribe", paneId, seriesId, resolution };
-    const key = subscriptionKey(message);
-    this.#subscriptions.set(key, message);
-    return this.#request<SubscriptionMessage>(message).catch((error: unknown) => {
-      if (error instanceof ChartsError) this.#subscriptions.delete(key);
-      throw error;
-    });
+    const request: SubscriptionRequest = { type: "subscribe", paneId, seriesId, resolution };
+    const key = subscriptionKey(paneId, seriesId, resolution);
+    const held = this.#subscriptions.get(key);
+    if (held === undefined) this.#subscriptions.set(key, { request, holders: 1 });
+    else held.holders += 1;
+    return this.#request(request);
   }
 
-  unsubscribe(paneId: number, seriesId: string, resolution: string): Promise<SubscriptionMessage> {
-    const message: SubscriptionRequest = { type: "unsubscribe", paneId, seriesId, resolution };
-    this.#subscriptions.delete(subscriptionKey(message));
-    return this.#request(message);
+  /** Let go of one `subscribe`: with the last one, the server is told to stop (and its answer
+   * resolves the promise); before that, resolves with null, nothing sent. */
+  unsubscribe(paneId: number, seriesId: string, resolution: string): Promise<SubscriptionMessage | null> {
+    const key = subscriptionKey(paneId, seriesId, resolution);
+    const held = this.#subscriptions.get(key);
+    if (held !== undefined) {
+      held.holders -= 1;
+      if (held.holders > 0) return Promise.resolve(null);
+      this.#subscriptions.delete(key);
+    }
+    return this.#request({ type: "unsubscribe", paneId, seriesId, resolution });
   }
 
   ping(): Promise<PongMessage> {
@@ -336,7 +356,7 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
     if (resume === null) this.#version = message.version;
     this.#setState("connected");
     // Subscriptions first: a resume replays the bars of the subscribed resolutions too.
-    for (const subscription of this.#subscriptions.values()) this.send(subscription);
+    for (const { request } of this.#subscriptions.values()) this.send(request);
     if (resume !== null) {
       this.#resuming = true;
       this.send({ type: "resume", sinceVersion: resume });
@@ -388,8 +408,8 @@ export class ChartSocket extends Emitter<ChartSocketEvents> {
   }
 }
 
-function subscriptionKey(message: SubscriptionRequest): string {
-  return `${message.paneId}/${message.seriesId}/${message.resolution}`;
+function subscriptionKey(paneId: number, seriesId: string, resolution: string): string {
+  return `${paneId}/${seriesId}/${canonicalResolution(resolution)}`;
 }
 
 function refused(message: { error: string; errorCode: string; requestId?: RequestId }): ChartsError {

@@ -19,7 +19,27 @@ export interface UdfHistoryQuery {
   from?: number;
   /** This many bars before `to`. */
   countback?: number;
+  /** Answer with no older version of the chart. Default, for a ticker: the version of the
+   * client's own last write of its chart (`client.versionOf`), as on the client's other reads. */
+  minVersion?: number;
   signal?: AbortSignal;
+}
+
+/** A series of the service, as a ticker names it. */
+export interface SeriesRef {
+  chartId: string;
+  paneId: number;
+  seriesId: string;
+}
+
+const TICKER = /^([A-Za-z0-9_.-]{1,128})~([0-9]{1,3})~([A-Za-z0-9_.-]{1,128})$/;
+
+/** The series a ticker (`<chartId>~<paneId>~<seriesId>`) names; null for any other text. */
+export function seriesOfTicker(ticker: string | undefined): SeriesRef | null {
+  const match = ticker === undefined ? null : TICKER.exec(ticker);
+  if (match === null) return null;
+  const [, chartId, paneId, seriesId] = match as unknown as [string, string, string, string];
+  return { chartId, paneId: Number(paneId), seriesId };
 }
 
 export interface UdfSearchQuery {
@@ -53,11 +73,14 @@ export interface UdfMarksQuery {
 export class UdfApi {
   readonly #http: Http;
   readonly #path: string;
+  readonly #minVersion: (chartId: string) => number | undefined;
 
-  /** `path`: the service's `UDF_PATH`, relative to the client's base URL. */
-  constructor(http: Http, path: string) {
+  /** `path`: the service's `UDF_PATH`, relative to the client's base URL; `minVersion`: the
+   * version a read of a chart is to see at least (the client's last write of it). */
+  constructor(http: Http, path: string, minVersion: (chartId: string) => number | undefined = () => undefined) {
     this.#http = http;
     this.#path = path.replace(/^\/+|\/+$/g, "");
+    this.#minVersion = minVersion;
   }
 
   /** What the datafeed supports, with the exchanges and symbol types of the caller's symbols. */
@@ -76,7 +99,9 @@ export class UdfApi {
 
   async history(query: UdfHistoryQuery): Promise<UdfHistory> {
     const { symbol, resolution, from, to, countback, signal } = query;
-    return this.#get("history", { symbol, resolution, from, to, countback }, signal);
+    const series = seriesOfTicker(symbol);
+    const minVersion = query.minVersion ?? (series === null ? undefined : this.#minVersion(series.chartId));
+    return this.#get("history", { symbol, resolution, from, to, countback, min_version: minVersion }, signal);
   }
 
   async marks(query: UdfMarksQuery): Promise<UdfMark[]> {

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 
-import { createDatafeed } from "../dist/charts-client.js";
+import { bindSeries, createDatafeed } from "../dist/charts-client.js";
+import { fakeChart } from "./fake-chart.js";
 import { nextEvent, sleep, startServer, trackedWebSocket, waitFor, openClients } from "./server.js";
 
 const { makeClient, closeAll } = openClients();
@@ -289,6 +290,78 @@ describe("createDatafeed", () => {
     await waitFor(() => right.resets === 1, 1000, "the reset after a replace");
     assert.equal(left.resets, 0);
     datafeed.unsubscribeBars("right");
+  });
+
+  test("getBars reads the chart at the version of the client's own last write (min_version)", async () => {
+    await reset();
+    const asked = [];
+    const recording = (url, init) => {
+      if (String(url).includes("/udf/history")) asked.push(new URL(url).searchParams);
+      return fetch(url, init);
+    };
+    const client = makeClient({ baseUrl: server.url, fetch: recording });
+    const datafeed = createDatafeed({ client });
+    const { info: [info] } = await resolveSymbol(datafeed, "ACME");
+    const now = START + MINUTES * 60;
+    const period = { from: START, to: now + 3600, countBack: 2, firstDataRequest: true };
+    await getBars(datafeed, info, "5", period);
+    assert.equal(asked.at(-1).get("min_version"), null, "no write of its own yet");
+
+    const written = await client.upsert("desk", "acme", { time: now, open: 1, high: 2, low: 1, close: 2, volume: 1 });
+    const { bars: [bars] } = await getBars(datafeed, info, "5", { ...period, firstDataRequest: false });
+    assert.equal(asked.at(-1).get("min_version"), String(written.version));
+    assert.equal(asked.at(-1).get("symbol"), "desk~0~acme");
+    assert.deepEqual([bars.at(-1).time, bars.at(-1).close], [now * 1000, 2]);
+    // Another client's writes are not this one's to wait for.
+    await writer.upsert("desk", "acme", { time: now + 60, open: 2, high: 3, low: 2, close: 3, volume: 1 });
+    await getBars(datafeed, info, "5", { ...period, firstDataRequest: false });
+    assert.equal(asked.at(-1).get("min_version"), String(written.version));
+  });
+
+  test("a binding and the datafeed on one client share the socket's subscription of a series resolution", async () => {
+    await reset();
+    const { Tracked, opened } = trackedWebSocket();
+    const client = makeClient({ baseUrl: server.url, WebSocket: Tracked, reconnect: { minDelayMs: 200, jitter: 0 } });
+    const socket = client.socket("desk");
+    const { chart, series } = fakeChart();
+    const binding = bindSeries(chart, series, { client, chartId: "desk", seriesId: "acme", resolution: "5" });
+    await binding.ready;
+    const datafeed = createDatafeed({ client });
+    const { info: [info] } = await resolveSymbol(datafeed, "ACME");
+    const now = START + MINUTES * 60;
+    await getBars(datafeed, info, "5", { from: START, to: now, countBack: 50, firstDataRequest: true });
+    const fives = subscribe(datafeed, info, "5", "five");
+    await subscribed(client, "5");
+    const hours = subscribe(datafeed, info, "60", "hour");
+    await subscribed(client, "60");
+    const unsubscribes = () => opened.flatMap((ws) => ws.sent).filter((frame) => frame.type === "unsubscribe");
+
+    // The datafeed lets go of "5": the binding still holds it, and keeps getting its bars.
+    datafeed.unsubscribeBars("five");
+    await sleep(100);
+    const updated = nextEvent(binding, "updated", 2000);
+    await writer.upsert("desk", "acme", { time: now, open: 700, high: 710, low: 690, close: 705, volume: 3 });
+    assert.deepEqual((await updated).points.map((bar) => [bar.time, bar.close]), [[now, 705]]);
+    await waitFor(() => hours.ticks.length === 1, 1000, "the hourly bar");
+    assert.equal(fives.ticks.length, 0);
+    assert.deepEqual(unsubscribes(), [], "the server was not told to stop");
+
+    // A reconnection subscribes again to each live series resolution, once.
+    opened[0].close();
+    await nextEvent(socket, "connected", 5000);
+    const again = opened[1].sent.filter((frame) => frame.type === "subscribe").map((frame) => frame.resolution);
+    assert.deepEqual(again.sort(), ["5", "60"]);
+    const live = nextEvent(binding, "updated", 2000);
+    await writer.upsert("desk", "acme", { time: now + 60, open: 705, high: 720, low: 700, close: 715, volume: 4 });
+    assert.deepEqual((await live).points.map((bar) => [bar.time, bar.high]), [[now, 720]]);
+    await waitFor(() => hours.ticks.length === 2, 1000, "the hourly bar after the reconnection");
+
+    // With the last holder of each gone, the server is told to stop.
+    binding.dispose();
+    await waitFor(() => unsubscribes().length === 1, 1000, "the unsubscribe of 5");
+    datafeed.unsubscribeBars("hour");
+    await waitFor(() => unsubscribes().length === 2, 1000, "the unsubscribe of 60");
+    assert.deepEqual(unsubscribes().map((frame) => frame.resolution), ["5", "60"]);
   });
 
   test("a symbol info without the service's ticker is looked up by name for live bars", async () => {

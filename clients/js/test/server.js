@@ -154,8 +154,8 @@ export function openClients() {
   };
 }
 
-/** The global WebSocket, each instance kept so that a test can cut a connection, or lose
- * the frames its `lose` predicate picks. */
+/** The global WebSocket, each instance kept so that a test can cut a connection, lose the
+ * frames its `lose` predicate picks, or read the frames it sent (`sent`, parsed). */
 export function trackedWebSocket() {
   const opened = [];
   class Tracked extends WebSocket {
@@ -163,7 +163,13 @@ export function trackedWebSocket() {
       super(url, protocols);
       this.offered = protocols;
       this.lose = () => false;
+      this.sent = [];
       opened.push(this);
+    }
+
+    send(data) {
+      this.sent.push(JSON.parse(data));
+      super.send(data);
     }
 
     addEventListener(type, listener, options) {

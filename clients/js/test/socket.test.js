@@ -132,6 +132,43 @@ describe("ChartSocket", () => {
     client.close();
   });
 
+  test("subscriptions are counted: the server is told to stop with the last unsubscribe", async () => {
+    const writer = makeClient({ baseUrl: server.url });
+    await writer.createChart("sock-subs");
+    await writer.setSeries("sock-subs", "price", { seriesType: "candlestick", data: candles(START, 30) });
+    const { Tracked, opened } = trackedWebSocket();
+    const client = makeClient({ baseUrl: server.url, WebSocket: Tracked, reconnect: { minDelayMs: 100, jitter: 0 } });
+    const socket = client.socket("sock-subs");
+    const sent = (type) => opened.flatMap((ws) => ws.sent).filter((frame) => frame.type === type);
+
+    // "D" and "1D" are one resolution: two holders of it.
+    assert.equal((await socket.subscribe(0, "price", "D")).resolution, "1D");
+    assert.equal((await socket.subscribe(0, "price", "1D")).type, "subscribed");
+    assert.equal(await socket.unsubscribe(0, "price", "1D"), null);
+    const bars = [];
+    socket.on("update", (update) => update.resolution === "1D" && bars.push(update));
+    await writer.upsert("sock-subs", "price", candles(START + 30 * 60, 1));
+    await waitFor(() => bars.length === 1, 2000, "the daily bar");
+    assert.deepEqual(sent("unsubscribe"), []);
+    assert.equal((await socket.unsubscribe(0, "price", "D")).type, "unsubscribed");
+    assert.equal(sent("unsubscribe").length, 1);
+
+    // A refused subscribe is matched by its unsubscribe like any other; a reconnection then
+    // subscribes again to the live ones only.
+    await assert.rejects(
+      socket.subscribe(0, "ghost", "60"),
+      (error) => error instanceof ChartsError && error.errorCode === "SERIES_NOT_FOUND",
+    );
+    await socket.unsubscribe(0, "ghost", "60");
+    await socket.subscribe(0, "price", "60");
+    await socket.subscribe(0, "price", "5");
+    await socket.unsubscribe(0, "price", "5");
+    opened.at(-1).close();
+    await nextEvent(socket, "connected", 5000);
+    const again = opened.at(-1).sent.filter((frame) => frame.type === "subscribe");
+    assert.deepEqual(again.map((frame) => [frame.seriesId, frame.resolution]), [["price", "60"]]);
+  });
+
   test("a gap in the versions is filled by a resume", async () => {
     const writer = makeClient({ baseUrl: server.url });
     await writer.createChart("sock-gap");

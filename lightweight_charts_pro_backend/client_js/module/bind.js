@@ -1,6 +1,7 @@
 import { Emitter } from "./emitter.js";
 import { ChartsConnectionError, ChartsError } from "./errors.js";
 import { ascending, mergePoints } from "./points.js";
+import { canonicalResolution } from "./resolution.js";
 /** More points than this in one update are merged and drawn with one `setData`. */
 const BULK_UPDATE = 100;
 const MISSING_CODES = new Set(["SERIES_NOT_FOUND", "CHART_NOT_FOUND"]);
@@ -69,9 +70,21 @@ export class SeriesBinding extends Emitter {
     async setResolution(resolution) {
         if (resolution === this.#resolution || this.#disposed)
             return;
+        if (resolution !== null) {
+            try {
+                await this.#subscribe(resolution);
+            }
+            catch (error) {
+                this.#unsubscribe(resolution);
+                throw error;
+            }
+            if (this.#disposed) {
+                this.#unsubscribe(resolution);
+                return;
+            }
+        }
+        // Read after the wait: another switch may have happened meanwhile.
         const previous = this.#resolution;
-        if (resolution !== null)
-            await this.#subscribe(resolution);
         if (previous !== null)
             this.#unsubscribe(previous);
         this.#resolution = resolution;
@@ -172,8 +185,9 @@ export class SeriesBinding extends Emitter {
         }
         if (update.paneId !== this.paneId || update.seriesId !== this.seriesId)
             return;
-        if ((update.resolution ?? null) !== this.#resolution)
-            return;
+        const resolution = this.#resolution === null ? null : canonicalResolution(this.#resolution);
+        if ((update.resolution ?? null) !== resolution)
+            return; // the server writes "D" as "1D"
         if (update.op === "upsert" && update.data !== undefined) {
             // While the newest chunk loads, updates are in it already (the socket keeps the order).
             if (!this.#loading)

@@ -40,7 +40,7 @@ export class ChartsClient {
         this.#token = options.token;
         this.#apiKey = options.apiKey;
         this.#http = new Http(this.baseUrl, fetchImpl, options.token, options.apiKey, options.apiKeyHeader ?? "X-API-Key", options.headers ?? {});
-        this.udf = new UdfApi(this.#http, options.udfPath ?? "udf");
+        this.udf = new UdfApi(this.#http, options.udfPath ?? "udf", (chartId) => this.#versions.get(chartId));
         this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
         this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
         this.#heartbeatMs = options.heartbeatMs ?? 20_000;

@@ -1,4 +1,6 @@
 import { ChartsError } from "./errors.js";
+import { canonicalResolution } from "./resolution.js";
+import { seriesOfTicker } from "./udf.js";
 /** Used when `/udf/config` cannot be read. */
 const FALLBACK_CONFIGURATION = {
     supported_resolutions: ["1", "5", "15", "30", "60", "240", "1D", "1W", "1M"],
@@ -9,8 +11,6 @@ const FALLBACK_CONFIGURATION = {
     supports_time: false,
 };
 const UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL";
-const TICKER = /^([A-Za-z0-9_.-]{1,128})~([0-9]{1,3})~([A-Za-z0-9_.-]{1,128})$/;
-const RESOLUTION = /^([0-9]{1,5})?([SHDWM]?)$/;
 /** TradingView's JS Datafeed API over the service: symbols, search and history bars from its UDF
  * routes, live bars from the chart's WebSocket at the resolution of each subscription. Made by
  * `createDatafeed`. Every callback is called asynchronously, as the library expects. */
@@ -46,6 +46,8 @@ export class ChartsDatafeed {
     resolveSymbol(symbolName, onResolve, onError, _extension) {
         this.client.udf.symbol(symbolName).then((info) => later(() => onResolve(librarySymbolInfo(info))), (error) => later(() => onError(reasonOf(error))));
     }
+    /** `/udf/history`; a symbol with the service's ticker is read from no older version of its
+     * chart than the client's own last write of it (`min_version`), whichever worker answers. */
     getBars(symbolInfo, resolution, periodParams, onResult, onError) {
         const { from, to, countBack, firstDataRequest } = periodParams;
         const symbol = symbolOf(symbolInfo);
@@ -83,7 +85,7 @@ export class ChartsDatafeed {
             active: true,
         };
         this.#listeners.set(listenerGuid, listener);
-        const series = seriesOf(symbolInfo.ticker);
+        const series = seriesOfTicker(symbolInfo.ticker);
         if (series !== null) {
             this.#follow(listener, series);
             return;
@@ -92,7 +94,7 @@ export class ChartsDatafeed {
         this.client.udf
             .symbol(symbol)
             .then((info) => {
-            const found = seriesOf(info.ticker);
+            const found = seriesOfTicker(info.ticker);
             if (found === null)
                 throw new TypeError(`The symbol ${symbol} names no series: ticker ${info.ticker}.`);
             if (listener.active)
@@ -112,15 +114,9 @@ export class ChartsDatafeed {
         const feed = this.#feeds.get(series.chartId);
         if (feed === undefined || !feed.listeners.delete(listener))
             return;
-        const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
-        const followers = (feed.streams.get(stream) ?? 1) - 1;
-        if (followers > 0) {
-            feed.streams.set(stream, followers);
-        }
-        else {
-            feed.streams.delete(stream);
-            feed.lease.socket.unsubscribe(series.paneId, series.seriesId, listener.resolution).catch(() => undefined);
-        }
+        // The socket counts subscriptions: the server stops streaming with the last one of the
+        // client (of this datafeed, another datafeed or a binding).
+        feed.lease.socket.unsubscribe(series.paneId, series.seriesId, listener.resolution).catch(() => undefined);
         if (feed.listeners.size === 0) {
             this.#feeds.delete(series.chartId);
             feed.stop();
@@ -155,15 +151,10 @@ export class ChartsDatafeed {
                 offUpdate();
                 offResync();
             };
-            feed = { lease, listeners, streams: new Map(), stop };
+            feed = { lease, listeners, stop };
             this.#feeds.set(series.chartId, feed);
         }
         feed.listeners.add(listener);
-        const stream = streamKey(series.paneId, series.seriesId, listener.resolution);
-        const followers = feed.streams.get(stream) ?? 0;
-        feed.streams.set(stream, followers + 1);
-        if (followers > 0)
-            return;
         feed.lease.socket.subscribe(series.paneId, series.seriesId, listener.resolution).catch((error) => {
             // A lost connection is not a refusal: the socket subscribes again once reconnected.
             if (error instanceof ChartsError)
@@ -255,31 +246,8 @@ function librarySymbolInfo(info) {
 function symbolOf(symbolInfo) {
     return symbolInfo.ticker ?? symbolInfo.full_name ?? symbolInfo.name;
 }
-function seriesOf(ticker) {
-    const match = ticker === undefined ? null : TICKER.exec(ticker);
-    if (match === null)
-        return null;
-    const [, chartId, paneId, seriesId] = match;
-    return { chartId, paneId: Number(paneId), seriesId };
-}
-/** The resolution as the server writes it (`D` is `1D`, `4H` is `240`), so that the bars it
- * streams can be told apart; a text it would refuse is left as it is. */
-function canonicalResolution(resolution) {
-    const text = resolution.trim();
-    const match = RESOLUTION.exec(text);
-    if (match === null || text === "" || text === "S" || text === "H" || text.startsWith("0"))
-        return text;
-    const count = Number(match[1] ?? 1);
-    const unit = match[2] ?? "";
-    if (unit === "H")
-        return String(count * 60);
-    return unit === "" ? String(count) : `${count}${unit}`;
-}
 function barKey(symbol, resolution) {
     return `${symbol} ${canonicalResolution(resolution)}`;
-}
-function streamKey(paneId, seriesId, resolution) {
-    return `${paneId}/${seriesId}/${resolution}`;
 }
 function barsOf(answer) {
     const { t, o, h, l, c, v } = answer;

@@ -1,6 +1,7 @@
 import { reconnectDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ChartsConnectionError, ChartsError } from "./errors.js";
+import { canonicalResolution } from "./resolution.js";
 const CLOSE_NORMAL = 1000;
 const CLOSE_SILENT = 4000;
 /** Close reasons after which reconnecting cannot help. */
@@ -74,21 +75,35 @@ export class ChartSocket extends Emitter {
         return this.#request({ ...request, ...(minVersion === undefined ? {} : { minVersion }), type: "get_initial_data" });
     }
     /** Receive the series' bars at `resolution` as `update`s (with `resolution`) from now on,
-     * also after reconnections, until `unsubscribe`. */
+     * also after reconnections, until `unsubscribe`.
+     *
+     * Subscriptions are counted, since everything of a client that follows a chart shares its
+     * socket (bindings, datafeeds): match each `subscribe` with one `unsubscribe`, whether it was
+     * answered, refused (`ChartsError`; it is asked for again after a reconnection) or cut by a
+     * lost connection. The server stops streaming a series resolution (`D` and `1D` are one) when
+     * the last of its subscribers has unsubscribed. */
     subscribe(paneId, seriesId, resolution) {
-        const message = { type: "subscribe", paneId, seriesId, resolution };
-        const key = subscriptionKey(message);
-        this.#subscriptions.set(key, message);
-        return this.#request(message).catch((error) => {
-            if (error instanceof ChartsError)
-                this.#subscriptions.delete(key);
-            throw error;
-        });
+        const request = { type: "subscribe", paneId, seriesId, resolution };
+        const key = subscriptionKey(paneId, seriesId, resolution);
+        const held = this.#subscriptions.get(key);
+        if (held === undefined)
+            this.#subscriptions.set(key, { request, holders: 1 });
+        else
+            held.holders += 1;
+        return this.#request(request);
     }
+    /** Let go of one `subscribe`: with the last one, the server is told to stop (and its answer
+     * resolves the promise); before that, resolves with null, nothing sent. */
     unsubscribe(paneId, seriesId, resolution) {
-        const message = { type: "unsubscribe", paneId, seriesId, resolution };
-        this.#subscriptions.delete(subscriptionKey(message));
-        return this.#request(message);
+        const key = subscriptionKey(paneId, seriesId, resolution);
+        const held = this.#subscriptions.get(key);
+        if (held !== undefined) {
+            held.holders -= 1;
+            if (held.holders > 0)
+                return Promise.resolve(null);
+            this.#subscriptions.delete(key);
+        }
+        return this.#request({ type: "unsubscribe", paneId, seriesId, resolution });
     }
     ping() {
         return this.#request({ type: "ping" });
@@ -263,8 +278,8 @@ export class ChartSocket extends Emitter {
             this.#version = message.version;
         this.#setState("connected");
         // Subscriptions first: a resume replays the bars of the subscribed resolutions too.
-        for (const subscription of this.#subscriptions.values())
-            this.send(subscription);
+        for (const { request } of this.#subscriptions.values())
+            this.send(request);
         if (resume !== null) {
             this.#resuming = true;
             this.send({ type: "resume", sinceVersion: resume });
@@ -316,8 +331,8 @@ export class ChartSocket extends Emitter {
         this.emit("state", { state, previous, attempt: this.#attempt, ...detail });
     }
 }
-function subscriptionKey(message) {
-    return `${message.paneId}/${message.seriesId}/${message.resolution}`;
+function subscriptionKey(paneId, seriesId, resolution) {
+    return `${paneId}/${seriesId}/${canonicalResolution(resolution)}`;
 }
 function refused(message) {
     const body = { detail: message.error, errorCode: message.errorCode };

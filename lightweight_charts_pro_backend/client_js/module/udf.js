@@ -1,3 +1,12 @@
+const TICKER = /^([A-Za-z0-9_.-]{1,128})~([0-9]{1,3})~([A-Za-z0-9_.-]{1,128})$/;
+/** The series a ticker (`<chartId>~<paneId>~<seriesId>`) names; null for any other text. */
+export function seriesOfTicker(ticker) {
+    const match = ticker === undefined ? null : TICKER.exec(ticker);
+    if (match === null)
+        return null;
+    const [, chartId, paneId, seriesId] = match;
+    return { chartId, paneId: Number(paneId), seriesId };
+}
 /** The service's TradingView UDF routes (`client.udf`), with the client's credentials. Refusals
  * reject with `ChartsError` (`errorCode` `UNKNOWN_SYMBOL` for a symbol the caller cannot see).
  *
@@ -9,10 +18,13 @@
 export class UdfApi {
     #http;
     #path;
-    /** `path`: the service's `UDF_PATH`, relative to the client's base URL. */
-    constructor(http, path) {
+    #minVersion;
+    /** `path`: the service's `UDF_PATH`, relative to the client's base URL; `minVersion`: the
+     * version a read of a chart is to see at least (the client's last write of it). */
+    constructor(http, path, minVersion = () => undefined) {
         this.#http = http;
         this.#path = path.replace(/^\/+|\/+$/g, "");
+        this.#minVersion = minVersion;
     }
     /** What the datafeed supports, with the exchanges and symbol types of the caller's symbols. */
     async config(options = {}) {
@@ -27,7 +39,9 @@ export class UdfApi {
     }
     async history(query) {
         const { symbol, resolution, from, to, countback, signal } = query;
-        return this.#get("history", { symbol, resolution, from, to, countback }, signal);
+        const series = seriesOfTicker(symbol);
+        const minVersion = query.minVersion ?? (series === null ? undefined : this.#minVersion(series.chartId));
+        return this.#get("history", { symbol, resolution, from, to, countback, min_version: minVersion }, signal);
     }
     async marks(query) {
         const { symbol, from, to, resolution, signal } = query;
