@@ -47,6 +47,8 @@ WRITE: Final = "charts:write"
 ALL_SCOPES: Final = frozenset({READ, WRITE})
 
 WEBSOCKET_POLICY_VIOLATION: Final = 1008
+#: RFC 6455's "Try Again Later": the server could not check the credentials (database away).
+WEBSOCKET_TRY_AGAIN_LATER: Final = 1013
 _CLOSE_REASON_BYTES: Final = 123
 _TOKEN_CACHE_SIZE: Final = 4096
 _MAX_CREDENTIAL_LENGTH: Final = 8192
@@ -443,14 +445,16 @@ def close_reason(error: ChartsError) -> str:
 
 
 async def refuse_websocket(websocket: WebSocket, error: ChartsError) -> None:
-    """Accept, then close with 1008 (policy violation) and the refusal as reason.
+    """Accept, then close with 1008 (policy violation) and the refusal as reason; with 1013 (try
+    again later) when the refusal is retryable (the database could not be asked).
 
     Accepting first is what lets a browser see the code and reason; a handshake refused with an
     HTTP status shows up in JavaScript only as an anonymous 1006. Nothing is sent in between.
     """
     offered = offered_subprotocols(websocket.headers)
     await websocket.accept(subprotocol="bearer" if "bearer" in offered else None)
-    await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason=close_reason(error))
+    code = WEBSOCKET_POLICY_VIOLATION if error.retry_after is None else WEBSOCKET_TRY_AGAIN_LATER
+    await websocket.close(code=code, reason=close_reason(error))
 
 
 async def close_at_expiry(websocket: WebSocket, principal: Principal) -> None:

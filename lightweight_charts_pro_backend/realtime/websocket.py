@@ -27,6 +27,7 @@ from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
 from ..charts.events import ChartEvent
 from ..charts.service import ChartsService, check_id, check_min_version, check_pane
 from ..charts.timeframes import parse_resolution
+from ..database import as_unavailable
 from ..errors import (
     ChartNotFound,
     ChartsError,
@@ -58,6 +59,8 @@ PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
+#: RFC 6455's "Try Again Later": the database could not be read to open the socket.
+CLOSE_TRY_AGAIN_LATER: Final = 1013
 TOKEN_EXPIRED: Final = "The token has expired."
 _MAX_REASON_BYTES: Final = 123
 #: Series resolutions one socket may watch at once.
@@ -90,13 +93,20 @@ class ChartSocketApp:
         sequence = -1
         if not hub.follows(chart_id):
             sequence = await annotation_sequence(state.annotations, chart_id)
+        try:
+            version = await chart_version(state.charts, chart_id)
+        except Exception as exc:
+            refusal = as_unavailable(exc)
+            if refusal is None:
+                raise
+            logger.warning("refusing a socket of chart %s: %s", chart_id, refusal.detail)
+            await websocket.send(
+                error_message(refusal.detail, refusal.error_code, retry_after=refusal.retry_after)
+            )
+            await close_socket(websocket, CLOSE_TRY_AGAIN_LATER, "database unavailable; reconnect")
+            return
         # Reading the version and joining in one step: no event can fall between them.
-        conn = hub.join(
-            chart_id,
-            await chart_version(state.charts, chart_id),
-            principal.sub,
-            annotation_sequence=sequence,
-        )
+        conn = hub.join(chart_id, version, principal.sub, annotation_sequence=sequence)
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
         session.metrics = state.metrics
@@ -112,15 +122,18 @@ async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> Principa
     """The handshake: the caller when the socket is accepted and may follow ``chart_id``.
 
     Credentials are checked before anything is sent (``Authenticator.websocket_grant``); a refused
-    socket is closed with 1008 and the reason. Other refusals after ``accept`` carry an ``error``
-    frame and a close reason a browser can read.
+    socket is closed with 1008 and the reason (1013 when the database could not be asked). Other
+    refusals after ``accept`` carry an ``error`` frame and a close reason a browser can read.
     """
     authenticator: Authenticator = websocket.app.state.authenticator
     try:
         grant = await authenticator.websocket_grant(
             websocket.headers, websocket.query_params, chart_id
         )
-    except ChartsError as refusal:
+    except Exception as exc:
+        refusal = exc if isinstance(exc, ChartsError) else as_unavailable(exc)
+        if refusal is None:
+            raise
         await refuse_websocket(websocket, refusal)
         return None
     await websocket.accept(subprotocol=grant.subprotocol)
@@ -273,15 +286,24 @@ class ChartSession:
             request_id = request_id_of(message)
             kind, fields = message_fields(message)
             await _HANDLERS[kind](self, fields, request_id)
-        except ChartsError as exc:
+        except Exception as exc:
+            refusal = exc if isinstance(exc, ChartsError) else as_unavailable(exc)
+            if refusal is None:
+                logger.exception("a message on a socket of chart %s failed", self.chart_id)
+                detail = "The server failed to handle this message."
+                self.conn.send(
+                    refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
+                )
+                return
             self.conn.send(
-                refusal_message(message, self.chart_id, exc.detail, exc.error_code, request_id)
-            )
-        except Exception:
-            logger.exception("a message on a socket of chart %s failed", self.chart_id)
-            detail = "The server failed to handle this message."
-            self.conn.send(
-                refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
+                refusal_message(
+                    message,
+                    self.chart_id,
+                    refusal.detail,
+                    refusal.error_code,
+                    request_id,
+                    refusal.retry_after,
+                )
             )
 
     async def _ping(self, fields: dict[str, Any], request_id: object) -> None:
