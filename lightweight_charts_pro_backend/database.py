@@ -374,6 +374,13 @@ class Database:
         self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         self._reader = reader or engine.execution_options(sqlite_begin=None)
         self._own_reader = reader is not None
+        # Reads that must agree with each other: one snapshot of the database for the whole
+        # transaction. SQLite's deferred BEGIN gives one (WAL) from its first read.
+        self._snapshot = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="REPEATABLE READ")
+        )
         # A server's connections can all die at once (a restart); SQLite's cannot.
         self._pooled = self.dialect != "sqlite"
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
@@ -422,15 +429,20 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, *, write: bool = False, snapshot: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction, committed when the block exits normally.
 
         ``write=True`` takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so two writers
-        never deadlock upgrading their locks. Losing the database, here or in the block, raises
+        never deadlock upgrading their locks. ``snapshot=True`` (reads) sees the database as of
+        one moment throughout (``REPEATABLE READ``), where by default each statement sees the
+        commits made before it. Losing the database, here or in the block, raises
         ``DatabaseUnavailable``, and the connection is not pooled again.
         """
+        engine = self._writer if write else self._snapshot if snapshot else self.engine
         try:
-            async with (self._writer if write else self.engine).connect() as conn:
+            async with engine.connect() as conn:
                 try:
                     async with conn.begin():
                         yield conn

@@ -370,16 +370,17 @@ class ChartSession:
             if fields.get("resolution") is not None:
                 raise InvalidRequest("resolution needs a seriesId: bars are served per series.")
             pane_id = None if "pane_id" not in fields else check_pane(fields["pane_id"])
-            chart, views = await self.charts.get_chart(
+            snapshot = await self.charts.get_chart(
                 self.chart_id,
                 pane_id=pane_id,
                 min_version=check_min_version(fields.get("min_version")),
             )
             if pane_id is not None:
                 head["paneId"] = pane_id
-            head["version"] = chart.version
-            self.conn.snapshot_sent(chart.version)
-            self.conn.send(prefixed_message(head, render.chart_json(chart, views, pane_id)))
+            head["version"] = snapshot.version
+            self.conn.snapshot_sent(snapshot.version)
+            body = render.chart_json(snapshot.chart, snapshot.series, pane_id)
+            self.conn.send(prefixed_message(head, body))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])
@@ -400,9 +401,8 @@ class ChartSession:
                 series_id,
                 min_version=check_min_version(fields.get("min_version")),
             )
-        version = await chart_version(self.charts, self.chart_id)
-        head |= {"chartId": self.chart_id, "paneId": pane_id, "version": version}
-        self.conn.snapshot_sent(version)
+        head |= {"chartId": self.chart_id, "paneId": pane_id, "version": view.version}
+        self.conn.snapshot_sent(view.version)
         self.conn.send(prefixed_message(head, render.series_json(view, resolution)))
 
     async def _subscribe(self, fields: dict[str, Any], request_id: object) -> None:
