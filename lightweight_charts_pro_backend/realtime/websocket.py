@@ -23,7 +23,15 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..annotations.service import AnnotationsService
 from ..api import render
-from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
+from ..apikeys import KEY_CACHE_SECONDS
+from ..auth import (
+    ANONYMOUS,
+    REVOCATIONS,
+    TOKEN_EXPIRED,
+    Authenticator,
+    Principal,
+    refuse_websocket,
+)
 from ..charts.events import ChartEvent
 from ..charts.service import ChartsService, check_id, check_min_version, check_pane
 from ..charts.timeframes import parse_resolution
@@ -59,9 +67,11 @@ PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
+#: How often the credentials of open sockets are checked again (besides on each client frame):
+#: as often as a process refreshes what it cached of a key.
+CREDENTIALS_CHECK_SECONDS: Final = KEY_CACHE_SECONDS
 #: RFC 6455's "Try Again Later": the database could not be read to open the socket.
 CLOSE_TRY_AGAIN_LATER: Final = 1013
-TOKEN_EXPIRED: Final = "The token has expired."
 _MAX_REASON_BYTES: Final = 123
 #: Series resolutions one socket may watch at once.
 MAX_SUBSCRIPTIONS: Final = 64
@@ -106,10 +116,13 @@ class ChartSocketApp:
             await close_socket(websocket, CLOSE_TRY_AGAIN_LATER, "database unavailable; reconnect")
             return
         # Reading the version and joining in one step: no event can fall between them.
-        conn = hub.join(chart_id, version, principal.sub, annotation_sequence=sequence)
+        conn = hub.join(
+            chart_id, version, principal.sub, annotation_sequence=sequence, principal=principal
+        )
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
         session.metrics = state.metrics
+        session.authenticator = state.authenticator
         await session.run(principal)
 
 
@@ -156,7 +169,36 @@ def _disconnect_reason(code: int, reason: str) -> str:
         return "idle_timeout"
     if reason == TOKEN_EXPIRED:
         return "token_expired"
+    if reason in REVOCATIONS:
+        return "credentials_revoked"
     return close_reason(code)
+
+
+async def close_revoked_sockets(
+    hub: Hub, authenticator: Authenticator, interval: float = CREDENTIALS_CHECK_SECONDS
+) -> None:
+    """Every ``interval``, close (1008 and the reason) the open sockets whose API key, or the key
+    their token was issued for, has been revoked or deleted since they opened. Each key is looked
+    up once per pass, in the key store's cache; a key revoked by another process (the command
+    line, another worker) is seen within the cache's lifetime, so such sockets close within
+    ``interval`` plus ``KEY_CACHE_SECONDS``. Runs in every worker, for its own sockets."""
+    while True:
+        await asyncio.sleep(interval)
+        refusals: dict[Principal, ChartsError | None] = {}
+        for conn in list(hub.connections()):
+            principal = conn.principal
+            if principal is None or principal.key_id is None:
+                continue
+            try:
+                if principal not in refusals:
+                    refusals[principal] = await authenticator.recheck(principal)
+            except Exception:
+                logger.exception("checking the API key %s of open sockets failed", principal.key_id)
+                refusals[principal] = None
+            refusal = refusals[principal]
+            if refusal is not None:
+                logger.info("closing a socket of chart %s: %s", conn.chart_id, refusal.detail)
+                conn.close(CLOSE_POLICY_VIOLATION, refusal.detail)
 
 
 async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
@@ -213,9 +255,13 @@ class ChartSession:
         self.conn = conn
         self.limiter: RateLimiter | None = None
         self.metrics = Metrics(enabled=False)
+        self.authenticator: Authenticator | None = None
+        self.principal = ANONYMOUS
 
     async def run(self, principal: Principal = ANONYMOUS) -> None:
-        """Serve the socket until it ends; a token's expiry ends it with 1008."""
+        """Serve the socket until it ends; a token's expiry ends it with 1008, and so does the
+        revocation of its API key, found on a client frame or by ``close_revoked_sockets``."""
+        self.principal = principal
         conn = self.conn
         left = principal.seconds_left()
         expiry = (
@@ -276,7 +322,20 @@ class ChartSession:
             if message["type"] == "websocket.disconnect":
                 return
             conn.touch()
+            if not await self._still_admitted():
+                return
             await self.handle(message.get("text"), message.get("bytes"))
+
+    async def _still_admitted(self) -> bool:
+        """Check the socket's credentials again before answering a frame; closes the socket
+        (1008 and the reason) when they admit it no more."""
+        if self.authenticator is None or self.principal.kind == "anonymous":
+            return True
+        refusal = await self.authenticator.recheck(self.principal)
+        if refusal is None:
+            return True
+        self.conn.close(CLOSE_POLICY_VIOLATION, refusal.detail)
+        return False
 
     async def handle(self, text: str | None, data: bytes | None) -> None:
         """Answer one client frame. Never raises for anything the client sent."""
