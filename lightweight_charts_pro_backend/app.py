@@ -258,7 +258,13 @@ def build_app(
             else:
                 keystore = SettingsKeyStore(settings.api_keys)
             app.state.keystore = keystore
-            app.state.authenticator = Authenticator(settings, app.state.keystore)
+            authenticator = app.state.authenticator = Authenticator(settings, keystore)
+            if authenticator.enforce:
+                revoker = asyncio.create_task(
+                    websocket_api.close_revoked_sockets(hub, authenticator),
+                    name="websocket-credentials",
+                )
+                stack.push_async_callback(_cancel, revoker)
             stack.push_async_callback(charts.close)
             if repository is not None:
                 stack.push_async_callback(_flush_access, charts)

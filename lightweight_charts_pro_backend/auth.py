@@ -34,6 +34,7 @@ from .config import Settings
 from .errors import (
     ApiKeyRevoked,
     ChartsError,
+    DatabaseUnavailable,
     Forbidden,
     InvalidApiKey,
     InvalidToken,
@@ -47,6 +48,15 @@ WRITE: Final = "charts:write"
 ALL_SCOPES: Final = frozenset({READ, WRITE})
 
 WEBSOCKET_POLICY_VIOLATION: Final = 1008
+TOKEN_EXPIRED: Final = "The token has expired."
+KEY_REVOKED: Final = "The API key has been revoked."
+KEY_GONE: Final = "The API key no longer exists."
+ISSUING_KEY_REVOKED: Final = "The API key this token was issued for has been revoked."
+ISSUING_KEY_GONE: Final = "The API key this token was issued for no longer exists."
+#: The refusals of credentials that were valid once: an open socket is closed with them.
+REVOCATIONS: Final = frozenset({KEY_REVOKED, KEY_GONE, ISSUING_KEY_REVOKED, ISSUING_KEY_GONE})
+#: RFC 6455's "Try Again Later": the server could not check the credentials (database away).
+WEBSOCKET_TRY_AGAIN_LATER: Final = 1013
 _CLOSE_REASON_BYTES: Final = 123
 _TOKEN_CACHE_SIZE: Final = 4096
 _MAX_CREDENTIAL_LENGTH: Final = 8192
@@ -363,9 +373,36 @@ class Authenticator:
         (from its cache, so a revocation elsewhere counts within ``KEY_CACHE_SECONDS``)."""
         record = await self.keystore.find_by_id(key_id)
         if record is None:
-            raise InvalidToken("The API key this token was issued for no longer exists.")
+            raise InvalidToken(ISSUING_KEY_GONE)
         if record.revoked_at is not None:
-            raise ApiKeyRevoked("The API key this token was issued for has been revoked.")
+            raise ApiKeyRevoked(ISSUING_KEY_REVOKED)
+
+    async def recheck(self, principal: Principal) -> ChartsError | None:
+        """Why ``principal``, admitted earlier, is admitted no more: its token expired, or its
+        API key (or the key its token was issued for) was revoked or deleted. None while it still
+        is, and while the key store cannot be asked (the database is away: a key keeps the state
+        it was last seen in). Keys are looked up in the store's cache, as on every request."""
+        if principal.kind == "anonymous":
+            return None
+        left = principal.seconds_left()
+        if left is not None and left <= 0:
+            return TokenExpired(TOKEN_EXPIRED)
+        if principal.key_id is None:
+            return None
+        try:
+            if principal.kind == "token":
+                await self.check_issuing_key(principal.key_id)
+                return None
+            record = await self.keystore.find_by_id(principal.key_id)
+        except DatabaseUnavailable:
+            return None
+        except ChartsError as refusal:
+            return refusal
+        if record is None:
+            return InvalidApiKey(KEY_GONE)
+        if record.revoked_at is not None:
+            return ApiKeyRevoked(KEY_REVOKED)
+        return None
 
     async def api_key_principal(self, key: str) -> Principal:
         if not is_key_shaped(key):
@@ -375,7 +412,7 @@ class Authenticator:
         if record is None:
             raise InvalidApiKey("The API key is not valid.")
         if record.revoked_at is not None:
-            raise ApiKeyRevoked("The API key has been revoked.")
+            raise ApiKeyRevoked(KEY_REVOKED)
         return api_key_principal(record)
 
     async def require(
@@ -443,14 +480,16 @@ def close_reason(error: ChartsError) -> str:
 
 
 async def refuse_websocket(websocket: WebSocket, error: ChartsError) -> None:
-    """Accept, then close with 1008 (policy violation) and the refusal as reason.
+    """Accept, then close with 1008 (policy violation) and the refusal as reason; with 1013 (try
+    again later) when the refusal is retryable (the database could not be asked).
 
     Accepting first is what lets a browser see the code and reason; a handshake refused with an
     HTTP status shows up in JavaScript only as an anonymous 1006. Nothing is sent in between.
     """
     offered = offered_subprotocols(websocket.headers)
     await websocket.accept(subprotocol="bearer" if "bearer" in offered else None)
-    await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason=close_reason(error))
+    code = WEBSOCKET_POLICY_VIOLATION if error.retry_after is None else WEBSOCKET_TRY_AGAIN_LATER
+    await websocket.close(code=code, reason=close_reason(error))
 
 
 async def close_at_expiry(websocket: WebSocket, principal: Principal) -> None:
@@ -463,4 +502,4 @@ async def close_at_expiry(websocket: WebSocket, principal: Principal) -> None:
     if left is None:
         return
     await asyncio.sleep(max(left, 0.0))
-    await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason="The token has expired.")
+    await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason=TOKEN_EXPIRED)

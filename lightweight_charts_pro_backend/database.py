@@ -17,6 +17,8 @@ that in its lifespan. Queries live in ``charts/repository.py``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -260,20 +262,41 @@ saved_layouts_table: Final[Table] = SavedLayoutModel.__table__  # type: ignore[a
 
 # MySQL/MariaDB error numbers meaning "no usable server right now": every client-side error
 # (2000-2999: cannot connect, server gone away, lost connection), too many connections, shutdown
-# in progress, connection killed, lock wait timeout, deadlock.
-_MYSQL_UNAVAILABLE: Final = frozenset({1040, 1053, 1205, 1213, 1927, 4031})
+# in progress, query interrupted (by a shutdown), connection killed, lock wait timeout, deadlock,
+# disconnected for inactivity.
+_MYSQL_UNAVAILABLE: Final = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 4031})
 _ASYNCPG_UNAVAILABLE: Final = (
+    # 08xxx: cannot connect, connection lost or gone
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+    # 57xxx: terminated by a shutdown or an administrator, "the database system is starting up"
+    # or "shutting down" (CannotConnectNowError)
     asyncpg.exceptions.OperatorInterventionError,
+    # 53300: too many connections
+    asyncpg.exceptions.TooManyConnectionsError,
+    # the connection closed, or used while closing
+    asyncpg.InterfaceError,
+    # the protocol in a state it cannot go on from (a command that lost its connection half-way)
+    asyncpg.exceptions.InternalClientError,
+)
+# Mistakes in what was sent, not trouble with the connection.
+_ASYNCPG_MISUSE: Final = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.ClientConfigurationError,
+    asyncpg.exceptions.UnsupportedClientFeatureError,
 )
 _MYSQL_ERRORS: Final = (pymysql.err.MySQLError, asyncmy.errors.MySQLError)
+# The drivers' own "not connected": a connection closed under them (aiomysql, asyncmy).
+_MYSQL_CLOSED: Final = (pymysql.err.InterfaceError, asyncmy.errors.InterfaceError)
 
 
 def _driver_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, TimeoutError, *_ASYNCPG_UNAVAILABLE)):
+    if isinstance(exc, (OSError, TimeoutError)):
         return True
+    if isinstance(exc, _ASYNCPG_UNAVAILABLE):
+        return not isinstance(exc, _ASYNCPG_MISUSE)
     if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, cannot open
+        return True
+    if isinstance(exc, _MYSQL_CLOSED):
         return True
     if isinstance(exc, _MYSQL_ERRORS):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
@@ -281,14 +304,12 @@ def _driver_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def _driver_lost(exc: BaseException) -> bool:
-    """A connection-level error raised by a driver directly, not through SQLAlchemy."""
-    return not isinstance(exc, sa_exc.SQLAlchemyError) and _driver_unavailable(exc)
-
-
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached (as opposed to refusing a
-    statement). Looks through SQLAlchemy's wrapper and the driver adapters' causes."""
+    """Whether ``exc`` means the database cannot be reached or dropped the connection (as
+    opposed to refusing a statement). Looks through SQLAlchemy's wrapper, the driver adapters'
+    causes and :class:`DatabaseUnavailable` itself."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
@@ -303,6 +324,16 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def as_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The :class:`DatabaseUnavailable` that ``exc`` means, or None when it means something
+    else. This is the one translation of driver errors: the database layer raises its result,
+    and the HTTP and WebSocket edges apply it to whatever escaped another way, so that a
+    database going away is answered as retryable (503) and never as a server error."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    return unavailable(exc) if is_unavailable(exc) else None
+
+
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return DatabaseUnavailable(
@@ -310,6 +341,19 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
         f"({type(exc).__name__}: {reason[0][:200] if reason else 'no detail'}). "
         "Retry in a moment; the service reconnects by itself."
     )
+
+
+async def _discard_if_broken(conn: AsyncConnection, exc: BaseException) -> None:
+    """Drop a connection whose command failed half-way instead of returning it to the pool: after
+    a lost connection, or a cancellation mid-command, its protocol state is unknown and the next
+    checkout would fail on it (asyncpg: "another operation is in progress"). SQLAlchemy notices
+    only the errors it raised itself, not those of driver calls made on ``driver_connection``.
+    SQLite's connections are files (or, in memory, the database itself): they are kept."""
+    if conn.invalidated or conn.dialect.name == "sqlite":
+        return
+    if isinstance(exc, asyncio.CancelledError) or is_unavailable(exc):
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
 
 
 class Database:
@@ -330,6 +374,15 @@ class Database:
         self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         self._reader = reader or engine.execution_options(sqlite_begin=None)
         self._own_reader = reader is not None
+        # Reads that must agree with each other: one snapshot of the database for the whole
+        # transaction. SQLite's deferred BEGIN gives one (WAL) from its first read.
+        self._snapshot = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        # A server's connections can all die at once (a restart); SQLite's cannot.
+        self._pooled = self.dialect != "sqlite"
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
 
     @classmethod
@@ -376,20 +429,30 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, *, write: bool = False, snapshot: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction, committed when the block exits normally.
 
         ``write=True`` takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so two writers
-        never deadlock upgrading their locks. Losing the database, here or in the block, raises
-        ``DatabaseUnavailable``.
+        never deadlock upgrading their locks. ``snapshot=True`` (reads) sees the database as of
+        one moment throughout (``REPEATABLE READ``), where by default each statement sees the
+        commits made before it. Losing the database, here or in the block, raises
+        ``DatabaseUnavailable``, and the connection is not pooled again.
         """
+        engine = self._writer if write else self._snapshot if snapshot else self.engine
         try:
-            async with (self._writer if write else self.engine).begin() as conn:
-                yield conn
+            async with engine.connect() as conn:
+                try:
+                    async with conn.begin():
+                        yield conn
+                except BaseException as exc:
+                    await _discard_if_broken(conn, exc)
+                    raise
         except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
+            if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
+                raise
+            raise unavailable(exc) from exc
 
     async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` (one read statement, or several that need not agree) outside a
@@ -401,23 +464,17 @@ class Database:
                 async with self._reader.connect() as conn:
                     try:
                         return await work(conn)
-                    except Exception as exc:
-                        # an error of the driver itself (``work`` used the driver connection)
-                        # does not tell the pool that the connection is dead
-                        if _driver_lost(exc) and not conn.invalidated:
-                            await conn.invalidate()
+                    except BaseException as exc:
+                        await _discard_if_broken(conn, exc)
                         raise
             except Exception as exc:
-                lost = _driver_lost(exc) or (
-                    isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-                )
-                if attempt == 1 and lost:
+                if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
+                    raise
+                if attempt == 1 and self._pooled and not isinstance(exc, sa_exc.TimeoutError):
                     # The server went away (a restart): the other idle connections are dead too.
                     await self._reader.dispose()
                     continue
-                if is_unavailable(exc):
-                    raise unavailable(exc) from exc
-                raise
+                raise unavailable(exc) from exc
         raise AssertionError("unreachable")
 
     async def ping(self) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+#: How long a client is asked to wait (``Retry-After``) before retrying a request the database
+#: could not serve: a restart or a failover takes seconds, and the service reconnects by itself.
+DATABASE_RETRY_AFTER_SECONDS: Final = 1
 
 
 class ChartsError(Exception):
@@ -11,6 +15,8 @@ class ChartsError(Exception):
     status_code: ClassVar[int] = 400
     error_code: ClassVar[str] = "BAD_REQUEST"
     headers: dict[str, str] | None = None
+    #: Seconds after which the same request may succeed (``Retry-After``); None: not retryable.
+    retry_after: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -145,7 +151,13 @@ class RateLimited(ChartsError):
 
 
 class DatabaseUnavailable(ChartsError):
-    """The database cannot be reached (down, restarting, out of connections); nothing changed."""
+    """The database cannot be reached (down, restarting, out of connections) or dropped the
+    connection; nothing changed, and the same request can be sent again."""
 
     status_code = 503
     error_code = "DATABASE_UNAVAILABLE"
+
+    def __init__(self, detail: str, retry_after: int = DATABASE_RETRY_AFTER_SECONDS) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

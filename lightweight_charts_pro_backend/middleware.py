@@ -4,7 +4,8 @@ Order, outermost first, as ``app.build_app`` installs it::
 
     RequestIdMiddleware      request id, log context, rate limits, access line, metrics
       CORSMiddleware
-        ErrorEnvelopeMiddleware  any exception -> 500 envelope (inside CORS: browsers can read it)
+        ErrorEnvelopeMiddleware  a lost database -> 503, any other exception -> 500 envelope
+                                 (inside CORS: browsers can read it)
           udf.routes.HistoryLane the UDF history route without FastAPI's routing
             HistoryLane          the REST history route without FastAPI's routing
               FastAPI's exception handlers and routes
@@ -28,6 +29,8 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .api.errors import render_charts_error
+from .database import as_unavailable
 from .logging_config import AccessLog
 from .metrics import METHODS, Metrics, close_reason
 from .ratelimit import DECISION_KEY, RateLimitGate
@@ -69,6 +72,28 @@ def error_envelope(request_id: str | None, exc: BaseException | None, debug: boo
     return orjson.dumps(body)
 
 
+async def send_failure(
+    scope: Scope, receive: Receive, send: Send, exc: Exception, *, debug: bool
+) -> None:
+    """Answer a request that ``exc`` ended before it answered, and log it: a database that could
+    not be reached or dropped the connection is 503 ``DATABASE_UNAVAILABLE`` with
+    ``Retry-After`` (logged as a warning: the client is told to retry, nothing is broken here);
+    anything else is the 500 envelope, logged with its traceback."""
+    fields = log_fields_var.get()
+    if fields is not None:
+        _bind_path_fields(scope, fields)
+    method = scope.get("method", "WS")
+    refusal = as_unavailable(exc)
+    if refusal is not None:
+        logger.warning("%s %s: %s", method, route_template(scope), refusal.detail)
+        await render_charts_error(refusal)(scope, receive, send)
+        return
+    logger.error(
+        "Unhandled %s in %s %s", type(exc).__name__, method, route_template(scope), exc_info=exc
+    )
+    await send_error_envelope(send, exc, debug)
+
+
 async def send_error_envelope(send: Send, exc: BaseException | None, debug: bool) -> None:
     body = error_envelope(request_id_var.get(), exc, debug)
     await send(
@@ -97,8 +122,8 @@ class RequestIdMiddleware:
     ``http_*`` and ``websocket_*`` metrics. ``rate_limits``: count each request and answer a
     refused one with the gate's refusal instead of the app. All off (the development app)
     leaves only the id.
-    An exception that escapes the inner app is logged and answered with the 500 envelope here,
-    as a last resort; a ``ClientDisconnect`` (the client aborted its upload) is neither: the
+    An exception that escapes the inner app is logged and answered here as a last resort, as
+    ``send_failure`` does; a ``ClientDisconnect`` (the client aborted its upload) is neither: the
     request is counted as 499.
     """
 
@@ -188,8 +213,17 @@ class RequestIdMiddleware:
         except ClientDisconnect:
             pass  # the client's doing, not an error: no response, no ERROR line; 499 below
         except Exception as exc:
-            responded = exchange.status != 0
-            await self._last_resort(scope, send_with_headers, exc, fields, responded=responded)
+            if exchange.status != 0:
+                _bind_path_fields(scope, fields)
+                logger.error(
+                    "Unhandled %s in %s %s after the response started",
+                    type(exc).__name__,
+                    scope["method"],
+                    route_template(scope),
+                    exc_info=exc,
+                )
+            else:
+                await send_failure(scope, receive, send_with_headers, exc, debug=False)
         finally:
             # A client that went away before the response started (an aborted upload, for
             # one) counts as 499, the de-facto code for "client closed request".
@@ -203,26 +237,6 @@ class RequestIdMiddleware:
                 )
             if access_log is not None:
                 access_log.request(scope, status, started, ended, fields)
-
-    async def _last_resort(
-        self,
-        scope: Scope,
-        send: Send,
-        exc: Exception,
-        fields: dict[str, Any],
-        *,
-        responded: bool,
-    ) -> None:
-        _bind_path_fields(scope, fields)
-        logger.error(
-            "Unhandled %s in %s %s",
-            type(exc).__name__,
-            scope.get("method", "WS"),
-            route_template(scope),
-            exc_info=exc,
-        )
-        if not responded:
-            await send_error_envelope(send, exc, debug=False)
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
@@ -322,9 +336,10 @@ class RequestIdMiddleware:
 
 
 class ErrorEnvelopeMiddleware:
-    """Turns any exception a route lets escape into the 500 error envelope.
+    """Turns any exception a route lets escape into an answer (``send_failure``): 503 when it
+    means the database went away, else the 500 error envelope.
 
-    The exception and its traceback go to the log (``ERROR``, with the request id); the body
+    A 500's exception and traceback go to the log (``ERROR``, with the request id); the body
     says only that something failed and which request id to look for, unless ``debug``.
     Install it inside :class:`RequestIdMiddleware`, whose :class:`Exchange` tells it whether
     the response has already started.
@@ -346,22 +361,8 @@ class ErrorEnvelopeMiddleware:
             raise
         except Exception as exc:
             # The outermost middleware records in the request's Exchange when the response
-            # started: after that an envelope can no longer be sent.
+            # started: after that nothing can be sent, and it logs the exception.
             exchange: Exchange = scope[EXCHANGE_KEY]
-            await self._fail(scope, send, exc, responded=exchange.status != 0)
-
-    async def _fail(self, scope: Scope, send: Send, exc: Exception, *, responded: bool) -> None:
-        if responded:
-            # Too late for an envelope: the outer middleware logs it and ends the request.
-            raise exc
-        fields = log_fields_var.get()
-        if fields is not None:
-            _bind_path_fields(scope, fields)
-        logger.error(
-            "Unhandled %s in %s %s",
-            type(exc).__name__,
-            scope["method"],
-            route_template(scope),
-            exc_info=exc,
-        )
-        await send_error_envelope(send, exc, self.debug)
+            if exchange.status != 0:
+                raise
+            await send_failure(scope, receive, send, exc, debug=self.debug)

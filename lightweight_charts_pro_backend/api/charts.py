@@ -190,8 +190,8 @@ async def create_chart(
 async def get_chart(
     chart_id: str, charts: ChartsDep, caller: ChartReader, min_version: MinVersion = None
 ) -> Response:
-    chart, views = await charts.get_chart(check_id(chart_id, "chartId"), min_version=min_version)
-    return Response(render.chart_json(chart, views), media_type=JSON)
+    view = await charts.get_chart(check_id(chart_id, "chartId"), min_version=min_version)
+    return Response(render.chart_json(view.chart, view.series), media_type=JSON)
 
 
 @router.delete("/{chart_id}", status_code=204, responses=_ERRORS)

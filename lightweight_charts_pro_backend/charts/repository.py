@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from array import array
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, repeat
@@ -181,21 +181,47 @@ class ChartsRepository:
 
     async def load_chart(self, chart_id: str) -> ChartRecord | None:
         async with self.database.transaction() as conn:
-            row = (await conn.execute(select(charts).where(charts.c.id == chart_id))).first()
-            if row is None:
+            return await self._chart_record(conn, chart_id)
+
+    async def _chart_record(self, conn: AsyncConnection, chart_id: str) -> ChartRecord | None:
+        row = (await conn.execute(select(charts).where(charts.c.id == chart_id))).first()
+        if row is None:
+            return None
+        rows = await conn.execute(
+            select(series).where(series.c.chart_id == chart_id).order_by(series.c.id)
+        )
+        return ChartRecord(
+            chart_id=row.id,
+            options=row.options,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            accessed_at=row.accessed_at,
+            series=[_series_record(r) for r in rows],
+        )
+
+    async def snapshot(
+        self, chart_id: str, newest: Callable[[SeriesRecord], int | None]
+    ) -> tuple[ChartRecord, dict[int, ChunkRows]] | None:
+        """The chart as ``load_chart`` reads it and, for each of its series that ``newest``
+        gives a count, that many of its newest points (by series key), all read from one
+        snapshot of the database: the points are those of the record's version exactly, however
+        other processes write meanwhile. None when the chart does not exist."""
+        statement = self._chunk_statements[("newest", False)]
+        async with self.database.transaction(snapshot=True) as conn:
+            record = await self._chart_record(conn, chart_id)
+            if record is None:
                 return None
-            rows = await conn.execute(
-                select(series).where(series.c.chart_id == chart_id).order_by(series.c.id)
-            )
-            return ChartRecord(
-                chart_id=row.id,
-                options=row.options,
-                version=row.version,
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                accessed_at=row.accessed_at,
-                series=[_series_record(r) for r in rows],
-            )
+            chunks: dict[int, ChunkRows] = {}
+            for member in record.series:
+                count = newest(member)
+                if count is None:
+                    continue
+                row = (await conn.execute(statement, {"key": member.key, "n": count})).one()
+                joined, first, last, n, _ = row
+                body = b"[" + joined.encode() + b"]" if joined else b"[]"
+                chunks[member.key] = ChunkRows(body, first, last, int(n), 0)
+            return record, chunks
 
     async def chart_version(self, chart_id: str) -> int | None:
         """The chart's committed version, None when it does not exist: one indexed read, for

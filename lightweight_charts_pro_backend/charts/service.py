@@ -197,11 +197,23 @@ class Chart:
 
 @dataclass(frozen=True, slots=True)
 class SeriesView:
-    """A series as a chart first loads it: all points, or the newest chunk when it is large."""
+    """A series as a chart first loads it: all points, or the newest chunk when it is large, as
+    of the chart's ``version``: every change up to it is in them, none after."""
 
     series: Series
     chunk: Chunk
     chunked: bool
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChartView:
+    """A chart as a client first loads it: a view of each of its series (of one pane, when
+    asked), all read at the chart's ``version``."""
+
+    chart: Chart
+    series: list[SeriesView]
+    version: int
 
 
 @dataclass(slots=True)
@@ -857,28 +869,104 @@ class ChartsService:
         self, chart_id: str, pane_id: int, series_id: str, *, min_version: int | None = None
     ) -> SeriesView:
         chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
-        series = chart.get_series_or_raise(pane_id, series_id)
+        chart.get_series_or_raise(pane_id, series_id)
         self._touch(chart)
-        return await self._view(chart, series)
+        snapshot = await self._snapshot(chart, lambda key: key == (pane_id, series_id))
+        if not snapshot.series:
+            raise SeriesNotFound(chart_id, pane_id, series_id)  # deleted by another process
+        return snapshot.series[0]
 
     async def get_chart(
         self, chart_id: str, *, pane_id: int | None = None, min_version: int | None = None
-    ) -> tuple[Chart, list[SeriesView]]:
-        """The chart and a view of each of its series; with ``pane_id``, of that pane's only."""
+    ) -> ChartView:
+        """The chart and a view of each of its series; with ``pane_id``, of that pane's only.
+        The views are all of one version of the chart, the one reported."""
         chart = await self.get_chart_or_raise(chart_id, check_min_version(min_version))
         self._touch(chart)
-        members = [s for s in chart.series.values() if pane_id in (None, s.pane_id)]
-        return chart, [await self._view(chart, s) for s in members]
+        return await self._snapshot(chart, lambda key: pane_id in (None, key[0]))
 
-    async def _view(self, chart: Chart, series: Series) -> SeriesView:
+    async def _snapshot(self, chart: Chart, wanted: Callable[[tuple[int, str]], bool]) -> ChartView:
+        """Views of the chart's series that are ``wanted`` (by pane and series id), and the
+        version they were all read at: every change up to it is in them, none after.
+
+        Series not in memory are read from the database, and a write can land between those
+        reads: they are read without the chart's lock, then checked against the chart's version
+        and generation; when a change overlapped, they are read again under the lock, where none
+        can. With other processes writing the database, points read from it may hold changes
+        this process has not heard of yet: then the chart and its points come from one snapshot
+        of the database, at the database's version.
+        """
+
+        def members(chart: Chart) -> list[Series]:
+            return [s for key, s in chart.series.items() if wanted(key)]
+
+        series = members(chart)
+        if self._validate and any(s.store is None for s in series):
+            view = await self._database_snapshot(chart, wanted)
+            for member in series:
+                self._schedule_load(chart, member)  # as a read of its points would
+            return view
+        version, generation = chart.version, chart.generation
+        if generation % 2 == 0:
+            with contextlib.suppress(SeriesNotFound):  # deleted meanwhile: read again
+                views = [await self._view(chart, s, version) for s in series]
+                if chart.version == version and chart.generation == generation:
+                    return ChartView(chart, views, version)
+        async with chart.lock:
+            if self._charts.get(chart.chart_id) is not chart:
+                raise ChartNotFound(chart.chart_id)
+            version = chart.version
+            views = [await self._view(chart, s, version) for s in members(chart)]
+            return ChartView(chart, views, version)
+
+    async def _database_snapshot(
+        self, chart: Chart, wanted: Callable[[tuple[int, str]], bool]
+    ) -> ChartView:
+        """As ``_snapshot``, read from the database alone, in one snapshot of it (the series
+        held in memory too, whose points may be of another version)."""
+        assert self._repo is not None
+
+        def newest(record: SeriesRecord) -> int | None:
+            if not wanted((record.pane_id, record.series_id)):
+                return None
+            chunked = record.count >= self.chunk_size_threshold
+            return self.default_chunk_size if chunked else max(record.count, 1)
+
+        found = await self._repo.snapshot(chart.chart_id, newest)
+        if found is None:
+            raise ChartNotFound(chart.chart_id)  # deleted by another process
+        # Changes not heard of yet reach this process's copy through the bus, or the periodic
+        # version check.
+        record, chunks = found
+        read = _chart_from(record)
+        views = []
+        for key, series in read.series.items():
+            rows = chunks.get(series.key)
+            if rows is None or not wanted(key):
+                continue
+            chunk = Chunk(
+                data=rows.data,
+                start=series.count - rows.count,
+                end=series.count,
+                start_time=rows.first_time,
+                end_time=rows.last_time,
+                total=series.count,
+                direction="before",
+            )
+            chunked = series.count >= self.chunk_size_threshold
+            views.append(SeriesView(series, chunk, chunked, record.version))
+        return ChartView(read, views, record.version)
+
+    async def _view(self, chart: Chart, series: Series, version: int) -> SeriesView:
         chunked = series.count >= self.chunk_size_threshold
         count = self.default_chunk_size if chunked else max(series.count, 1)
         store = series.store
         if store is not None:
             if self._cache is not None:
                 self._cache.touch(series)
-            return SeriesView(series, store.newest(count), chunked)
-        return SeriesView(series, await self._db_chunk(chart, series, "newest", 0, count), chunked)
+            return SeriesView(series, store.newest(count), chunked, version)
+        chunk = await self._db_chunk(chart, series, "newest", 0, count)
+        return SeriesView(series, chunk, chunked, version)
 
     async def history(
         self,
@@ -1027,11 +1115,23 @@ class ChartsService:
         parsed = parse_resolution(resolution)
         chart = await self.get_chart_or_raise(chart_id, min_version)
         series = chart.get_series_or_raise(pane_id, series_id)
-        bars = await self._bars_of(chart, series, parsed)
         self._touch(chart)
+        frames = self._bars.get(series)
+        if (
+            self._validate
+            and series.store is None
+            and (frames is None or parsed.text not in frames.bars)
+        ):
+            # Points read from the database may hold changes of other processes not heard of yet.
+            series, bars, version = await self._database_bars(chart, series, parsed)
+        else:
+            bars = await self._bars_of(chart, series, parsed)
+            # From the cache, or built under the chart's lock: either way no change can land
+            # before this step ends, so the version is theirs.
+            series, version = chart.get_series_or_raise(pane_id, series_id), chart.version
         chunked = len(bars) >= self.chunk_size_threshold
         count = self.default_chunk_size if chunked else max(len(bars), 1)
-        return SeriesView(series, bars.newest(count), chunked), parsed
+        return SeriesView(series, bars.newest(count), chunked, version), parsed
 
     async def bars_at(
         self, chart_id: str, pane_id: int, series_id: str, resolution: str, times: list[int]
@@ -1204,6 +1304,40 @@ class ChartsService:
             self._bars.resized(series)
             return bars
 
+    async def _database_bars(
+        self, chart: Chart, series: Series, resolution: Resolution
+    ) -> tuple[Series, SeriesStore, int]:
+        """The series (as stored) and its bars at ``resolution``, built from its points read
+        with the chart in one snapshot of the database, and the chart's version they are of.
+        Kept in the cache when that is the version this process holds."""
+        assert self._repo is not None
+        key = (series.pane_id, series.series_id)
+        found = await self._repo.snapshot(
+            chart.chart_id,
+            lambda record: (
+                max(record.count, 1) if (record.pane_id, record.series_id) == key else None
+            ),
+        )
+        if found is None:
+            raise ChartNotFound(chart.chart_id)
+        record, chunks = found
+        stored = _chart_from(record).series.get(key)
+        if stored is None:
+            raise SeriesNotFound(chart.chart_id, *key)
+        check_aggregatable(stored.series_type, stored.aggregation, stored.series_id)
+        points = SeriesStore(_decode_points(chunks[stored.key].data))
+        frames = await _frames_for(stored, points)
+        bars = await _run(build_bars, frames, resolution, _point_source(points))
+        current = chart.series.get(key)
+        if (
+            record.version == chart.version
+            and current is not None
+            and (current.key, current.count) == (stored.key, stored.count)
+        ):
+            self._bars.put(current, frames)
+            return current, bars, record.version
+        return stored, bars, record.version
+
     async def _frames_of(self, chart: Chart, series: Series) -> tuple[Frames, SeriesStore | None]:
         """The series' numeric columns, and its points when in memory."""
         frames = self._bars.get(series)
@@ -1222,10 +1356,7 @@ class ChartsService:
         if frames is not None:
             return frames, series.store
         points = await self._points_for_bars(series)
-        kind: Kind = "ohlc" if series.series_type in OHLC_TYPES else "value"
-        columns = await _run(Columns.of_store, kind, points)
-        rule = value_rule(series.series_type, series.aggregation)
-        frames = Frames(kind, rule, series.market or Market(), columns)
+        frames = await _frames_for(series, points)
         self._bars.put(series, frames)
         return frames, points
 
@@ -1445,6 +1576,14 @@ def _chart_from(record: ChartRecord) -> Chart:
             aggregation=s.aggregation,
         )
     return chart
+
+
+async def _frames_for(series: Series, points: SeriesStore) -> Frames:
+    """The numeric columns of ``points``, a series' points, for building its bars."""
+    kind: Kind = "ohlc" if series.series_type in OHLC_TYPES else "value"
+    columns = await _run(Columns.of_store, kind, points)
+    rule = value_rule(series.series_type, series.aggregation)
+    return Frames(kind, rule, series.market or Market(), columns)
 
 
 def _decode_points(data: bytes) -> EncodedPoints:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
@@ -41,6 +41,9 @@ from .protocol import (
     ping_message,
     withdrawal_message,
 )
+
+if TYPE_CHECKING:
+    from ..auth import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +122,11 @@ class Connection:
     ``baseline`` is the chart's version when the socket joined: every later event reaches the
     socket live, earlier ones only through ``resume``; ``epoch`` tells which life of the chart
     that version belongs to. ``viewer`` is the caller's identity (``Principal.sub``): the owner
-    whose private annotations the socket receives. ``known`` is the version the client holds as
-    far as the socket's stream tells (-1 after a ``resync_required``, until a snapshot or a
-    replay): an event beyond the next one is not sent to it, a ``resync_required`` is.
+    whose private annotations the socket receives; ``principal`` the credentials it was opened
+    with, checked again while it stays open (``websocket.close_revoked_sockets``). ``known`` is
+    the version the client holds as far as the socket's stream tells (-1 after a
+    ``resync_required``, until a snapshot or a replay): an event beyond the next one is not sent
+    to it, a ``resync_required`` is.
     """
 
     __slots__ = (
@@ -134,6 +139,7 @@ class Connection:
         "known",
         "last_seen",
         "outbox",
+        "principal",
         "viewer",
         "watching",
     )
@@ -146,9 +152,11 @@ class Connection:
         epoch: int,
         queue_size: int,
         viewer: str | None = None,
+        principal: Principal | None = None,
     ) -> None:
         self._hub = hub
         self.viewer = viewer
+        self.principal = principal
         self.chart_id = chart_id
         self.baseline = baseline
         self.known = baseline
@@ -307,6 +315,7 @@ class Hub:
         viewer: str | None = None,
         *,
         annotation_sequence: int = -1,
+        principal: Principal | None = None,
     ) -> Connection:
         """Add a socket of ``viewer`` to ``chart_id``. Must run in the same step of the event
         loop as reading ``baseline`` from the service, so that no event falls between the two.
@@ -327,7 +336,7 @@ class Hub:
             channel.linger.cancel()
             channel.linger = None
         conn = Connection(
-            self, chart_id, baseline, channel.epoch, self.limits.send_queue_size, viewer
+            self, chart_id, baseline, channel.epoch, self.limits.send_queue_size, viewer, principal
         )
         channel.connections[conn] = None
         return conn

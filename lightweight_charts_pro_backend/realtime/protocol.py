@@ -130,8 +130,13 @@ def bars_message(
     return text_message(b"".join((head[:-1], b',"data":', data, b"}")))
 
 
-def error_message(detail: str, error_code: str, request_id: object = None) -> Message:
+def error_message(
+    detail: str, error_code: str, request_id: object = None, retry_after: int | None = None
+) -> Message:
+    """An ``error`` frame; ``retryAfter`` (seconds) when the same frame may succeed later."""
     fields: dict[str, Any] = {"type": "error", "error": detail, "errorCode": error_code}
+    if retry_after is not None:
+        fields["retryAfter"] = retry_after
     if request_id is not None:
         fields["requestId"] = request_id
     return frame_message(fields)
@@ -143,16 +148,20 @@ def refusal_message(
     detail: str,
     error_code: str,
     request_id: object = None,
+    retry_after: int | None = None,
 ) -> Message:
     """The answer to a client frame that failed: an ``error`` frame, except for a
     ``request_history``, whose clients read failures in its ``history_response``. That one
     names the series as the frame asked for it (``paneId`` 0 when left out, as in a request);
-    a field of the wrong type is null."""
+    a field of the wrong type is null. ``retryAfter`` (seconds) says the frame may be sent
+    again then (the database was away, or the rate limit refused it)."""
     if message is None or message.get("type") != "request_history":
-        return error_message(detail, error_code, request_id)
+        return error_message(detail, error_code, request_id, retry_after)
     pane_id = message.get("paneId", message.get("pane_id", 0))
     series_id = message.get("seriesId", message.get("series_id"))
     fields: dict[str, Any] = {"type": "history_response", "error": detail, "errorCode": error_code}
+    if retry_after is not None:
+        fields["retryAfter"] = retry_after
     if request_id is not None:
         fields["requestId"] = request_id
     fields["chartId"] = chart_id

@@ -23,10 +23,19 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..annotations.service import AnnotationsService
 from ..api import render
-from ..auth import ANONYMOUS, Authenticator, Principal, refuse_websocket
+from ..apikeys import KEY_CACHE_SECONDS
+from ..auth import (
+    ANONYMOUS,
+    REVOCATIONS,
+    TOKEN_EXPIRED,
+    Authenticator,
+    Principal,
+    refuse_websocket,
+)
 from ..charts.events import ChartEvent
 from ..charts.service import ChartsService, check_id, check_min_version, check_pane
 from ..charts.timeframes import parse_resolution
+from ..database import as_unavailable
 from ..errors import (
     ChartNotFound,
     ChartsError,
@@ -58,7 +67,11 @@ PATH: Final = "/ws/charts/{chart_id}"
 #: How long a closing handshake may wait for a client that does not read.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_POLICY_VIOLATION: Final = 1008
-TOKEN_EXPIRED: Final = "The token has expired."
+#: How often the credentials of open sockets are checked again (besides on each client frame):
+#: as often as a process refreshes what it cached of a key.
+CREDENTIALS_CHECK_SECONDS: Final = KEY_CACHE_SECONDS
+#: RFC 6455's "Try Again Later": the database could not be read to open the socket.
+CLOSE_TRY_AGAIN_LATER: Final = 1013
 _MAX_REASON_BYTES: Final = 123
 #: Series resolutions one socket may watch at once.
 MAX_SUBSCRIPTIONS: Final = 64
@@ -90,16 +103,26 @@ class ChartSocketApp:
         sequence = -1
         if not hub.follows(chart_id):
             sequence = await annotation_sequence(state.annotations, chart_id)
+        try:
+            version = await chart_version(state.charts, chart_id)
+        except Exception as exc:
+            refusal = as_unavailable(exc)
+            if refusal is None:
+                raise
+            logger.warning("refusing a socket of chart %s: %s", chart_id, refusal.detail)
+            await websocket.send(
+                error_message(refusal.detail, refusal.error_code, retry_after=refusal.retry_after)
+            )
+            await close_socket(websocket, CLOSE_TRY_AGAIN_LATER, "database unavailable; reconnect")
+            return
         # Reading the version and joining in one step: no event can fall between them.
         conn = hub.join(
-            chart_id,
-            await chart_version(state.charts, chart_id),
-            principal.sub,
-            annotation_sequence=sequence,
+            chart_id, version, principal.sub, annotation_sequence=sequence, principal=principal
         )
         session = ChartSession(websocket, send, chart_id, state.charts, hub, conn, max_bytes)
         session.limiter = state.rate_limiter
         session.metrics = state.metrics
+        session.authenticator = state.authenticator
         await session.run(principal)
 
 
@@ -112,15 +135,18 @@ async def open_socket(websocket: WebSocket, chart_id: str, hub: Hub) -> Principa
     """The handshake: the caller when the socket is accepted and may follow ``chart_id``.
 
     Credentials are checked before anything is sent (``Authenticator.websocket_grant``); a refused
-    socket is closed with 1008 and the reason. Other refusals after ``accept`` carry an ``error``
-    frame and a close reason a browser can read.
+    socket is closed with 1008 and the reason (1013 when the database could not be asked). Other
+    refusals after ``accept`` carry an ``error`` frame and a close reason a browser can read.
     """
     authenticator: Authenticator = websocket.app.state.authenticator
     try:
         grant = await authenticator.websocket_grant(
             websocket.headers, websocket.query_params, chart_id
         )
-    except ChartsError as refusal:
+    except Exception as exc:
+        refusal = exc if isinstance(exc, ChartsError) else as_unavailable(exc)
+        if refusal is None:
+            raise
         await refuse_websocket(websocket, refusal)
         return None
     await websocket.accept(subprotocol=grant.subprotocol)
@@ -143,7 +169,36 @@ def _disconnect_reason(code: int, reason: str) -> str:
         return "idle_timeout"
     if reason == TOKEN_EXPIRED:
         return "token_expired"
+    if reason in REVOCATIONS:
+        return "credentials_revoked"
     return close_reason(code)
+
+
+async def close_revoked_sockets(
+    hub: Hub, authenticator: Authenticator, interval: float = CREDENTIALS_CHECK_SECONDS
+) -> None:
+    """Every ``interval``, close (1008 and the reason) the open sockets whose API key, or the key
+    their token was issued for, has been revoked or deleted since they opened. Each key is looked
+    up once per pass, in the key store's cache; a key revoked by another process (the command
+    line, another worker) is seen within the cache's lifetime, so such sockets close within
+    ``interval`` plus ``KEY_CACHE_SECONDS``. Runs in every worker, for its own sockets."""
+    while True:
+        await asyncio.sleep(interval)
+        refusals: dict[Principal, ChartsError | None] = {}
+        for conn in list(hub.connections()):
+            principal = conn.principal
+            if principal is None or principal.key_id is None:
+                continue
+            try:
+                if principal not in refusals:
+                    refusals[principal] = await authenticator.recheck(principal)
+            except Exception:
+                logger.exception("checking the API key %s of open sockets failed", principal.key_id)
+                refusals[principal] = None
+            refusal = refusals[principal]
+            if refusal is not None:
+                logger.info("closing a socket of chart %s: %s", conn.chart_id, refusal.detail)
+                conn.close(CLOSE_POLICY_VIOLATION, refusal.detail)
 
 
 async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
@@ -200,9 +255,13 @@ class ChartSession:
         self.conn = conn
         self.limiter: RateLimiter | None = None
         self.metrics = Metrics(enabled=False)
+        self.authenticator: Authenticator | None = None
+        self.principal = ANONYMOUS
 
     async def run(self, principal: Principal = ANONYMOUS) -> None:
-        """Serve the socket until it ends; a token's expiry ends it with 1008."""
+        """Serve the socket until it ends; a token's expiry ends it with 1008, and so does the
+        revocation of its API key, found on a client frame or by ``close_revoked_sockets``."""
+        self.principal = principal
         conn = self.conn
         left = principal.seconds_left()
         expiry = (
@@ -263,7 +322,20 @@ class ChartSession:
             if message["type"] == "websocket.disconnect":
                 return
             conn.touch()
+            if not await self._still_admitted():
+                return
             await self.handle(message.get("text"), message.get("bytes"))
+
+    async def _still_admitted(self) -> bool:
+        """Check the socket's credentials again before answering a frame; closes the socket
+        (1008 and the reason) when they admit it no more."""
+        if self.authenticator is None or self.principal.kind == "anonymous":
+            return True
+        refusal = await self.authenticator.recheck(self.principal)
+        if refusal is None:
+            return True
+        self.conn.close(CLOSE_POLICY_VIOLATION, refusal.detail)
+        return False
 
     async def handle(self, text: str | None, data: bytes | None) -> None:
         """Answer one client frame. Never raises for anything the client sent."""
@@ -273,15 +345,24 @@ class ChartSession:
             request_id = request_id_of(message)
             kind, fields = message_fields(message)
             await _HANDLERS[kind](self, fields, request_id)
-        except ChartsError as exc:
+        except Exception as exc:
+            refusal = exc if isinstance(exc, ChartsError) else as_unavailable(exc)
+            if refusal is None:
+                logger.exception("a message on a socket of chart %s failed", self.chart_id)
+                detail = "The server failed to handle this message."
+                self.conn.send(
+                    refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
+                )
+                return
             self.conn.send(
-                refusal_message(message, self.chart_id, exc.detail, exc.error_code, request_id)
-            )
-        except Exception:
-            logger.exception("a message on a socket of chart %s failed", self.chart_id)
-            detail = "The server failed to handle this message."
-            self.conn.send(
-                refusal_message(message, self.chart_id, detail, "INTERNAL_ERROR", request_id)
+                refusal_message(
+                    message,
+                    self.chart_id,
+                    refusal.detail,
+                    refusal.error_code,
+                    request_id,
+                    refusal.retry_after,
+                )
             )
 
     async def _ping(self, fields: dict[str, Any], request_id: object) -> None:
@@ -348,16 +429,17 @@ class ChartSession:
             if fields.get("resolution") is not None:
                 raise InvalidRequest("resolution needs a seriesId: bars are served per series.")
             pane_id = None if "pane_id" not in fields else check_pane(fields["pane_id"])
-            chart, views = await self.charts.get_chart(
+            snapshot = await self.charts.get_chart(
                 self.chart_id,
                 pane_id=pane_id,
                 min_version=check_min_version(fields.get("min_version")),
             )
             if pane_id is not None:
                 head["paneId"] = pane_id
-            head["version"] = chart.version
-            self.conn.snapshot_sent(chart.version)
-            self.conn.send(prefixed_message(head, render.chart_json(chart, views, pane_id)))
+            head["version"] = snapshot.version
+            self.conn.snapshot_sent(snapshot.version)
+            body = render.chart_json(snapshot.chart, snapshot.series, pane_id)
+            self.conn.send(prefixed_message(head, body))
             return
         pane_id = check_pane(fields.get("pane_id", 0))
         series_id = _series_id(fields["series_id"])
@@ -378,9 +460,8 @@ class ChartSession:
                 series_id,
                 min_version=check_min_version(fields.get("min_version")),
             )
-        version = await chart_version(self.charts, self.chart_id)
-        head |= {"chartId": self.chart_id, "paneId": pane_id, "version": version}
-        self.conn.snapshot_sent(version)
+        head |= {"chartId": self.chart_id, "paneId": pane_id, "version": view.version}
+        self.conn.snapshot_sent(view.version)
         self.conn.send(prefixed_message(head, render.series_json(view, resolution)))
 
     async def _subscribe(self, fields: dict[str, Any], request_id: object) -> None:

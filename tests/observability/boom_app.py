@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
@@ -19,6 +20,13 @@ SECRET = "internal detail that must not reach the client"
 
 async def boom(chart_id: str) -> Response:
     raise RuntimeError(SECRET)
+
+
+async def lost_database(chart_id: str) -> Response:
+    """A driver's error escaping the database layer, as a connection lost mid-query raises it."""
+    raise asyncpg.exceptions.ConnectionDoesNotExistError(
+        "connection was closed in the middle of operation"
+    )
 
 
 async def _chunks() -> AsyncIterator[bytes]:
@@ -47,6 +55,7 @@ async def socket(websocket: WebSocket, chart_id: str) -> None:
 
 def add_failing_routes(app: FastAPI) -> FastAPI:
     app.add_api_route("/api/charts/{chart_id}/boom", boom, methods=["GET"])
+    app.add_api_route("/api/charts/{chart_id}/lost", lost_database, methods=["GET"])
     app.add_api_route("/test/stream", broken_stream, methods=["GET"])
     app.add_api_websocket_route("/test/ws/{chart_id}", socket)
     return app

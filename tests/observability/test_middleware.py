@@ -75,6 +75,22 @@ async def test_an_exception_becomes_the_500_envelope(any_app: httpx.AsyncClient)
     assert SECRET not in reply.text and "Traceback" not in reply.text
 
 
+async def test_a_lost_database_connection_is_503_with_retry_after(
+    any_app: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply = await any_app.get(
+        "/api/charts/c1/lost",
+        headers={"X-Request-ID": "lost-1", "Origin": "http://localhost:3000"},
+    )
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"] == "1"
+    assert reply.headers["access-control-allow-origin"] == "http://localhost:3000"
+    body = reply.json()
+    assert body["errorCode"] == "DATABASE_UNAVAILABLE" and body["requestId"] == "lost-1"
+    assert "ConnectionDoesNotExistError" in body["detail"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_debug_mode_shows_the_traceback() -> None:
     app = add_failing_routes(development.create_app(settings(debug=True)))
     async for client in client_for(app):

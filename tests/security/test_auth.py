@@ -119,3 +119,45 @@ async def test_api_keys_setting_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("API_KEYS", orjson.dumps([tampered]).decode())
     with pytest.raises(ValueError, match="does not match its hash"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+async def test_recheck_tells_why_credentials_admitted_once_are_admitted_no_more() -> None:
+    from datetime import UTC, datetime
+
+    from lightweight_charts_pro_backend.auth import ANONYMOUS, decode_access_token
+    from lightweight_charts_pro_backend.errors import ApiKeyRevoked, DatabaseUnavailable
+
+    settings = make_settings()
+    key, record = new_api_key("k")
+    store = SettingsKeyStore([])
+    await store.add(record)
+    authenticator = Authenticator(settings, store)
+    by_key = await authenticator.authenticate(Credentials(api_key=key))
+    issued = decode_access_token(
+        create_access_token({"sub": "x", "key_id": record.id}, settings), settings
+    )
+    plain = decode_access_token(create_access_token({"sub": "y"}, settings), settings)
+    assert by_key is not None
+    for principal in (by_key, issued, plain, ANONYMOUS):
+        assert await authenticator.recheck(principal) is None
+
+    await store.revoke(record.id, datetime.now(UTC))
+    refusals = [await authenticator.recheck(p) for p in (by_key, issued, plain, ANONYMOUS)]
+    assert [type(r) for r in refusals] == [ApiKeyRevoked, ApiKeyRevoked, type(None), type(None)]
+    assert [r.detail for r in refusals if r is not None] == [
+        "The API key has been revoked.",
+        "The API key this token was issued for has been revoked.",
+    ]
+
+    expired = decode_access_token(
+        create_access_token({"sub": "z"}, settings, timedelta(seconds=1)), settings
+    )
+    await asyncio.sleep(max(0.0, (expired.expires_at or 0) - time.time()) + 0.05)
+    assert isinstance(await authenticator.recheck(expired), TokenExpired)
+
+    class Away(SettingsKeyStore):
+        async def find_by_id(self, key_id: str) -> None:
+            raise DatabaseUnavailable("The database is unavailable.")
+
+    # While the key store cannot be asked, a socket keeps the credentials it was opened with.
+    assert await Authenticator(settings, Away([])).recheck(by_key) is None

@@ -30,7 +30,7 @@ from lightweight_charts_pro_backend.auth import (
     websocket_credentials,
 )
 from lightweight_charts_pro_backend.config import Settings
-from lightweight_charts_pro_backend.errors import InvalidToken
+from lightweight_charts_pro_backend.errors import DatabaseUnavailable, InvalidToken
 
 from ..servers import uvicorn_thread
 from .conftest import SECRET, bearer, key_settings, make_settings, token
@@ -252,6 +252,24 @@ async def test_websocket_origin_follows_cors_origins() -> None:
                 with pytest.raises(InvalidStatus) as refused:
                     await connect(f"{base}/a", open_timeout=TIMEOUT, **options)
                 assert refused.value.response.status_code == 403, name
+
+
+async def test_a_key_that_cannot_be_looked_up_is_told_to_try_again_later(
+    settings: Settings, keys: Keys
+) -> None:
+    """The database holding the keys is away: not a refusal of the key (1008) but 1013."""
+    app = app_production.create_app(settings)
+
+    async def away(key_hash: str) -> None:
+        raise DatabaseUnavailable("The database is unavailable, so nothing was changed.")
+
+    with uvicorn_thread(app) as address:
+        app.state.keystore.find = away
+        headers = {"X-API-Key": keys["all"][0]}
+        async with connect(f"ws://{address}/ws/charts/a", additional_headers=headers) as ws:
+            code, reason = await closed_with(ws)
+    assert code == 1013
+    assert reason is not None and reason.startswith("The database is unavailable")
 
 
 CREDENTIAL_CASES = [

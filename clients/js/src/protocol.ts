@@ -312,6 +312,8 @@ export interface HistoryFailure {
   seriesId: string | null;
   error: string;
   errorCode: string;
+  /** Seconds after which the same frame may succeed (`RATE_LIMITED`, `DATABASE_UNAVAILABLE`). */
+  retryAfter?: number;
   requestId?: RequestId;
 }
 
@@ -395,6 +397,8 @@ export interface ErrorMessage {
   type: "error";
   error: string;
   errorCode: string;
+  /** Seconds after which the same frame may succeed (`RATE_LIMITED`, `DATABASE_UNAVAILABLE`). */
+  retryAfter?: number;
   requestId?: RequestId;
 }
 
