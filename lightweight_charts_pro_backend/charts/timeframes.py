@@ -29,7 +29,7 @@ import orjson
 
 from ..errors import InvalidResolution
 from .market import DAY, Market
-from .numbers import fields_of
+from .numbers import FieldReader
 from .points import OHLC_FIELDS, OHLC_TYPES, EncodedPoints, encode_points
 from .store import SeriesStore
 
@@ -45,6 +45,9 @@ _LIMITS: Final = {"S": 86_400, "": 1440, "H": 24, "D": 365, "W": 52, "M": 12}
 _OHLC_KEYS: Final = frozenset({"time", *OHLC_FIELDS, "volume"})
 _VALUE_KEYS: Final = frozenset({"time", "value"})
 _NAN: Final = math.nan
+#: Points read at a time into columns: their temporary arrays stay below the allocator's
+#: 256 KiB threshold for blocks of their own (``memory.tune_allocator``).
+PAGE: Final = 16_384
 _FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "ohlc": (*OHLC_FIELDS, "volume"),
     "value": ("value",),
@@ -163,22 +166,22 @@ class Columns:
         return columns
 
     @classmethod
-    def of_store(cls, kind: Kind, store: SeriesStore, page: int = 50_000) -> Columns:
-        """The columns of every point in ``store``, parsed a page at a time (so the parsed
-        objects of a large series never exist all at once)."""
+    def of_store(cls, kind: Kind, store: SeriesStore, page: int = PAGE) -> Columns:
+        """The columns of every point in ``store``, read a page at a time from the points'
+        JSON (``numbers.FieldReader``); pages it cannot read are parsed as objects."""
         size = len(store)
         columns = cls(kind, size)
         times = store.times_array()
-        names = _FIELDS[kind]
+        reader = FieldReader(_FIELDS[kind])
         columns._times[:] = times
         for start in range(0, size, page):
             end = min(size, start + page)
-            array = store.slice_json(start, end)
-            found = fields_of(array, end - start, names)
+            text = reader.buffer(store.json_size(start, end))
+            starts = store.copy_json(start, end, text)
+            found = reader.read(end - start, starts, columns._values[:, start:end])
             if found is None:
-                columns._write(start, times[start:end], orjson.loads(array))
+                columns._write(start, times[start:end], orjson.loads(text))
                 continue
-            columns._values[:, start:end] = found.values
             columns._extra[start:end] = found.keys > 1 + found.present.sum(axis=0)
             columns.integral &= found.integral
         columns.size = size
