@@ -316,7 +316,9 @@ def _ends_with(words: Words, at: Int64s, token: bytes) -> npt.NDArray[np.bool_]:
         shift = 8 * (8 - len(piece))
         mask = np.uint64(((1 << 64) - 1) >> shift << shift)
         expected = np.uint64(int.from_bytes(piece, "little") << shift)
-        matches &= (words[at - 8] & mask) == expected
+        found = words[at - 8]
+        found &= mask
+        matches &= found == expected
         at = at - len(piece)
     return matches
 
@@ -360,21 +362,25 @@ def _numbers(page: _Page, start: Int64s, end: Int64s) -> tuple[npt.NDArray[np.fl
     """The JSON values ``raw[start:end]`` as floats (NaN: not a number), and whether every
     number among them is written as an integer."""
     length = end - start
-    short = np.flatnonzero(length <= 8)
-    if len(short) == len(start):
+    if not len(start):
+        return np.zeros(0), True
+    if int(length.min()) >= 1 and int(length.max()) <= 8:
         out, simple, dotted = _short_numbers(page.words, start, length)
-        integral = not bool(dotted[simple].any())
+        dotted &= simple
+        integral = not bool(dotted.any())
         if simple.all():
             return out, integral
         rest = np.flatnonzero(~simple)
     else:
+        fits = (length >= 1) & (length <= 8)
+        short = np.flatnonzero(fits)
         out = np.empty(len(start))
         values, simple, dotted = _short_numbers(page.words, start[short], length[short])
         out[short] = values
-        integral = not bool(dotted[simple].any())
-        rest = np.flatnonzero(length > 8)
-        if not simple.all():
-            rest = np.sort(np.concatenate([rest, short[~simple]]))
+        dotted &= simple
+        integral = not bool(dotted.any())
+        fits[short[~simple]] = False
+        rest = np.flatnonzero(~fits)
     values, whole = _long_numbers(page.raw, start[rest], end[rest])
     out[rest] = values
     return out, integral and whole
@@ -385,52 +391,67 @@ def _short_numbers(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """``(values, simple, dotted)`` of values of 1 to 8 bytes, each read as one word: where
     ``simple`` (an optional minus sign, digits and at most one decimal point), the value and
-    whether it has a decimal point; elsewhere meaningless."""
-    word = words[start]
-    digits = word ^ _ZERO_CHARS  # '0'..'9' become 0..9
-    digits &= _KEEP[length]
-    negative = (word & _BYTE) == _MINUS
-    if negative.any():
+    whether it has a decimal point; elsewhere meaningless.
+
+    The arithmetic runs in place on a few arrays: arrays of a page's size would each be
+    mapped afresh by the allocator and cost more in page faults than in arithmetic."""
+    digits = words[start]
+    spare = digits & _BYTE
+    negative = spare == _MINUS
+    signed = bool(negative.any())
+    digits ^= _ZERO_CHARS  # '0'..'9' become 0..9
+    digits &= np.take(_KEEP, length, out=spare, mode="clip")
+    if signed:
         digits[negative] &= _NOT_FIRST  # the sign reads as a leading 0
     # 1 << 8 * (the decimal point's byte), or 0. A number has at most one point; anything else
     # starts with a byte that is no digit and is not moved, so it is not simple either way.
-    unit = _zero_bytes(digits ^ _DOTS)
+    unit = digits ^ _DOTS
+    _zero_bytes(unit, spare)
     unit >>= _SEVEN
-    below = unit - _ONE
+    # The point taken out: the bytes before it stay, those after it move down a byte.
+    below = np.subtract(unit, _ONE, out=spare)  # all of them without a point
     after = ~below
     after <<= _EIGHT
     after &= digits
     after >>= _EIGHT
     digits &= below
-    digits |= after  # the point taken out: the digits after it moved down a byte
-    check = digits & _LOW7
+    digits |= after
+    check = np.bitwise_and(digits, _LOW7, out=spare)
     check += _ABOVE_NINE
     check |= digits
     check &= _HIGH
     simple = check == 0
-    form = (length << 3) + (unit * _BYTE_INDEX >> _FIFTY_SIX).astype(np.int64)
-    digits <<= _ALIGN[form]  # the last digit in the last byte
-    pairs = digits >> _EIGHT
+    point = np.multiply(unit, _BYTE_INDEX, out=spare)
+    point >>= _FIFTY_SIX
+    form = length << 3
+    form += point.view(np.int64)
+    digits <<= np.take(_ALIGN, form, out=spare, mode="clip")  # the last digit in the last byte
+    np.right_shift(digits, _EIGHT, out=after)
     digits *= _TEN
-    digits += pairs  # each byte 10x itself + the next: pairs of digits in bytes 0, 2, 4 and 6
-    pairs = digits >> _SIXTEEN
-    pairs &= _PAIRS
-    pairs *= _UNITS
+    digits += after  # each byte 10x itself + the next: pairs of digits in bytes 0, 2, 4 and 6
+    np.right_shift(digits, _SIXTEEN, out=after)
+    after &= _PAIRS
+    after *= _UNITS
     digits &= _PAIRS
     digits *= _HUNDREDS
-    digits += pairs
+    digits += after
     digits >>= _THIRTY_TWO
-    values = digits.astype(np.float64)
-    values /= _SCALE[form]
-    if negative.any():
+    dotted = unit != 0
+    values = unit.view(np.float64)
+    np.copyto(values, digits, casting="safe")
+    values /= np.take(_SCALE, form, out=spare.view(np.float64), mode="clip")
+    if signed:
         np.negative(values, out=values, where=negative)
-    return values, simple, unit != 0
+    return values, simple, dotted
 
 
-def _zero_bytes(words: Words) -> Words:
-    """Bit 7 of each byte of ``words`` that is zero (and no other bit)."""
-    zero: Words = ~(((words & _LOW7) + _LOW7) | words | _LOW7)
-    return zero
+def _zero_bytes(words: Words, spare: Words) -> None:
+    """Leave in ``words`` bit 7 of each of its bytes that is zero (and no other bit)."""
+    np.bitwise_and(words, _LOW7, out=spare)
+    spare += _LOW7
+    spare |= words
+    spare |= _LOW7
+    np.invert(spare, out=words)
 
 
 def _long_numbers(

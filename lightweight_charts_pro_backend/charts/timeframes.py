@@ -391,36 +391,47 @@ class Bars:
 
 def aggregate(columns: Columns, keys: Int64s, inside: Any, rule: Rule | None, lo: int = 0) -> Bars:
     """Bars of the points ``lo .. lo + len(keys)`` of ``columns`` with these bucket keys."""
-    index = np.flatnonzero(inside) + lo
     width = columns.values.shape[0]
-    if not len(index):
+    # The points in sessions (all of them, often: then the columns are read in place).
+    index: Int64s | None = None
+    if bool(np.all(inside)):
+        k, rows = keys, columns.values[:, lo : lo + len(keys)]
+    else:
+        index = np.flatnonzero(inside) + lo
+        k, rows = keys[index - lo], columns.values[:, index]
+    if not len(k):
         return Bars(np.zeros(0, np.int64), np.zeros((width, 0)), np.zeros(0, np.int64))
-    k = keys[index - lo]
     firsts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     times = k[firsts]
     values = np.full((width, len(times)), np.nan)
     last = np.full(len(times), -1, dtype=np.int64)
-    source = columns.values
-    filled_mask = ~np.isnan(source[3 if columns.kind == "ohlc" else 0, index])
-    filled = index[filled_mask]
-    if len(filled):
-        fk = k[filled_mask]
+    filled = ~np.isnan(rows[3 if columns.kind == "ohlc" else 0])
+    # Bars take their values from the points with one (every point, often).
+    at: Int64s | slice = slice(None)
+    starts, picked = firsts, None
+    if not filled.all():
+        picked = np.flatnonzero(filled)
+        if not len(picked):
+            return Bars(times, values, last)
+        rows, fk = rows[:, picked], k[picked]
         starts = np.flatnonzero(np.r_[True, fk[1:] != fk[:-1]])
-        ends = np.r_[starts[1:], len(filled)]
         at = np.searchsorted(times, fk[starts])
-        tails = filled[ends - 1]
-        last[at] = tails
-        if columns.kind == "ohlc":
-            values[0, at] = source[0, filled[starts]]
-            values[1, at] = np.maximum.reduceat(source[1, filled], starts)
-            values[2, at] = np.minimum.reduceat(source[2, filled], starts)
-            values[3, at] = source[3, tails]
-            volume = source[4, filled]
-            has = ~np.isnan(volume)
+    ends = np.r_[starts[1:], rows.shape[1]]
+    tails = ends - 1
+    chosen = tails if picked is None else picked[tails]
+    last[at] = chosen + lo if index is None else index[chosen]
+    if columns.kind == "ohlc":
+        values[0, at] = rows[0, starts]
+        values[1, at] = np.maximum.reduceat(rows[1], starts)
+        values[2, at] = np.minimum.reduceat(rows[2], starts)
+        values[3, at] = rows[3, tails]
+        volume = rows[4]
+        has = ~np.isnan(volume)
+        if has.any():
             sums = np.add.reduceat(np.where(has, volume, 0.0), starts)
             values[4, at] = np.where(np.add.reduceat(has, starts) > 0, sums, np.nan)
-        else:
-            values[0, at] = _reduce(source[0, filled], starts, ends, rule or "last")
+    else:
+        values[0, at] = _reduce(rows[0], starts, ends, rule or "last")
     return Bars(times, values, last)
 
 

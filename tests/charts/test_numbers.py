@@ -157,6 +157,9 @@ def test_one_reader_reads_pages_of_any_size_in_turn() -> None:
         "null",
         "true",
         '"12"',
+        '":"',
+        '""',
+        '"-"',
         "[1]",
     ],
 )
