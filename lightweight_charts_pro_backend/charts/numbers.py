@@ -19,8 +19,8 @@ one correctly rounded operation. Other numbers go through ``float()``; other val
 ``null``) read as absent numbers.
 
 The scan relies on what the store holds: each point a flat JSON object written by orjson.
-Objects nested in a point, or escapes in its strings, make it give up (``None``) and the caller
-parses the points as objects instead.
+Objects nested in a point, escapes in its strings, or whitespace after a key (a database that
+reformats JSON) make it give up (``None``) and the caller parses the points as objects instead.
 """
 
 from __future__ import annotations
@@ -153,7 +153,14 @@ class FieldReader:
             return fields
         page = _Page(raw, _words(text, length), starts)
         colons = np.flatnonzero(np.equal(raw, _COLON, out=mask))
-        return _read_page(page, colons, self.names, fields)
+        try:
+            return _read_page(page, colons, self.names, fields)
+        except _Spaced:
+            return None
+
+
+class _Spaced(Exception):
+    """The points' JSON has whitespace between tokens (not as orjson writes it)."""
 
 
 class _Page:
@@ -492,6 +499,8 @@ def _long_numbers(
         if first.isdigit() or first == b"-":
             out[row] = float(text)
             integral = integral and text.lstrip(b"-").isdigit()
+        elif first.isspace():
+            raise _Spaced  # a value's span begins after the colon only without whitespace
         else:
             out[row] = np.nan
     return out, integral

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from lightweight_charts_pro_backend.charts.numbers import FieldReader, fields_of
 from lightweight_charts_pro_backend.charts.points import encode_points
+from lightweight_charts_pro_backend.charts.repository import encoded_from_rows
 from lightweight_charts_pro_backend.charts.store import SeriesStore
 from lightweight_charts_pro_backend.charts.timeframes import Columns
 
@@ -202,3 +203,15 @@ def test_points_holding_objects_are_parsed_as_objects() -> None:
     ]
     assert fields_of(orjson.dumps(data), 2, NAMES) is None
     assert_same_columns(data, 2)
+
+
+def test_points_reformatted_with_spaces_are_parsed_as_objects() -> None:
+    """As a database that normalizes JSON (MySQL's JSON type) returns them."""
+    data = [{"time": t, "open": t + 0.5, "close": t, "volume": 3} for t in range(5)]
+    texts = [orjson.dumps(p).decode().replace(":", ": ").replace(",", ", ") for p in data]
+    store = SeriesStore(encoded_from_rows(range(5), texts))
+    assert fields_of(store.all_json(), 5, NAMES) is None
+    expected = Columns.parse("ohlc", np.arange(5, dtype=np.int64), data)
+    columns = Columns.of_store("ohlc", store, page=2)
+    assert np.array_equal(columns.values, expected.values, equal_nan=True)
+    assert np.array_equal(columns.integral, expected.integral)
