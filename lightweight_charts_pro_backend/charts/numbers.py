@@ -1,15 +1,16 @@
 """Numeric fields read straight from the points' JSON bytes with NumPy, without parsing objects.
 
 Turning a million stored points into Python dicts to pull four prices out of each costs about a
-second; ``fields_of`` reads the numbers where the store put them, all points at once.
+second; ``FieldReader`` reads the numbers where the store put them, a page of points at once.
 
 Finding the values: every key ends at a colon, and the points of a series mostly share one
-layout (the same keys in the same order). So one pass over the bytes finds the colons, and each
-point with as many colons as a layout has keys is checked against it: before each colon, ``{``
-or ``,`` and that key. A point that passes holds exactly those keys (the pattern occurs nowhere
+layout (the same keys in the same order). So one pass over a page finds the colons, and each
+point with as many colons as a layout has keys is checked against it: just before each colon,
+that key in quotes. A point that passes holds exactly those keys (the pattern occurs nowhere
 else in a flat object without escapes), each value running from its colon to the comma before
 the next key. A few layouts are tried, each taken from the first point left; the points none
-fits (a string holding a colon, ...) are read by a general scan that pairs quotes.
+fits (a gap with fewer keys is one layout; a string holding a colon fits none) are read by a
+general scan that pairs quotes.
 
 Reading a number: one of up to 8 bytes (``-1234.56``) is one 64-bit word, whose digits are
 combined with three multiplications; longer ones are read byte by byte. Numbers of up to 15
@@ -19,8 +20,9 @@ one correctly rounded operation. Other numbers go through ``float()``; other val
 ``null``) read as absent numbers.
 
 The scan relies on what the store holds: each point a flat JSON object written by orjson.
-Objects nested in a point, escapes in its strings, or whitespace after a key (a database that
-reformats JSON) make it give up (``None``) and the caller parses the points as objects instead.
+Objects with keys nested in a point, escapes in its strings, or whitespace after a key (from a
+database that reformats JSON) make it give up (``None``), and the caller parses the points as
+objects instead.
 """
 
 from __future__ import annotations
