@@ -19,7 +19,8 @@ measured in this run:
   history chunk of the same series, sequential keep-alive latency (medians; the first, cold range
   request reported apart); target <= 10.
 
-Run: ``python -m bench.bench_resolutions [--candles 1000000 --duration 5 --rounds 3]``
+Run: ``python -m bench.bench_resolutions [--candles 1000000 --duration 5 --rounds 3]``;
+``--parts cold`` (or any of ``warm,cold,range,live``) runs only those parts.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ WARM_TARGET = 0.5
 COLD_TARGET = 2.0
 LIVE_TARGET = 1.5
 RANGE_TARGET = 10.0
+PARTS = ("warm", "cold", "range", "live")
 MARKETS: dict[str, dict[str, str] | None] = {
     "24x7 UTC": None,
     "New York": {"timezone": "America/New_York", "session": "0930-1600:23456"},
@@ -378,7 +380,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--trials", type=int, default=20, help="live updates timed each way")
     parser.add_argument("--range-requests", type=int, default=200)
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--parts",
+        type=_parts,
+        default=PARTS,
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    parts = args.parts
 
     figures: dict[str, float] = {}
     problems: list[str] = []
@@ -401,14 +410,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         try:
             create_chart(server.port, CHART)
             post_series(server.port, CHART, "utc", series_body(data, "candlestick", None), n)
-            measure_warm(server, candles, args, plan.client_prefix, figures)
-            problems += measure_cold(server, data, n, args.rounds, figures)
-            problems += measure_range(server, data, n, args.range_requests, figures)
-            asyncio.run(
-                measure_live(
-                    server.port, args.sockets, args.trials, candles[-1]["time"] + 60, figures
+            if "warm" in parts:
+                measure_warm(server, candles, args, plan.client_prefix, figures)
+            if "cold" in parts:
+                problems += measure_cold(server, data, n, args.rounds, figures)
+            if "range" in parts:
+                problems += measure_range(server, data, n, args.range_requests, figures)
+            if "live" in parts:
+                asyncio.run(
+                    measure_live(
+                        server.port, args.sockets, args.trials, candles[-1]["time"] + 60, figures
+                    )
                 )
-            )
         finally:
             server.stop()
 
@@ -416,12 +429,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             log(f"  ! {problem}")
         figures["problems"] = float(len(problems))
         log("\nsummary (resolutions):")
-        warm = figures["warm_bars_over_raw"]
-        log(
-            f"  warm 500-bar chunks at 60 / raw 500-candle chunks, req/s = {warm:.3f}  "
-            f"(target >= {WARM_TARGET}) {verdict(warm, WARM_TARGET, True)}"
-        )
-        for market, name in (("utc", "24x7 UTC"), ("ny", "New York")):
+        if "warm" in parts:
+            warm = figures["warm_bars_over_raw"]
+            log(
+                f"  warm 500-bar chunks at 60 / raw 500-candle chunks, req/s = {warm:.3f}  "
+                f"(target >= {WARM_TARGET}) {verdict(warm, WARM_TARGET, True)}"
+            )
+        for market, name in (("utc", "24x7 UTC"), ("ny", "New York")) if "cold" in parts else ():
             for resolution in ("60", "1D"):
                 key = f"cold_{market}_{resolution}"
                 json_ratio = figures[f"{key}_pandas_json_over_server"]
@@ -433,18 +447,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     f"{verdict(json_ratio, COLD_TARGET, True)}; pandas resample of a DataFrame "
                     f"/ server = {frame_ratio:.3f}"
                 )
-        live = figures["live_bars_over_raw"]
-        log(
-            f"  live p99 bars / raw data_update = {live:.3f}  (target <= {LIVE_TARGET}) "
-            f"{verdict(live, LIVE_TARGET, False)}"
-        )
-        rng = figures["range_over_raw_chunk"]
-        log(
-            f"  range max_points=2000 / raw 2,000-point chunk latency = {rng:.2f}  "
-            f"(target <= {RANGE_TARGET}) {verdict(rng, RANGE_TARGET, False)}; cold first range "
-            f"{figures['range_cold_ms']:.0f} ms"
-        )
+        if "live" in parts:
+            live = figures["live_bars_over_raw"]
+            log(
+                f"  live p99 bars / raw data_update = {live:.3f}  (target <= {LIVE_TARGET}) "
+                f"{verdict(live, LIVE_TARGET, False)}"
+            )
+        if "range" in parts:
+            rng = figures["range_over_raw_chunk"]
+            log(
+                f"  range max_points=2000 / raw 2,000-point chunk latency = {rng:.2f}  "
+                f"(target <= {RANGE_TARGET}) {verdict(rng, RANGE_TARGET, False)}; cold first "
+                f"range {figures['range_cold_ms']:.0f} ms"
+            )
     return figures
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = set(chosen) - set(PARTS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"parts are {', '.join(PARTS)}; got {', '.join(sorted(unknown)) or 'none'}"
+        )
+    return chosen
 
 
 if __name__ == "__main__":

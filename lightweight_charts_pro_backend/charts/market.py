@@ -77,7 +77,9 @@ class Market:
         if not len(times):
             empty = np.zeros(0, dtype=np.int64)
             return Sessions(empty, empty, empty)
-        utc_days = np.unique(np.floor_divide(times, DAY))
+        days_of = np.floor_divide(times, DAY)
+        # Every day among them (times are usually sorted: a day where it changes).
+        utc_days = days_of[np.r_[0, np.flatnonzero(days_of[1:] != days_of[:-1]) + 1]]
         # A local date is within a day of the UTC date, and a trading day's session may open
         # on the evening before it.
         candidates = np.unique((utc_days[:, None] + np.arange(-1, 3)).ravel())

@@ -250,6 +250,25 @@ class SeriesStore:
         with memoryview(self._buf) as view:
             return b"".join((b"[", view[self._offsets[start] : self._offsets[end] - 1], b"]"))
 
+    def json_size(self, start: int, end: int) -> int:
+        """The length of ``slice_json(start, end)``."""
+        return self._offsets[end] - self._offsets[start] + 1 if start < end else 2
+
+    def copy_json(self, start: int, end: int, into: memoryview) -> npt.NDArray[np.int64]:
+        """Write ``slice_json(start, end)`` into ``into`` (``json_size`` bytes long) without
+        building it; returns where each point's JSON starts in it."""
+        if start >= end:
+            into[:] = b"[]"
+            return np.zeros(0, dtype=np.int64)
+        offsets = np.frombuffer(self._offsets, dtype=self._offsets.typecode)
+        starts = offsets[start : end + 1].astype(np.int64)
+        first, last = int(starts[0]), int(starts[-1])
+        into[0] = 0x5B  # [
+        with memoryview(self._buf) as view:
+            into[1 : last - first] = view[first : last - 1]
+        into[last - first] = 0x5D  # ]
+        return starts[:-1] - (first - 1)
+
     def all_json(self) -> bytes:
         return self.slice_json(0, len(self._times))
 

@@ -29,7 +29,7 @@ import orjson
 
 from ..errors import InvalidResolution
 from .market import DAY, Market
-from .numbers import fields_of
+from .numbers import FieldReader
 from .points import OHLC_FIELDS, OHLC_TYPES, EncodedPoints, encode_points
 from .store import SeriesStore
 
@@ -45,6 +45,9 @@ _LIMITS: Final = {"S": 86_400, "": 1440, "H": 24, "D": 365, "W": 52, "M": 12}
 _OHLC_KEYS: Final = frozenset({"time", *OHLC_FIELDS, "volume"})
 _VALUE_KEYS: Final = frozenset({"time", "value"})
 _NAN: Final = math.nan
+#: Points read at a time into columns: their temporary arrays stay below the allocator's
+#: 256 KiB threshold for blocks of their own (``memory.tune_allocator``).
+PAGE: Final = 16_384
 _FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "ohlc": (*OHLC_FIELDS, "volume"),
     "value": ("value",),
@@ -163,22 +166,22 @@ class Columns:
         return columns
 
     @classmethod
-    def of_store(cls, kind: Kind, store: SeriesStore, page: int = 50_000) -> Columns:
-        """The columns of every point in ``store``, parsed a page at a time (so the parsed
-        objects of a large series never exist all at once)."""
+    def of_store(cls, kind: Kind, store: SeriesStore, page: int = PAGE) -> Columns:
+        """The columns of every point in ``store``, read a page at a time from the points'
+        JSON (``numbers.FieldReader``); pages it cannot read are parsed as objects."""
         size = len(store)
         columns = cls(kind, size)
         times = store.times_array()
-        names = _FIELDS[kind]
+        reader = FieldReader(_FIELDS[kind])
         columns._times[:] = times
         for start in range(0, size, page):
             end = min(size, start + page)
-            array = store.slice_json(start, end)
-            found = fields_of(array, end - start, names)
+            text = reader.buffer(store.json_size(start, end))
+            starts = store.copy_json(start, end, text)
+            found = reader.read(end - start, starts, columns._values[:, start:end])
             if found is None:
-                columns._write(start, times[start:end], orjson.loads(array))
+                columns._write(start, times[start:end], orjson.loads(text))
                 continue
-            columns._values[:, start:end] = found.values
             columns._extra[start:end] = found.keys > 1 + found.present.sum(axis=0)
             columns.integral &= found.integral
         columns.size = size
@@ -388,36 +391,47 @@ class Bars:
 
 def aggregate(columns: Columns, keys: Int64s, inside: Any, rule: Rule | None, lo: int = 0) -> Bars:
     """Bars of the points ``lo .. lo + len(keys)`` of ``columns`` with these bucket keys."""
-    index = np.flatnonzero(inside) + lo
     width = columns.values.shape[0]
-    if not len(index):
+    # The points in sessions (all of them, often: then the columns are read in place).
+    index: Int64s | None = None
+    if bool(np.all(inside)):
+        k, rows = keys, columns.values[:, lo : lo + len(keys)]
+    else:
+        index = np.flatnonzero(inside) + lo
+        k, rows = keys[index - lo], columns.values[:, index]
+    if not len(k):
         return Bars(np.zeros(0, np.int64), np.zeros((width, 0)), np.zeros(0, np.int64))
-    k = keys[index - lo]
     firsts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     times = k[firsts]
     values = np.full((width, len(times)), np.nan)
     last = np.full(len(times), -1, dtype=np.int64)
-    source = columns.values
-    filled_mask = ~np.isnan(source[3 if columns.kind == "ohlc" else 0, index])
-    filled = index[filled_mask]
-    if len(filled):
-        fk = k[filled_mask]
+    filled = ~np.isnan(rows[3 if columns.kind == "ohlc" else 0])
+    # Bars take their values from the points with one (every point, often).
+    at: Int64s | slice = slice(None)
+    starts, picked = firsts, None
+    if not filled.all():
+        picked = np.flatnonzero(filled)
+        if not len(picked):
+            return Bars(times, values, last)
+        rows, fk = rows[:, picked], k[picked]
         starts = np.flatnonzero(np.r_[True, fk[1:] != fk[:-1]])
-        ends = np.r_[starts[1:], len(filled)]
         at = np.searchsorted(times, fk[starts])
-        tails = filled[ends - 1]
-        last[at] = tails
-        if columns.kind == "ohlc":
-            values[0, at] = source[0, filled[starts]]
-            values[1, at] = np.maximum.reduceat(source[1, filled], starts)
-            values[2, at] = np.minimum.reduceat(source[2, filled], starts)
-            values[3, at] = source[3, tails]
-            volume = source[4, filled]
-            has = ~np.isnan(volume)
+    ends = np.r_[starts[1:], rows.shape[1]]
+    tails = ends - 1
+    chosen = tails if picked is None else picked[tails]
+    last[at] = chosen + lo if index is None else index[chosen]
+    if columns.kind == "ohlc":
+        values[0, at] = rows[0, starts]
+        values[1, at] = np.maximum.reduceat(rows[1], starts)
+        values[2, at] = np.minimum.reduceat(rows[2], starts)
+        values[3, at] = rows[3, tails]
+        volume = rows[4]
+        has = ~np.isnan(volume)
+        if has.any():
             sums = np.add.reduceat(np.where(has, volume, 0.0), starts)
             values[4, at] = np.where(np.add.reduceat(has, starts) > 0, sums, np.nan)
-        else:
-            values[0, at] = _reduce(source[0, filled], starts, ends, rule or "last")
+    else:
+        values[0, at] = _reduce(rows[0], starts, ends, rule or "last")
     return Bars(times, values, last)
 
 

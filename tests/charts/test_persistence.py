@@ -136,6 +136,24 @@ SERIES: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any]]] = {
         ],
         {"renderer": "boxes"},
     ),
+    "minutes": (
+        "candlestick",
+        [
+            {"time": 1_700_000_000 + 60 * i}
+            if i % 11 == 5
+            else {
+                "time": 1_700_000_000 + 60 * i,
+                "open": 100 + i / 4,
+                "high": 101.5 + i / 4,
+                "low": 99.25 + i / 4,
+                "close": 100 + i / 4 + (i % 5 - 2) / 4,
+                **({"color": "#ff0000"} if i % 7 == 3 else {}),
+                **({"volume": i * 3} if i % 2 else {}),
+            }
+            for i in range(300)
+        ],
+        {},
+    ),
 }
 
 
@@ -168,6 +186,15 @@ async def snapshot(client: httpx.AsyncClient) -> dict[str, Any]:
             response = await client.get(path)
             assert response.status_code == 200, response.text
             state[path] = response.json()
+    for pane, series_id in enumerate(SERIES):
+        for query in ("resolution=5&count=50", "resolution=1D&count=5", "range=1"):
+            if series_id == "custom" and query != "range=1":
+                continue
+            path = f"/api/charts/demo/history/{pane % 3}/{series_id}?{query}"
+            if query == "range=1":
+                path = f"/api/charts/demo/range/{pane % 3}/{series_id}?max_points=20"
+            response = await client.get(path)
+            state[path] = (response.status_code, response.json())
     listing = (await client.get("/api/charts")).json()["charts"]
     state["listing"] = [{k: v for k, v in c.items() if k != "updatedAt"} for c in listing]
     return state

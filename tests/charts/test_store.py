@@ -57,6 +57,13 @@ def test_any_writes_then_any_chunk_match_a_sorted_list(
 
     assert len(store) == len(model)
     assert orjson.loads(store.all_json()) == model
+    for start, end in ((0, len(model)), (len(model) // 2, len(model)), (1, 1)):
+        text = store.slice_json(start, end)
+        into = bytearray(store.json_size(start, end))
+        starts = store.copy_json(start, end, memoryview(into))
+        assert into == text
+        sizes = [len(store.point_json(i)) + 1 for i in range(start, end)]
+        assert starts.tolist() == [1 + sum(sizes[:i]) for i in range(len(sizes))]
     for kind, time, count in queries:
         chunk = (
             store.chunk_before(time, count)
