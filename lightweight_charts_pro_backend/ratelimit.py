@@ -348,7 +348,11 @@ class SharedWindows:
                 count = record[offset] + record[offset + 1]
             else:
                 self.available = True
-                record[offset + 1] = count = max(record[offset + 1], int(total))
+                # This hit is decided by its own place in the window. Several exchanges of one
+                # process may be in flight and answer out of order: the highest total heard so
+                # far is what later local decisions start from, but it is not this hit's count.
+                count = int(total)
+                record[offset + 1] = max(record[offset + 1], count)
             if count > self.limits[offset]:
                 break
         return offset, count, (window + 1) * self.SECONDS

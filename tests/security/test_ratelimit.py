@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,10 +14,11 @@ from lightweight_charts_pro_backend.ratelimit import (
     LocalWindows,
     RateLimiter,
     RateLimitGate,
+    SharedWindows,
     is_history_path,
 )
 
-from ..servers import free_port
+from ..servers import free_port, redis_server
 from .conftest import ClientFactory, make_settings
 
 PROXY = "127.0.0.10"
@@ -317,3 +321,38 @@ async def test_a_browser_can_read_a_refusal(app_client: ClientFactory) -> None:
     assert "retry-after" in exposed and "x-request-id" in exposed
     assert refused.headers["x-request-id"] == "refused-1"
     assert refused.json()["requestId"] == "refused-1"
+
+
+async def test_a_hit_is_decided_by_its_own_place_when_answers_cross(tmp_path: Path) -> None:
+    """Exchanges of one process in flight together may be answered out of order; each hit is
+    judged by the total Redis gave it, not by a higher total another exchange brought first."""
+    with redis_server(tmp_path / "redis") as redis:
+        shared = SharedWindows(redis.url, {SharedWindows.API: 100, SharedWindows.HISTORY: 2})
+        real = shared.redis.pipeline
+        calls = 0
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            pipe = real(*args, **kwargs)
+            if calls == 1:  # the first hit's answer comes back last
+                execute = pipe.execute
+
+                async def late() -> Any:
+                    answer = await execute()
+                    await asyncio.sleep(0.2)
+                    return answer
+
+                pipe.execute = late
+            return pipe
+
+        shared.redis.pipeline = pipeline  # type: ignore[method-assign]
+        try:
+            first = asyncio.create_task(shared.hit_remote("c", (SharedWindows.HISTORY,)))
+            await asyncio.sleep(0.05)  # counted in Redis, answer held back
+            second = await shared.hit_remote("c", (SharedWindows.HISTORY,))
+            third = await shared.hit_remote("c", (SharedWindows.HISTORY,))
+            counts = [(await first)[1], second[1], third[1]]
+        finally:
+            await shared.close()
+    assert counts == [1, 2, 3]
