@@ -376,7 +376,7 @@ def several_workers() -> bool:
             counts.append(args[i + 1])
         elif arg.startswith("--workers="):
             counts.append(arg.partition("=")[2])
-    return any(count.isdigit() and int(count) > 1 for count in counts)
+    return any(count.isascii() and count.isdigit() and int(count) > 1 for count in counts)
 
 
 def _redis_claim(bus: RedisEventBus) -> Callable[[float], Awaitable[bool]]:

@@ -310,7 +310,7 @@ class _Operations:
             version = response.headers.get(VERSION_HEADER)
             if call.method == "DELETE" and call.path == f"/api/charts/{call.chart_id}":
                 self.versions.pop(call.chart_id, None)  # a chart made again starts anew
-            elif version is not None and version.isdigit():
+            elif version is not None and version.isascii() and version.isdigit():
                 known = self.versions.get(call.chart_id, 0)
                 created = response.status_code == 201
                 self.versions[call.chart_id] = int(version) if created else max(known, int(version))

@@ -145,7 +145,7 @@ async def delete_annotation(
     caller: ChartReader,
 ) -> Response:
     version = request.query_params.get("version")
-    if version is not None and not (version.isdigit() and len(version) < 19):
+    if version is not None and not (version.isascii() and version.isdigit() and len(version) < 19):
         raise InvalidRequest(f"version must be an integer >= 1; got {version[:40]!r}.")
     await annotations.delete(
         check_id(chart_id, "chartId"),
@@ -217,6 +217,6 @@ def _time(value: str | None, name: str) -> int | None:
 
 
 def _pane(value: str) -> int:
-    if value.isdigit() and int(value) <= MAX_PANE:
+    if value.isascii() and value.isdigit() and int(value) <= MAX_PANE:
         return int(value)
     raise InvalidRequest(f"paneId must be an integer from 0 to {MAX_PANE}; got {value[:40]!r}.")

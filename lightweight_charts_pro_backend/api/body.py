@@ -64,7 +64,7 @@ async def read_body(
             f"The request body is declared as {declared[:100]!r}; this route takes "
             f"{_listing(media_types)}."
         )
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
         raise _too_large(int(length), limit)
     encoding = (headers.get("content-encoding") or "identity").strip().lower()
     if encoding == "identity":

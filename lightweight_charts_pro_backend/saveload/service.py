@@ -166,7 +166,7 @@ def text_field(value: str | None, name: str, *, required: bool = True) -> str:
 
 
 def layout_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidRequest(f"chart must be the numeric id of a saved chart; got {value[:40]!r}.")
     return int(value)
 

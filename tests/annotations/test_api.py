@@ -231,7 +231,12 @@ async def test_bad_queries_and_patches_are_refused(serve: Serve) -> None:
         await new_chart(client)
         drawn = (await client.post(f"{CHART}/annotations", json=marker(60))).json()
         url = f"{CHART}/annotations/{drawn['annotationId']}"
-        for params in ({"from": "yesterday"}, {"paneId": "-1"}, {"series_id": "a b"}):
+        for params in (
+            {"from": "yesterday"},
+            {"paneId": "-1"},
+            {"paneId": "\u00b9"},  # a digit to str.isdigit, not to int()
+            {"series_id": "a b"},
+        ):
             response = await client.get(f"{CHART}/annotations", params=params)
             assert response.status_code == 422, params
         for patch in (
@@ -244,6 +249,7 @@ async def test_bad_queries_and_patches_are_refused(serve: Serve) -> None:
             response = await client.patch(url, json=patch)
             assert response.status_code == 422, patch
         assert (await client.delete(url + "?version=x")).status_code == 422
+        assert (await client.delete(url, params={"version": "\u00b2"})).status_code == 422
         assert (await client.get(url)).json() == drawn
         duplicate = await client.post(
             f"{CHART}/annotations", json=marker(1, annotationId=drawn["annotationId"])
@@ -288,6 +294,7 @@ async def test_markers_are_ready_for_create_series_markers(serve: Serve) -> None
         bad = await client.get(f"{CHART}/markers/0/price", params={"resolution": "1Q"})
         assert bad.status_code == 422 and "resolution" in bad.json()["detail"]
         assert (await client.get(f"{CHART}/markers/0/a..b")).status_code == 422
+        assert (await client.get(f"{CHART}/markers/\u00b9/price")).status_code == 422
         assert (await client.get("/api/charts/none/markers/0/price")).status_code == 404
 
 

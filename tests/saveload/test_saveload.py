@@ -138,6 +138,9 @@ async def test_bad_requests_are_refused_and_store_nothing(serve: Serve) -> None:
             (WHO, {"name": "n"}),
             (WHO, {"name": "n" * 200, "content": "{}"}),
             ({**WHO, "chart": "abc"}, {"name": "n", "content": "{}"}),
+            # Digits to str.isdigit, not to int(): superscripts, and other scripts' digits.
+            ({**WHO, "chart": "\u00b9"}, {"name": "n", "content": "{}"}),
+            ({**WHO, "chart": "\u0663"}, {"name": "n", "content": "{}"}),
             ({**WHO, "chart": "12345"}, {"name": "n", "content": "{}"}),
         ):
             response = await client.post(url, params=params, data=data)
