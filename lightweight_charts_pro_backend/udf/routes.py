@@ -102,10 +102,15 @@ async def udf_config(request: Request) -> Response:
 
 
 async def udf_symbols(request: Request) -> Response:
-    """One symbol's info (the library's ``resolveSymbol``)."""
+    """One symbol's info (the library's ``resolveSymbol``); with ``min_version``, from no older
+    version of its chart."""
 
     async def answer(udf: UdfService, caller: Principal, query: QueryParams) -> bytes:
-        return await udf.symbol_info(caller, query.get("symbol"))
+        return await udf.symbol_info(
+            caller,
+            query.get("symbol"),
+            min_version=query.get("min_version") or query.get("minVersion"),
+        )
 
     return await _serve(request, answer)
 
@@ -203,17 +208,18 @@ _SEARCH_PARAMETERS = [
     _query("exchange", "Only symbols of this exchange."),
     _query("limit", "At most this many results (default 30).", "integer"),
 ]
+_MIN_VERSION = _query(
+    "min_version",
+    "Answer with no older version of the chart than this (a write's version).",
+    "integer",
+)
 _HISTORY_PARAMETERS = [
     _SYMBOL,
     _query("resolution", "TradingView resolution: 30S, 1, 60, 240, 1D, 1W, 1M..."),
     _query("from", "Unix seconds, inclusive (ignored with countback).", "integer"),
     _query("to", "Unix seconds, exclusive.", "integer"),
     _query("countback", "This many bars ending before to.", "integer"),
-    _query(
-        "min_version",
-        "Answer with no older version of the chart than this (a write's version).",
-        "integer",
-    ),
+    _MIN_VERSION,
 ]
 
 _MARKS_PARAMETERS = [
@@ -233,7 +239,7 @@ def router_at(path: str) -> APIRouter:
         udf_symbols,
         methods=["GET"],
         responses=_ERRORS,
-        openapi_extra={"parameters": [_SYMBOL]},
+        openapi_extra={"parameters": [_SYMBOL, _MIN_VERSION]},
     )
     router.add_api_route(
         "/search",

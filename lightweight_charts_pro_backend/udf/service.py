@@ -163,10 +163,19 @@ class UdfService:
         marks = self._annotations is not None
         return orjson.dumps(symbols_.config(await self.symbols(caller), marks=marks))
 
-    async def symbol_info(self, caller: Principal, text: str | None) -> bytes:
-        symbol = await self.resolve(caller, text or "")
+    async def symbol_info(
+        self, caller: Principal, text: str | None, min_version: str | None = None
+    ) -> bytes:
+        """The symbol's info; with ``min_version``, looked up in that version of its chart or a
+        newer one (a series just written is found on any worker)."""
+        version = _version(min_version)
+        symbol = await self.resolve(caller, text or "", min_version=version)
         chunk = await self._charts.history(
-            symbol.chart_id, symbol.pane_id, symbol.series_id, count=SAMPLE_POINTS
+            symbol.chart_id,
+            symbol.pane_id,
+            symbol.series_id,
+            count=SAMPLE_POINTS,
+            min_version=version,
         )
         points: list[dict[str, Any]] = orjson.loads(chunk.data)
         fields = ("open", "high", "low", "close") if symbol.ohlc else ("value",)
@@ -226,11 +235,7 @@ class UdfService:
             since = _integer(start, "from", " (unix seconds)")
             if since > to:
                 raise UdfError(f"from ({since}) must not be after to ({to}).")
-        version = None
-        if min_version is not None:
-            version = _integer(min_version, "min_version", " >= 0")
-            if version < 0:
-                raise UdfError(f"min_version must be an integer >= 0; got {min_version!r:.40}.")
+        version = _version(min_version)
         found = await self.resolve(caller, symbol or "", min_version=version)
         window = await self._charts.bar_arrays(
             found.chart_id,
@@ -340,6 +345,16 @@ def history_json(window: ArrayWindow) -> bytes:
         parts += (_KEYS[name], array)
     parts.append(b"}")
     return b"".join(parts)
+
+
+def _version(value: str | None) -> int | None:
+    """The ``min_version`` query parameter, a write's version (``None`` when not given)."""
+    if value is None:
+        return None
+    version = _integer(value, "min_version", " >= 0")
+    if version < 0:
+        raise UdfError(f"min_version must be an integer >= 0; got {value!r:.40}.")
+    return version
 
 
 def _integer(value: str | None, name: str, unit: str = "") -> int:

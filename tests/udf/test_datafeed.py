@@ -580,6 +580,8 @@ BAD_INPUT = [
     ("/history?symbol=S&resolution=60&from=0&to=10&min_version=-1", "min_version"),
     ("/history?symbol=S&resolution=60&from=0&to=10&min_version=1.5", "min_version"),
     ("/history?symbol=S&resolution=60&to=10&countback=5&minVersion=x", "min_version"),
+    ("/symbols?symbol=S&min_version=-1", "min_version"),
+    ("/symbols?symbol=S&minVersion=x", "min_version"),
     ("/history?symbol=S&resolution=0&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1Y&from=0&to=10", "resolution"),
     ("/history?symbol=S&resolution=1441&from=0&to=10", "resolution"),

@@ -106,3 +106,11 @@ async def test_history_with_min_version_reads_a_write_another_process_made(
         assert (await reader.get(new)).status_code == 404
         found = await reader.get(f"{new}&min_version={version}")
         assert found.status_code == 200 and found.json()["t"] == [T0, T0 + 3600]
+
+        # The library resolves a symbol before it asks for bars: the same token finds it.
+        body["market"] = {"symbol": "M"}
+        written = await writer.post("/api/charts/c/data/m", json=body)
+        version = written.json()["version"]
+        assert (await reader.get("/udf/symbols?symbol=c~0~m")).status_code == 404
+        info = await reader.get(f"/udf/symbols?symbol=c~0~m&min_version={version}")
+        assert info.status_code == 200 and info.json()["ticker"] == "c~0~m"
