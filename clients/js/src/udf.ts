@@ -88,8 +88,15 @@ export class UdfApi {
     return this.#get("config", {}, options.signal);
   }
 
-  async symbol(symbol: string, options: { signal?: AbortSignal } = {}): Promise<UdfSymbolInfo> {
-    return this.#get("symbols", { symbol }, options.signal);
+  /** One symbol's info; for a ticker, at the version of the client's own last write of its
+   * chart (`min_version`) unless `minVersion` is given. */
+  async symbol(
+    symbol: string,
+    options: { signal?: AbortSignal; minVersion?: number } = {},
+  ): Promise<UdfSymbolInfo> {
+    const series = seriesOfTicker(symbol);
+    const minVersion = options.minVersion ?? (series === null ? undefined : this.#minVersion(series.chartId));
+    return this.#get("symbols", { symbol, min_version: minVersion }, options.signal);
   }
 
   async search(query: UdfSearchQuery): Promise<UdfSearchItem[]> {

@@ -295,8 +295,10 @@ describe("createDatafeed", () => {
   test("getBars reads the chart at the version of the client's own last write (min_version)", async () => {
     await reset();
     const asked = [];
+    const resolved = [];
     const recording = (url, init) => {
       if (String(url).includes("/udf/history")) asked.push(new URL(url).searchParams);
+      if (String(url).includes("/udf/symbols")) resolved.push(new URL(url).searchParams);
       return fetch(url, init);
     };
     const client = makeClient({ baseUrl: server.url, fetch: recording });
@@ -312,6 +314,11 @@ describe("createDatafeed", () => {
     assert.equal(asked.at(-1).get("min_version"), String(written.version));
     assert.equal(asked.at(-1).get("symbol"), "desk~0~acme");
     assert.deepEqual([bars.at(-1).time, bars.at(-1).close], [now * 1000, 2]);
+    // Resolving by ticker carries the token too; by name, no chart is known until resolved.
+    assert.equal(resolved.at(-1).get("min_version"), null);
+    const { info: [byTicker] } = await resolveSymbol(datafeed, "desk~0~acme");
+    assert.equal(byTicker.ticker, "desk~0~acme");
+    assert.equal(resolved.at(-1).get("min_version"), String(written.version));
     // Another client's writes are not this one's to wait for.
     await writer.upsert("desk", "acme", { time: now + 60, open: 2, high: 3, low: 2, close: 3, volume: 1 });
     await getBars(datafeed, info, "5", { ...period, firstDataRequest: false });

@@ -30,8 +30,12 @@ export class UdfApi {
     async config(options = {}) {
         return this.#get("config", {}, options.signal);
     }
+    /** One symbol's info; for a ticker, at the version of the client's own last write of its
+     * chart (`min_version`) unless `minVersion` is given. */
     async symbol(symbol, options = {}) {
-        return this.#get("symbols", { symbol }, options.signal);
+        const series = seriesOfTicker(symbol);
+        const minVersion = options.minVersion ?? (series === null ? undefined : this.#minVersion(series.chartId));
+        return this.#get("symbols", { symbol, min_version: minVersion }, options.signal);
     }
     async search(query) {
         const { query: text, type, exchange, limit, signal } = query;
